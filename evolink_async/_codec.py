@@ -1,0 +1,176 @@
+"""The one cattrs converter of the SDK, and the decoders of the service's answers.
+
+Decoding is liberal, as the API notes ask: unknown fields are ignored, informational fields
+of an unexpected type become ``None`` instead of failing the whole answer, and a status the SDK
+does not know becomes ``TaskStatus.UNKNOWN``. Only what the SDK cannot work without (a task
+``id``) makes decoding fail, and then always with ``DecodeError``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import cattrs
+
+from .errors import DecodeError
+from .models import Credits, CreditsBalance, Task, TaskErrorInfo, TaskInfo, TaskStatus, Usage
+
+__all__ = ["converter", "decode_credits", "decode_task", "loads_json", "make_converter"]
+
+
+def _opt_float(value: Any, _: Any = None) -> float | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (int, float)):
+        try:
+            number = float(value)
+        except OverflowError:  # an integer beyond float range: as unusable as a wrong type
+            return None
+    elif isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return None
+    else:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _opt_int(value: Any, _: Any = None) -> int | None:
+    number = _opt_float(value)
+    return None if number is None else int(number)
+
+
+def _opt_bool(value: Any, _: Any = None) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    return None
+
+
+def _opt_str(value: Any, _: Any = None) -> str | None:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def _code(value: Any, _: Any = None) -> int | str | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (int, str)):
+        return value
+    return _opt_str(value)
+
+
+def _str_tuple(value: Any, _: Any = None) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, (list, tuple)):
+        return tuple(item for item in value if isinstance(item, str))
+    return ()
+
+
+def _task_id(value: Any, _: Any = None) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"task id must be a non-empty string, got {value!r:.80}")
+    return value
+
+
+def _status(value: Any, _: Any = None) -> TaskStatus:
+    return value if isinstance(value, TaskStatus) else TaskStatus.parse(value)
+
+
+def _sub(cls: type[Any]) -> Any:
+    """Structure an optional nested object; anything but a JSON object becomes None."""
+
+    def hook(value: Any, _: Any) -> Any:
+        if not isinstance(value, Mapping):
+            return None
+        return converter.structure(dict(value), cls)
+
+    return hook
+
+
+def _error(value: Any, _: Any) -> TaskErrorInfo | None:
+    if isinstance(value, str):
+        return TaskErrorInfo(code=None, message=value)
+    if not isinstance(value, Mapping):
+        return None
+    return TaskErrorInfo(code=_code(value.get("code")), message=_opt_str(value.get("message")))
+
+
+def make_converter() -> cattrs.Converter:
+    """Build the SDK's converter (never the global one)."""
+    conv = cattrs.Converter(forbid_extra_keys=False)
+    conv.register_structure_hook(float | None, _opt_float)
+    conv.register_structure_hook(int | None, _opt_int)
+    conv.register_structure_hook(bool | None, _opt_bool)
+    conv.register_structure_hook(str | None, _opt_str)
+    conv.register_structure_hook(int | str | None, _code)
+    conv.register_structure_hook_func(lambda t: t == tuple[str, ...], _str_tuple)
+    conv.register_structure_hook(TaskStatus, _status)
+    conv.register_structure_hook(TaskInfo | None, _sub(TaskInfo))
+    conv.register_structure_hook(Usage | None, _sub(Usage))
+    conv.register_structure_hook(CreditsBalance | None, _sub(CreditsBalance))
+    conv.register_structure_hook(TaskErrorInfo | None, _error)
+    conv.register_structure_hook(
+        Task,
+        cattrs.gen.make_dict_structure_fn(Task, conv, id=cattrs.override(struct_hook=_task_id)),
+    )
+    conv.register_unstructure_hook(TaskStatus, lambda status: status.value)
+    return conv
+
+
+converter = make_converter()
+
+
+def loads_json(body: bytes | str, what: str) -> Any:
+    """Parse a JSON body, raising ``DecodeError`` with a short excerpt when it is not JSON."""
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+        raise DecodeError(f"{what} is not JSON", excerpt=text[:200]) from None
+
+
+def decode_task(data: Any) -> Task:
+    """Decode a task object (POST answer, GET answer or callback body)."""
+    if not isinstance(data, Mapping):
+        raise DecodeError(f"expected a task object, got {type(data).__name__}")
+    body = dict(data)
+    raw = body.get("status")
+    body["raw_status"] = raw if isinstance(raw, str) else ""
+    body["status"] = TaskStatus.parse(raw)
+    try:
+        return converter.structure(body, Task)
+    except Exception as exc:  # cattrs wraps hook errors in groups; one SDK error comes out
+        detail = "; ".join(_leaves(exc)) or type(exc).__name__
+        raise DecodeError(f"invalid task object ({detail})") from None
+
+
+def decode_credits(data: Any) -> Credits:
+    """Decode GET /v1/credits (the balance is under ``data``)."""
+    if not isinstance(data, Mapping):
+        raise DecodeError(f"expected a credits object, got {type(data).__name__}")
+    inner = data.get("data", data)
+    if not isinstance(inner, Mapping):
+        raise DecodeError("credits answer has no 'data' object")
+    return converter.structure(dict(inner), Credits)
+
+
+def _leaves(exc: BaseException) -> list[str]:
+    subs = getattr(exc, "exceptions", None)
+    if isinstance(subs, (list, tuple)):
+        out: list[str] = []
+        for sub in subs:
+            out.extend(_leaves(sub))
+        return out
+    return [str(exc)[:120]]

@@ -1,0 +1,328 @@
+"""Every exception the SDK raises, in one tree.
+
+::
+
+    EvolinkError                       base of everything below
+    ├── InvalidRequestError            a request field broke a documented rule (local, nothing sent)
+    ├── DecodeError                    a 2xx answer that is not JSON or not of the expected shape
+    ├── APIError                       the service answered with a non-2xx status
+    │   ├── BadRequestError            400  invalid_request_error
+    │   ├── AuthenticationError        401  authentication_error
+    │   ├── InsufficientCreditsError   402  insufficient_quota_error
+    │   ├── PermissionDeniedError      403  permission_error
+    │   ├── NotFoundError              404  not_found_error (model or task)
+    │   ├── RequestTooLargeError       413  request_too_large_error
+    │   ├── RateLimitError             429  rate_limit_error (.retry_after)
+    │   └── ServerError                5xx  (.retry_after)
+    ├── APIConnectionError             no answer: refused, reset, TLS, DNS (.maybe_created)
+    │   └── APITimeoutError            no answer in time (.maybe_created)
+    ├── TaskError                      a generation task did not produce a video
+    │   ├── TaskFailedError            the task ended ``failed`` (.task, .code, .retryable)
+    │   └── TaskTimeoutError           the task did not finish before its deadline (.task_id)
+    ├── BudgetExceededError            the credit budget cannot pay for a request
+    ├── DownloadError                  a result could not be downloaded (.url, .reason, .status)
+    │   ├── DownloadTooLargeError      over the size cap or longer than its Content-Length
+    │   └── DownloadIntegrityError     size or checksum mismatch
+    └── JournalError                   the batch journal cannot be used
+        ├── JournalLockedError         another batch holds the output directory
+        └── JournalCorruptError        an unreadable line in the middle of the journal
+
+``maybe_created=True`` on a connection or timeout error of a create request means the service
+may have created (and will bill) the task although no answer arrived. The SDK never retries such
+a request by itself.
+
+No exception message contains the API key.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
+
+if TYPE_CHECKING:
+    from .models import Task
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "BudgetExceededError",
+    "DecodeError",
+    "DownloadError",
+    "DownloadIntegrityError",
+    "DownloadTooLargeError",
+    "EvolinkError",
+    "InsufficientCreditsError",
+    "InvalidRequestError",
+    "JournalCorruptError",
+    "JournalError",
+    "JournalLockedError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "RequestTooLargeError",
+    "ServerError",
+    "TaskError",
+    "TaskFailedError",
+    "TaskTimeoutError",
+    "redact_url",
+]
+
+
+class EvolinkError(Exception):
+    """Base class of every exception raised by evolink-async."""
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    if isinstance(value, str) and len(value) > limit:
+        return f"<str of {len(value)} characters>"
+    if len(text) > limit:
+        return text[: limit - 3] + "..."
+    return text
+
+
+class InvalidRequestError(EvolinkError, ValueError):
+    """A request field breaks a documented rule; raised locally before any HTTP request.
+
+    ``field`` names the field (``"duration"``, ``"image_urls[0]"``, ``"extra.quality"``),
+    ``value`` is the offending value and ``rule`` says what is allowed.
+    """
+
+    def __init__(self, field: str, value: Any, rule: str) -> None:
+        self.field = field
+        self.value = value
+        self.rule = rule
+        super().__init__(f"{field}={_short(value)}: {rule}")
+
+
+class DecodeError(EvolinkError):
+    """The service answered 2xx, but the body is not JSON or not of the expected shape."""
+
+    def __init__(self, message: str, *, excerpt: str = "") -> None:
+        self.excerpt = excerpt
+        super().__init__(f"{message}: {excerpt!r}" if excerpt else message)
+
+
+class APIError(EvolinkError):
+    """The service answered with a non-2xx HTTP status.
+
+    Attributes mirror the documented error body ``{"error": {"code", "message", "type",
+    "param"}}``; for an HTML or empty body, ``message`` holds a short excerpt.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str | None = None,
+        code: int | str | None = None,
+        param: str | None = None,
+        request_id: str | None = None,
+        fallback_suggestion: str | None = None,
+    ) -> None:
+        self.status = status
+        self.message = message
+        self.type = type
+        self.code = code
+        self.param = param
+        self.request_id = request_id
+        self.fallback_suggestion = fallback_suggestion
+        parts = [f"HTTP {status}"]
+        if type:
+            parts.append(type)
+        if code is not None:
+            parts.append(f"code={code}")
+        if param:
+            parts.append(f"param={param}")
+        text = f"{' '.join(parts)}: {message}"
+        if request_id:
+            text += f" (request id {request_id})"
+        super().__init__(text)
+
+
+class BadRequestError(APIError):
+    """400: the service rejected a field (``param`` names it)."""
+
+
+class AuthenticationError(APIError):
+    """401: the API key is missing, invalid or expired."""
+
+
+class InsufficientCreditsError(APIError):
+    """402: the account's balance cannot pay for the request."""
+
+
+class PermissionDeniedError(APIError):
+    """403: the key may not use this model or resource."""
+
+
+class NotFoundError(APIError):
+    """404: unknown model, or a task that does not exist or has expired."""
+
+
+class RequestTooLargeError(APIError):
+    """413: the request (usually an image in ``image_urls``) is too large."""
+
+
+class _RetryAfterMixin:
+    retry_after: float | None
+
+
+class RateLimitError(APIError, _RetryAfterMixin):
+    """429: too many requests or too many concurrent tasks. ``retry_after`` in seconds, if known."""
+
+    def __init__(self, status: int, message: str, *, retry_after: float | None = None, **kw: Any):
+        super().__init__(status, message, **kw)
+        self.retry_after = retry_after
+
+    @property
+    def is_concurrency_limit(self) -> bool:
+        """True when the service said too many tasks run at once (not too many requests)."""
+        return "concurren" in self.message.lower()
+
+
+class ServerError(APIError, _RetryAfterMixin):
+    """5xx: the service or a proxy in front of it failed. ``retry_after`` in seconds, if known."""
+
+    def __init__(self, status: int, message: str, *, retry_after: float | None = None, **kw: Any):
+        super().__init__(status, message, **kw)
+        self.retry_after = retry_after
+
+
+class APIConnectionError(EvolinkError):
+    """No HTTP answer: connection refused or reset, DNS or TLS failure.
+
+    ``maybe_created`` is True when a create request may have reached the service: the task may
+    exist and be billed. Such a request is never retried automatically.
+    """
+
+    def __init__(self, message: str, *, maybe_created: bool = False) -> None:
+        self.maybe_created = maybe_created
+        if maybe_created:
+            message += " (the task may have been created: not retried, to avoid paying twice)"
+        super().__init__(message)
+
+
+class APITimeoutError(APIConnectionError):
+    """No HTTP answer within the request timeout."""
+
+
+class TaskError(EvolinkError):
+    """A generation task did not produce a video."""
+
+
+class TaskFailedError(TaskError):
+    """The task ended ``failed``. ``code`` is the task error code; ``retryable`` tells whether
+    submitting the same request again may succeed (the service's fault, per the documented codes).
+    """
+
+    def __init__(self, task: Task) -> None:
+        self.task = task
+        err = task.error
+        self.code = err.code if err is not None else None
+        self.retryable = task.is_retryable_failure
+        detail = f"{err.code}: {err.message}" if err is not None else "no error detail"
+        super().__init__(f"task {task.id} failed ({detail})")
+
+
+class TaskTimeoutError(TaskError):
+    """The task did not reach a final status before its deadline; it may still finish later.
+
+    ``task`` is the last state seen, if any.
+    """
+
+    def __init__(self, task_id: str, timeout: float, task: Task | None = None) -> None:
+        self.task_id = task_id
+        self.timeout = timeout
+        self.task = task
+        super().__init__(f"task {task_id} did not finish within {timeout:g} s")
+
+
+class BudgetExceededError(EvolinkError):
+    """The credit budget cannot pay for this request, now or after running tasks settle."""
+
+
+def redact_url(url: str) -> str:
+    """Return ``url`` without user info, query string and fragment.
+
+    Result links carry signatures in their query string; only the redacted form may appear in
+    messages and logs.
+    """
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        if ":" in host:  # IPv6 literal
+            host = f"[{host}]"
+        netloc = f"{host}:{parts.port}" if parts.port is not None else host
+    except ValueError:  # malformed (e.g. a bad port): fall back to cutting the string
+        return re.split(r"[?#]", url, maxsplit=1)[0]
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+class DownloadError(EvolinkError):
+    """A download failed.
+
+    Attributes:
+        url: the URL without user info, query string and fragment (see :func:`redact_url`).
+        reason: what went wrong, in words.
+        status: the HTTP status of the answer that decided the failure, if there was one.
+    """
+
+    def __init__(self, url: str, reason: str, status: int | None = None) -> None:
+        self.url = redact_url(url)
+        self.reason = reason
+        self.status = status
+        super().__init__(self.url, reason, status)
+
+    def __str__(self) -> str:
+        return f"download of {self.url} failed: {self.reason}"
+
+
+class DownloadTooLargeError(DownloadError):
+    """The body is larger than ``max_bytes`` or than its announced ``Content-Length``.
+
+    Never retried; the partial file is deleted.
+    """
+
+
+class DownloadIntegrityError(DownloadError):
+    """The downloaded file does not match ``expected_size`` or ``expected_sha256``."""
+
+
+class JournalError(EvolinkError):
+    """The journal cannot be opened, read or written."""
+
+
+class JournalLockedError(JournalError):
+    """Another process (or another :class:`Journal` in this one) holds the directory's lock."""
+
+    def __init__(self, directory: str | os.PathLike[str], pid: int | None = None) -> None:
+        self.directory = os.fspath(directory)
+        self.pid = pid
+        held = f" (pid {pid})" if pid is not None else ""
+        super().__init__(
+            f"another evolink-async batch is running on {self.directory}{held}; "
+            "wait for it to finish or stop it, or use another output directory"
+        )
+
+    def __reduce__(self) -> tuple[type[JournalLockedError], tuple[str, int | None]]:
+        return (type(self), (self.directory, self.pid))
+
+
+class JournalCorruptError(JournalError):
+    """A line other than the last is not a valid record: the file was damaged or edited."""
+
+    def __init__(self, path: str | os.PathLike[str], line_number: int, reason: str) -> None:
+        self.path = os.fspath(path)
+        self.line_number = line_number
+        self.reason = reason
+        super().__init__(f"journal {self.path} is corrupt at line {line_number}: {reason}")
+
+    def __reduce__(self) -> tuple[type[JournalCorruptError], tuple[str, int, str]]:
+        return (type(self), (self.path, self.line_number, self.reason))

@@ -1,0 +1,427 @@
+"""One polling loop for every task in flight.
+
+A heap of (next due time, task id) drives a fixed number of worker coroutines, whatever the
+number of tasks tracked: 10 000 tasks cost 10 000 small heap entries, not 10 000 coroutines.
+Each task's next poll is planned from what the service said:
+
+* before progress moves: at the time ``task_info.estimated_time`` says it will be done;
+* once progress moves: from the rate of progress, ``time left ≈ (100 − p) / rate``;
+* when it is overdue: a small fraction of its expected duration later;
+
+clamped to ``[min_interval, max_interval]`` with jitter. Polls go through the client's rate
+limiter like every request. A status the SDK does not know is polled like ``processing``.
+The loop stops when nothing is tracked and starts again on demand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+import attrs
+
+from .errors import (
+    APIConnectionError,
+    AuthenticationError,
+    DecodeError,
+    EvolinkError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    ServerError,
+    TaskTimeoutError,
+)
+from .models import Task, TaskStatus
+
+__all__ = ["PollPolicy", "Poller", "TrackedTask", "plan_next_poll"]
+
+logger = logging.getLogger("evolink_async")
+
+TaskResult = Task | EvolinkError
+
+
+class _Gate(Protocol):
+    async def acquire(self) -> None: ...
+
+
+@attrs.frozen
+class PollPolicy:
+    """How often tasks are polled. All times are in the service's seconds (scaled by the
+    client's ``time_scale``).
+
+    ``first_poll``: when the service gives no ``estimated_time``, the first poll comes after
+    this many seconds (Evolink's own client waits about 15 s). ``overdue_fraction``: once a task
+    is later than expected, it is polled every this fraction of its expected duration.
+    ``workers``: polls in progress at once (the rate limiter still paces them).
+    """
+
+    min_interval: float = 2.0
+    max_interval: float = 60.0
+    first_poll: float = 15.0
+    overdue_fraction: float = 0.08
+    jitter: float = 0.05
+    workers: int = 16
+
+
+@attrs.define(slots=True, eq=False)
+class _Entry:
+    task: Task
+    start: float
+    deadline: float | None
+    future: asyncio.Future[TaskResult]
+    on_update: Callable[[Task], object] | None
+    on_done: Callable[[TaskResult], object] | None
+    gate: _Gate | None = None
+    due: float = 0.0
+    polls: int = 0
+    failures: int = 0
+    # last time it was seen with progress 0 (not started), and the progress observations
+    zero_at: float = 0.0
+    p1: tuple[float, int] | None = None
+    p2: tuple[float, int] | None = None
+
+
+def plan_next_poll(
+    *,
+    now: float,
+    start: float,
+    estimated: float | None,
+    zero_at: float,
+    p1: tuple[float, int] | None,
+    p2: tuple[float, int] | None,
+    policy: PollPolicy,
+    scale: float = 1.0,
+    rng: random.Random | None = None,
+) -> float:
+    """Seconds from ``now`` until the next poll of one task (pure; ``scale`` = time_scale).
+
+    ``estimated`` is the service's ``estimated_time`` in local seconds; ``p1``/``p2`` are the
+    first and the latest (time, progress) observations with progress above 0.
+    """
+    lo, hi = policy.min_interval * scale, policy.max_interval * scale
+    expected_total = estimated if estimated else policy.first_poll * scale
+    left: float
+    if p2 is not None and p1 is not None and p2[1] > p1[1] and p2[0] > p1[0]:
+        rate = (p2[1] - p1[1]) / (p2[0] - p1[0])
+        left = (100 - p2[1]) / rate
+    elif p2 is not None and p2[1] > 0:
+        # one observation: progress started somewhere after the last time it was seen at 0
+        t, p = p2
+        started = zero_at if zero_at > start else start
+        left = (t - started) * (100 - p) / p
+        left -= now - t
+    else:
+        left = start + expected_total - now
+    if left <= 0:
+        left = expected_total * policy.overdue_fraction
+    delay = min(max(left, lo), hi)
+    if policy.jitter:
+        delay *= 1.0 + policy.jitter * ((rng or random).random() - 0.5)
+    return max(delay, 0.0)
+
+
+class TrackedTask:
+    """A task the poller tracks: ``await tracked.wait()`` gives the final ``Task`` (completed or
+    failed) or the ``EvolinkError`` that ended tracking (``TaskTimeoutError``, ``NotFoundError``).
+    """
+
+    __slots__ = ("_entry",)
+
+    def __init__(self, entry: _Entry) -> None:
+        self._entry = entry
+
+    @property
+    def task(self) -> Task:
+        """The latest state seen."""
+        return self._entry.task
+
+    @property
+    def polls(self) -> int:
+        return self._entry.polls
+
+    def done(self) -> bool:
+        return self._entry.future.done()
+
+    async def wait(self) -> TaskResult:
+        return await asyncio.shield(self._entry.future)
+
+
+class Poller:
+    """Tracks tasks until they finish, with one scheduling loop and a few poll workers."""
+
+    __slots__ = (
+        "_clock",
+        "_closed",
+        "_entries",
+        "_heap",
+        "_loop_task",
+        "_queue",
+        "_rng",
+        "_seq",
+        "_stopping",
+        "_wakeup",
+        "_workers",
+        "fetch",
+        "policy",
+        "polls",
+        "time_scale",
+    )
+
+    def __init__(
+        self,
+        fetch: Callable[[str], Awaitable[Task]],
+        policy: PollPolicy | None = None,
+        *,
+        time_scale: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+        seed: int | None = None,
+    ) -> None:
+        self.fetch = fetch
+        self.policy = policy or PollPolicy()
+        self.time_scale = time_scale
+        self._clock = clock
+        self._rng = random.Random(seed)
+        self._entries: dict[str, _Entry] = {}
+        self._heap: list[tuple[float, int, str]] = []
+        self._seq = 0
+        self._wakeup: asyncio.Event | None = None
+        self._queue: asyncio.Queue[str] | None = None
+        self._loop_task: asyncio.Task[None] | None = None
+        self._workers: list[asyncio.Task[None]] = []
+        self._closed = False
+        self._stopping = False
+        self.polls = 0
+
+    def __repr__(self) -> str:
+        running = self._loop_task is not None and not self._loop_task.done()
+        return (
+            f"<Poller tracked={len(self._entries)} polls={self.polls} "
+            f"workers={len(self._workers)} running={running}>"
+        )
+
+    @property
+    def tracked(self) -> int:
+        return len(self._entries)
+
+    def tracked_ids(self) -> list[str]:
+        return list(self._entries)
+
+    def track(
+        self,
+        task: Task,
+        *,
+        timeout: float | None = None,
+        on_update: Callable[[Task], object] | None = None,
+        on_done: Callable[[TaskResult], object] | None = None,
+        gate: _Gate | None = None,
+    ) -> TrackedTask:
+        """Start tracking ``task`` (already created). Tracking the same id twice shares the
+        entry. ``timeout`` (local seconds) gives up with ``TaskTimeoutError``. ``on_update`` is
+        called with every state polled, ``on_done`` once with the final task or error. ``gate``
+        is an extra rate limiter this task's polls also pass (a batch's own rate)."""
+        if self._closed:
+            raise RuntimeError("the poller is closed")
+        existing = self._entries.get(task.id)
+        if existing is not None:
+            return TrackedTask(existing)
+        now = self._clock()
+        loop = asyncio.get_running_loop()
+        entry = _Entry(
+            task=task,
+            start=now,
+            deadline=None if timeout is None else now + timeout,
+            future=loop.create_future(),
+            on_update=on_update,
+            on_done=on_done,
+            gate=gate,
+            zero_at=now,
+        )
+        self._entries[task.id] = entry
+        if task.is_terminal:
+            self._finish(task.id, entry, task)
+        else:
+            self._schedule(task.id, entry, self._plan(entry, now))
+            self._ensure_running()
+        return TrackedTask(entry)
+
+    def wake(self, task_id: str) -> bool:
+        """Poll this task now (a callback said it changed). False if it is not tracked."""
+        entry = self._entries.get(task_id)
+        if entry is None:
+            return False
+        self._schedule(task_id, entry, 0.0)
+        return True
+
+    def forget(self, task_id: str) -> None:
+        """Stop tracking a task without a result (its waiters get ``TaskTimeoutError``)."""
+        entry = self._entries.pop(task_id, None)
+        if entry is not None and not entry.future.done():
+            entry.future.set_result(TaskTimeoutError(task_id, 0.0, entry.task))
+
+    async def aclose(self) -> None:
+        """Stop the loop and the workers; tasks still tracked end with ``TaskTimeoutError``."""
+        self._closed = True
+        await self._stop()
+        for task_id in list(self._entries):
+            self.forget(task_id)
+
+    # -- scheduling -----------------------------------------------------------------------
+
+    def _plan(self, entry: _Entry, now: float) -> float:
+        est = entry.task.estimated_time
+        return plan_next_poll(
+            now=now,
+            start=entry.start,
+            estimated=None if est is None else est * self.time_scale,
+            zero_at=entry.zero_at,
+            p1=entry.p1,
+            p2=entry.p2,
+            policy=self.policy,
+            scale=self.time_scale,
+            rng=self._rng,
+        )
+
+    def _schedule(self, task_id: str, entry: _Entry, delay: float) -> None:
+        due = self._clock() + delay
+        if entry.deadline is not None:
+            due = min(due, entry.deadline)
+        entry.due = due
+        self._seq += 1
+        heapq.heappush(self._heap, (due, self._seq, task_id))
+        if self._wakeup is not None:
+            self._wakeup.set()
+
+    def _ensure_running(self) -> None:
+        if self._loop_task is not None and not self._loop_task.done():
+            if self._stopping:  # the loop is winding down: start a new one once it has
+                self._loop_task.add_done_callback(self._restart_if_needed)
+            return
+        if not self._closed:
+            self._stopping = False
+            self._wakeup = asyncio.Event()
+            self._queue = asyncio.Queue()
+            self._loop_task = asyncio.get_running_loop().create_task(
+                self._run(), name="evolink-poller"
+            )
+
+    def _restart_if_needed(self, _: object) -> None:
+        if self._entries and not self._closed:
+            self._ensure_running()
+
+    async def _stop(self) -> None:
+        tasks = [t for t in (self._loop_task, *self._workers) if t is not None]
+        for t in tasks:
+            t.cancel()
+        current = asyncio.current_task()
+        for t in tasks:
+            if t is not current:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await t
+        self._workers = []
+        self._loop_task = None
+
+    async def _run(self) -> None:
+        assert self._wakeup is not None and self._queue is not None
+        queue = self._queue
+        loop = asyncio.get_running_loop()
+        self._workers = [
+            loop.create_task(self._worker(queue), name=f"evolink-poll-worker-{i}")
+            for i in range(max(1, self.policy.workers))
+        ]
+        try:
+            while self._entries:
+                now = self._clock()
+                while self._heap and self._heap[0][0] <= now:
+                    due, _, task_id = heapq.heappop(self._heap)
+                    entry = self._entries.get(task_id)
+                    if entry is None or entry.due != due:
+                        continue  # stale heap item: rescheduled or finished since
+                    entry.due = float("inf")  # in the queue; not due again until replanned
+                    queue.put_nowait(task_id)
+                self._wakeup.clear()
+                timeout = self._heap[0][0] - now if self._heap else None
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), timeout)
+        finally:
+            self._stopping = True
+            workers, self._workers = self._workers, []
+            for w in workers:
+                w.cancel()
+            for w in workers:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await w
+
+    async def _worker(self, queue: asyncio.Queue[str]) -> None:
+        while True:
+            task_id = await queue.get()
+            entry = self._entries.get(task_id)
+            if entry is None:
+                continue
+            await self._poll(task_id, entry)
+
+    async def _poll(self, task_id: str, entry: _Entry) -> None:
+        now = self._clock()
+        if entry.deadline is not None and now >= entry.deadline and entry.polls > 0:
+            self._finish(
+                task_id, entry, TaskTimeoutError(task_id, entry.deadline - entry.start, entry.task)
+            )
+            return
+        try:
+            if entry.gate is not None:
+                await entry.gate.acquire()
+            task = await self.fetch(task_id)
+        except (NotFoundError, AuthenticationError, PermissionDeniedError) as exc:
+            self._finish(task_id, entry, exc)
+            return
+        except (APIConnectionError, ServerError, RateLimitError, DecodeError) as exc:
+            # The transport already retried; the task still exists: try again later.
+            entry.failures += 1
+            logger.debug("poll of %s failed (%s); retrying later", task_id, exc)
+            backoff = self.policy.min_interval * self.time_scale * min(2**entry.failures, 16)
+            self._reschedule(task_id, entry, backoff)
+            return
+        finally:
+            self.polls += 1
+            entry.polls += 1
+        if task_id not in self._entries:
+            return
+        now = self._clock()
+        entry.task = task
+        progress = task.progress or 0
+        if task.status is TaskStatus.PENDING or (progress <= 0 and not task.is_terminal):
+            entry.zero_at = now
+        elif 0 < progress < 100:
+            if entry.p1 is None:
+                entry.p1 = (now, progress)
+            entry.p2 = (now, progress)
+        if entry.on_update is not None:
+            try:
+                entry.on_update(task)
+            except Exception:  # a user's progress callback must not stop the poller
+                logger.exception("on_update callback failed for %s", task_id)
+        if task.is_terminal:
+            self._finish(task_id, entry, task)
+        else:
+            self._reschedule(task_id, entry, self._plan(entry, now))
+
+    def _reschedule(self, task_id: str, entry: _Entry, delay: float) -> None:
+        if task_id in self._entries:
+            self._schedule(task_id, entry, delay)
+
+    def _finish(self, task_id: str, entry: _Entry, result: TaskResult) -> None:
+        self._entries.pop(task_id, None)
+        entry.due = float("inf")
+        if not entry.future.done():
+            entry.future.set_result(result)
+        if entry.on_done is not None:
+            try:
+                entry.on_done(result)
+            except Exception:
+                logger.exception("poller on_done callback failed for %s", task_id)
+        if not self._entries and self._wakeup is not None:
+            self._wakeup.set()  # let the loop see it is idle and stop

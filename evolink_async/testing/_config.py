@@ -1,0 +1,102 @@
+"""The simulator's knobs, in one frozen, checked object."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Literal
+
+import attrs
+from attrs import validators as v
+
+from ._catalog import DEFAULT_FAILURE_CODES, DEFAULT_MODELS, ModelSpec
+
+__all__ = ["DEFAULT_API_KEY", "SimulatorConfig"]
+
+DEFAULT_API_KEY = "sk-evo-simulator-key"
+
+_rate = [v.instance_of(float), v.ge(0.0), v.le(1.0)]
+_positive = [v.instance_of(float), v.gt(0.0)]
+_non_negative = [v.instance_of(float), v.ge(0.0)]
+
+
+def _range(_: object, attribute: attrs.Attribute[tuple[float, float]], value: object) -> None:
+    if not (isinstance(value, tuple) and len(value) == 2 and 0 <= value[0] <= value[1]):
+        raise ValueError(f"{attribute.name} must be a (low, high) pair, 0 <= low <= high")
+
+
+def _optional_positive_int(
+    _: object, attribute: attrs.Attribute[int | None], value: object
+) -> None:
+    if value is not None and (not isinstance(value, int) or value < 1):
+        raise ValueError(f"{attribute.name} must be None or an integer >= 1")
+
+
+@attrs.frozen(kw_only=True)
+class SimulatorConfig:
+    """Every knob of the simulator. Durations are simulated seconds unless they say *real*.
+
+    Randomness (timings and every fault) is drawn from ``seed``: same seed and same requests,
+    same outcomes. Task-level draws depend only on the seed and the task's creation number;
+    request-level faults on the seed and the request's arrival number.
+    """
+
+    # where and who
+    host: str = "127.0.0.1"
+    port: int = 0  # 0 = any free port
+    api_key: str = DEFAULT_API_KEY
+    seed: int = 0
+    #: real seconds per simulated second (0.01: a "300 s" task takes 3 real s)
+    time_scale: float = attrs.field(default=1.0, converter=float, validator=_positive)
+    models: Mapping[str, ModelSpec] = DEFAULT_MODELS
+
+    # timing of a task (simulated seconds, uniform in [low, high])
+    queue_delay: tuple[float, float] = attrs.field(default=(0.0, 30.0), validator=_range)
+    #: generation time of the model's shortest clip; longer clips take sqrt(duration/shortest)x
+    generation_time: tuple[float, float] = attrs.field(default=(60.0, 300.0), validator=_range)
+    #: estimated_time = the task's real queue + generation time, off by up to this fraction
+    estimate_error: float = attrs.field(default=0.1, converter=float, validator=_rate)
+
+    # limits (per key)
+    rate_limit: int | None = attrs.field(default=None, validator=_optional_positive_int)
+    rate_window: float = attrs.field(default=1.0, converter=float, validator=_positive)  # real s
+    max_concurrent: int | None = attrs.field(default=None, validator=_optional_positive_int)
+    credits: float = attrs.field(default=1_000_000.0, converter=float, validator=_non_negative)
+
+    # task failures (fractions of tasks; they add up)
+    failure_rate: float = attrs.field(default=0.0, converter=float, validator=_rate)
+    failure_codes: tuple[str, ...] = attrs.field(
+        default=DEFAULT_FAILURE_CODES, converter=tuple, validator=v.min_len(1)
+    )
+    retryable_failure_rate: float = attrs.field(default=0.0, converter=float, validator=_rate)
+    fatal_failure_rate: float = attrs.field(default=0.0, converter=float, validator=_rate)
+
+    # transport faults (fractions of API requests)
+    error_5xx_rate: float = attrs.field(default=0.0, converter=float, validator=_rate)
+    #: of those 5xx, the fraction answered like a proxy: HTML or empty body, not JSON
+    html_error_fraction: float = attrs.field(default=0.5, converter=float, validator=_rate)
+    slow_rate: float = attrs.field(default=0.0, converter=float, validator=_rate)
+    slow_seconds: float = attrs.field(default=5.0, converter=float, validator=_non_negative)
+    ghost_rate: float = attrs.field(default=0.0, converter=float, validator=_rate)
+
+    # result files
+    link_ttl: float = attrs.field(default=86_400.0, converter=float, validator=_positive)
+    #: fraction of tasks whose FIRST result download fails
+    download_fail_rate: float = attrs.field(default=0.0, converter=float, validator=_rate)
+    #: how it fails: cut halfway after a full Content-Length, a 503, or those two in turn
+    download_fail_mode: Literal["alternate", "truncate", "503"] = attrs.field(
+        default="alternate", validator=v.in_(("alternate", "truncate", "503"))
+    )
+
+    # callbacks
+    callback_drop_rate: float = attrs.field(default=0.0, converter=float, validator=_rate)
+    callback_timeout: float = attrs.field(default=10.0, converter=float, validator=_positive)
+    callback_retry_delays: tuple[float, ...] = (1.0, 2.0, 4.0)
+    #: accept http:// and private/loopback callback hosts (to call a local receiver)
+    allow_insecure_callbacks: bool = False
+
+    def __attrs_post_init__(self) -> None:
+        total = self.failure_rate + self.retryable_failure_rate + self.fatal_failure_rate
+        if total > 1.0:
+            raise ValueError(f"the failure rates add up to {total} > 1")
+        if self.error_5xx_rate + self.slow_rate + self.ghost_rate > 1.0:
+            raise ValueError("error_5xx_rate + slow_rate + ghost_rate must be <= 1")
