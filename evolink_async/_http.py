@@ -88,8 +88,8 @@ class RetryPolicy:
         """The wait before retry number ``retry`` (1-based), jitter applied."""
         if _TESTING:
             return 0.0
-        base = min(self.wait_max, self.wait_initial * (2 ** (retry - 1)))
-        r = (rng or random).random()
+        base = min(self.wait_max, self.wait_initial * (2.0 ** (retry - 1)))
+        r: float = (rng or random).random()
         return base * (1.0 - self.jitter) + base * self.jitter * r
 
 
@@ -258,7 +258,7 @@ class Transport:
         if self._session is None or self._session.closed:
             if not self._owns_session:
                 raise RuntimeError("the aiohttp session given to the client is closed")
-            connector = aiohttp.TCPConnector(limit=100, ssl=None if self.verify_ssl else False)
+            connector = aiohttp.TCPConnector(limit=100, ssl=True if self.verify_ssl else False)
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 timeout=aiohttp.ClientTimeout(total=None),

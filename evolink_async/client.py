@@ -80,7 +80,9 @@ class EvolinkClient:
         if time_scale <= 0:
             raise ValueError("time_scale must be > 0")
         self.rate_limiter = RateLimiter.unlimited() if rate is None else RateLimiter(rate, burst)
-        self.concurrency = ConcurrencyLimit(max_in_flight) if max_in_flight else None
+        self.concurrency = (
+            ConcurrencyLimit(max_in_flight, grow_every=60.0 * time_scale) if max_in_flight else None
+        )
         self.budget = CreditBudget(budget) if budget is not None else None
         self.prices = prices or PriceTable()
         self.estimator = estimator

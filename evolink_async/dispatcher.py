@@ -14,7 +14,15 @@ import asyncio
 import collections
 import contextlib
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Iterable, Mapping
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Coroutine,
+    Iterable,
+    Mapping,
+)
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -31,7 +39,7 @@ from .errors import (
     ServerError,
     TaskFailedError,
 )
-from .limits import ConcurrencyLimit, CreditBudget, RateLimiter, Reservation
+from .limits import ConcurrencyLimit, ConcurrencyPermit, CreditBudget, RateLimiter, Reservation
 from .models import Task, TaskStatus, VideoRequest
 from .poller import TaskResult
 
@@ -211,7 +219,7 @@ class _Job:
     attempts: int = 0
     requeues: int = 0
     task_ids: list[str] = attrs.field(factory=list)
-    slots: list[ConcurrencyLimit] = attrs.field(factory=list)
+    slots: list[ConcurrencyPermit] = attrs.field(factory=list)
     reservations: list[Reservation] = attrs.field(factory=list)
     task: Task | None = None
     credits: float = 0.0
@@ -314,8 +322,8 @@ class _Run:
     # -- one job -----------------------------------------------------------------------------
 
     def _release_slots(self, job: _Job) -> None:
-        for limit in job.slots:
-            limit.release()
+        for permit in job.slots:
+            permit.release()
         job.slots.clear()
         self.notify()
 
@@ -372,8 +380,7 @@ class _Run:
 
     async def _admit_and_create(self, job: _Job) -> None:
         for limit in self.concurrency:
-            await limit.acquire()
-            job.slots.append(limit)
+            job.slots.append(await limit.acquire())
         price = self._price(job.request)
         if self.budgets:
             if price is None:
@@ -461,8 +468,6 @@ class _Run:
         job.task = result
         if result.status is TaskStatus.COMPLETED:
             self._settle(job, commit=True)
-            for limit in self.concurrency:
-                limit.grow()
             self.finish(job, "completed", None)
             return
         self._settle(job, commit=False)
@@ -799,7 +804,7 @@ class Dispatcher:
 
 async def _aiter(
     items: Iterable[RequestLike] | AsyncIterable[RequestLike],
-) -> AsyncIterator[RequestLike]:
+) -> AsyncGenerator[RequestLike, None]:
     if isinstance(items, AsyncIterable):
         async for item in items:
             yield item

@@ -243,7 +243,7 @@ class RateLimiter:
 
     @property
     def paused_until(self) -> float:
-        """_Clock time until which no request may go (in the past when not paused)."""
+        """Clock time until which no request may go (in the past when not paused)."""
         return self._paused_until
 
     @property
