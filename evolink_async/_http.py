@@ -258,7 +258,7 @@ class Transport:
         if self._session is None or self._session.closed:
             if not self._owns_session:
                 raise RuntimeError("the aiohttp session given to the client is closed")
-            connector = aiohttp.TCPConnector(limit=100, ssl=True if self.verify_ssl else False)
+            connector = aiohttp.TCPConnector(limit=100, ssl=self.verify_ssl)
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 timeout=aiohttp.ClientTimeout(total=None),

@@ -22,7 +22,7 @@ from .download import DownloadResult, download_file
 from .errors import DownloadError, InvalidRequestError, TaskFailedError
 from .limits import ConcurrencyLimit, CreditBudget, Estimator, PriceTable, RateLimiter
 from .models import Credits, Task, TaskStatus, VideoRequest
-from .poller import PollPolicy, Poller
+from .poller import Poller, PollPolicy
 
 if TYPE_CHECKING:
     from .dispatcher import Batch, Dispatcher, Event, TaskHandle
@@ -110,7 +110,8 @@ class EvolinkClient:
 
     def __repr__(self) -> str:
         return (
-            f"<EvolinkClient base_url={self.base_url!r} api_key=<{'set' if self.has_api_key else 'missing'}>"
+            f"<EvolinkClient base_url={self.base_url!r}"
+            f" api_key=<{'set' if self.has_api_key else 'missing'}>"
             f" rate={self.rate_limiter.effective_rate:g}/s in_flight={self.in_flight}>"
         )
 
@@ -269,7 +270,7 @@ class EvolinkClient:
 
     @property
     def dispatcher(self) -> Dispatcher:
-        from .dispatcher import Dispatcher
+        from .dispatcher import Dispatcher  # noqa: PLC0415 - the client layer sits below it
 
         if self._closed:
             raise RuntimeError("the client is closed")

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from .client import EvolinkClient
 
 __all__ = [
+    "Batch",
     "BatchStats",
     "BudgetSkipped",
     "Completed",
@@ -60,7 +61,6 @@ __all__ = [
     "Retrying",
     "Submitted",
     "TaskHandle",
-    "Batch",
     "as_request",
 ]
 

@@ -470,7 +470,7 @@ class Task:
 
     @property
     def is_retryable_failure(self) -> bool:
-        """Failed with a documented code that is the service's fault (may succeed if resubmitted)."""
+        """Failed with a documented code that is the service's fault: resubmitting may succeed."""
         return self.status is TaskStatus.FAILED and self.error is not None and self.error.retryable
 
     @property

@@ -5,7 +5,7 @@ number of tasks tracked: 10 000 tasks cost 10 000 small heap entries, not 10 000
 Each task's next poll is planned from what the service said:
 
 * before progress moves: at the time ``task_info.estimated_time`` says it will be done;
-* once progress moves: from the rate of progress, ``time left ≈ (100 − p) / rate``;
+* once progress moves: from the rate of progress, ``time left ~ (100 - p) / rate``;
 * when it is overdue: a small fraction of its expected duration later;
 
 clamped to ``[min_interval, max_interval]`` with jitter. Polls go through the client's rate
@@ -23,6 +23,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol
+
 import attrs
 
 from .errors import (
@@ -326,7 +327,8 @@ class Poller:
         self._loop_task = None
 
     async def _run(self) -> None:
-        assert self._wakeup is not None and self._queue is not None
+        assert self._wakeup is not None
+        assert self._queue is not None
         queue = self._queue
         loop = asyncio.get_running_loop()
         self._workers = [
