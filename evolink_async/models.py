@@ -33,6 +33,7 @@ __all__ = [
     "TaskStatus",
     "Usage",
     "VideoRequest",
+    "validate_callback_url",
 ]
 
 DEFAULT_MODEL = "sora-2-preview"
