@@ -49,6 +49,7 @@ from .errors import (
     TaskError,
     TaskFailedError,
     TaskTimeoutError,
+    redact_url,
 )
 from .limits import ConcurrencyLimit, CreditBudget, PriceTable, RateLimiter
 from .models import (
@@ -65,6 +66,7 @@ from .models import (
     TaskStatus,
     Usage,
     VideoRequest,
+    validate_callback_url,
 )
 from .poller import PollPolicy
 
@@ -130,5 +132,7 @@ __all__ = [
     "Usage",
     "VideoRequest",
     "__version__",
+    "redact_url",
     "set_testing",
+    "validate_callback_url",
 ]

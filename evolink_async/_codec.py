@@ -88,13 +88,13 @@ def _status(value: Any, _: Any = None) -> TaskStatus:
     return value if isinstance(value, TaskStatus) else TaskStatus.parse(value)
 
 
-def _sub(cls: type[Any]) -> Any:
+def _sub(conv: cattrs.Converter, cls: type[Any]) -> Any:
     """Structure an optional nested object; anything but a JSON object becomes None."""
 
     def hook(value: Any, _: Any) -> Any:
         if not isinstance(value, Mapping):
             return None
-        return converter.structure(dict(value), cls)
+        return conv.structure(dict(value), cls)
 
     return hook
 
@@ -117,9 +117,9 @@ def make_converter() -> cattrs.Converter:
     conv.register_structure_hook(int | str | None, _code)
     conv.register_structure_hook_func(lambda t: t == tuple[str, ...], _str_tuple)
     conv.register_structure_hook(TaskStatus, _status)
-    conv.register_structure_hook(TaskInfo | None, _sub(TaskInfo))
-    conv.register_structure_hook(Usage | None, _sub(Usage))
-    conv.register_structure_hook(CreditsBalance | None, _sub(CreditsBalance))
+    conv.register_structure_hook(TaskInfo | None, _sub(conv, TaskInfo))
+    conv.register_structure_hook(Usage | None, _sub(conv, Usage))
+    conv.register_structure_hook(CreditsBalance | None, _sub(conv, CreditsBalance))
     conv.register_structure_hook(TaskErrorInfo | None, _error)
     conv.register_structure_hook(
         Task,

@@ -339,6 +339,8 @@ class Transport:
                             f"{method} {path}: response body over {self.max_response_bytes} bytes"
                         )
                     return loads_json(body, f"{method} {path} response") if body else None
+                if self._api_key:  # a service echoing the key must not put it in an error
+                    body = body.replace(self._api_key.encode(), b"[redacted]")
                 error = error_from_response(status, body, resp_headers)
                 if create and status == 504:
                     error = APITimeoutError(

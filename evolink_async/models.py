@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+from types import MappingProxyType
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -335,9 +336,9 @@ def _image_urls(value: Any) -> tuple[str, ...]:
 
 def _extra(value: Any) -> Mapping[str, Any]:
     if value is None:
-        return {}
+        return MappingProxyType({})
     if isinstance(value, Mapping):
-        return dict(value)
+        return MappingProxyType(dict(value))  # a read-only copy: validated once, stays valid
     raise InvalidRequestError("extra", value, "must be a mapping of field names")
 
 
@@ -356,7 +357,7 @@ class VideoRequest:
     duration: int | None = None
     image_urls: tuple[str, ...] = attrs.field(default=(), converter=_image_urls)
     callback_url: str | None = None
-    extra: Mapping[str, Any] = attrs.field(factory=dict, converter=_extra)
+    extra: Mapping[str, Any] = attrs.field(factory=dict, converter=_extra, hash=False)
 
     def __attrs_post_init__(self) -> None:
         _check_common(self)

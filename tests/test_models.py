@@ -4,6 +4,10 @@ Each rejection checks the ``InvalidRequestError``'s ``field``, that its message 
 field, and that it states the rule (the part of the message a user acts on).
 """
 
+# Tests assert `expected == actual`, the project's test style; ruff's SIM300 calls that a
+# "Yoda condition", so it is off in this file.
+# ruff: noqa: SIM300
+
 from __future__ import annotations
 
 from typing import Any
@@ -389,7 +393,9 @@ def test_sora_2_remove_watermark_rejects_a_non_bool(value: Any) -> None:
 def test_sora_2_pro_accepts_the_quality_that_matches_the_duration(
     duration: int | None, quality: str
 ) -> None:
-    request = VideoRequest(prompt="x", model=SORA_PRO, duration=duration, extra={"quality": quality})
+    request = VideoRequest(
+        prompt="x", model=SORA_PRO, duration=duration, extra={"quality": quality}
+    )
     assert quality == request.to_json()["quality"]
 
 
@@ -404,9 +410,7 @@ def test_sora_2_pro_accepts_the_quality_that_matches_the_duration(
 def test_sora_2_pro_rejects_a_quality_that_does_not_match_the_duration(
     duration: int | None, quality: str, rule: str
 ) -> None:
-    rejected(
-        "extra.quality", rule, model=SORA_PRO, duration=duration, extra={"quality": quality}
-    )
+    rejected("extra.quality", rule, model=SORA_PRO, duration=duration, extra={"quality": quality})
 
 
 def test_sora_2_pro_rejects_an_unknown_quality() -> None:
@@ -426,7 +430,10 @@ def test_sora_2_pro_accepts_durations_15_and_25(duration: int) -> None:
 @pytest.mark.parametrize("duration", [10, 12, 20])
 def test_sora_2_pro_rejects_other_durations(duration: int) -> None:
     rejected(
-        "duration", "must be one of 15, 25 seconds for sora-2-pro", model=SORA_PRO, duration=duration
+        "duration",
+        "must be one of 15, 25 seconds for sora-2-pro",
+        model=SORA_PRO,
+        duration=duration,
     )
 
 

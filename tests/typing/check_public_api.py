@@ -1,6 +1,6 @@
 """Never run: mypy --strict checks that the public API has the precise types it promises.
 
-    .venv/bin/mypy --strict tests/typing/check_public_api.py
+.venv/bin/mypy --strict tests/typing/check_public_api.py
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from evolink_async import (
     APIConnectionError,
     APIError,
     APITimeoutError,
+    Batch,
     Credits,
     CreditsBalance,
     DecodeError,
@@ -147,8 +148,9 @@ async def check_client() -> None:
         assert_type(result, DownloadResult)
         assert_type(result.path, Path)
         assert_type(result.size, int)
-        outcomes = client.generate_many(["a cat", VideoRequest(prompt="a dog")], max_in_flight=4)
-        assert_type(outcomes, AsyncIterable[Outcome])
+        batch = client.generate_many(["a cat", VideoRequest(prompt="a dog")], max_in_flight=4)
+        assert_type(batch, Batch)
+        outcomes: AsyncIterable[Outcome] = batch  # a Batch is an async iterable of outcomes
         async for outcome in outcomes:
             assert_type(outcome, Outcome)
     assert_type(evolink_async.__version__, str)
