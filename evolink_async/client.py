@@ -26,6 +26,7 @@ from .poller import Poller, PollPolicy
 
 if TYPE_CHECKING:
     from .dispatcher import Batch, Dispatcher, Event, TaskHandle
+    from .webhooks import CallbackReceiver
 
 __all__ = ["DEFAULT_BASE_URL", "EvolinkClient"]
 
@@ -51,6 +52,11 @@ class EvolinkClient:
     ``time_scale`` converts the service's seconds (``estimated_time``, ``Retry-After``, poll
     intervals) to local seconds: leave it at 1.0 for the real service; a simulator running at
     ``time_scale=0.01`` is matched by a client with the same value.
+
+    ``callbacks``: a ``webhooks.CallbackReceiver``: every create without its own
+    ``callback_url`` gets the receiver's, a callback wakes the poller for its task (confirmed by
+    one GET unless the receiver has ``confirm=False``), and polls become a slow safety net
+    (``PollPolicy.callback_grace``).
     """
 
     def __init__(
@@ -71,7 +77,7 @@ class EvolinkClient:
         task_timeout: float | None = 1800.0,
         time_scale: float = 1.0,
         verify_ssl: bool = True,
-        callbacks: Any = None,
+        callbacks: CallbackReceiver | None = None,
     ) -> None:
         if api_key is None:
             api_key = os.environ.get("EVOLINK_API_KEY")
@@ -90,6 +96,8 @@ class EvolinkClient:
         self.task_timeout = task_timeout
         self.time_scale = time_scale
         self.callbacks = callbacks
+        if callbacks is not None:
+            callbacks.attach(self)
         self._retry_listeners: list[Callable[[RetryEvent], None]] = []
         self._transport = Transport(
             api_key=api_key,
@@ -185,8 +193,12 @@ class EvolinkClient:
             raise TypeError("pass either a VideoRequest or keyword fields, not both")
         elif not isinstance(request, VideoRequest):
             raise TypeError(f"expected a VideoRequest, got {type(request).__name__}")
+        body = request.to_json()
+        if request.callback_url is None and self.callbacks is not None:
+            # set on the wire only: the secret URL stays out of requests, journals and logs
+            body["callback_url"] = self.callbacks.callback_url
         data = await self._transport.request(
-            "POST", "/v1/videos/generations", json=request.to_json(), create=True, kind="create"
+            "POST", "/v1/videos/generations", json=body, create=True, kind="create"
         )
         return decode_task(data)
 
@@ -213,7 +225,12 @@ class EvolinkClient:
         if self._closed:
             raise RuntimeError("the client is closed")
         if self._poller is None:
-            self._poller = Poller(self.get_task, self.poll_policy, time_scale=self.time_scale)
+            self._poller = Poller(
+                self.get_task,
+                self.poll_policy,
+                time_scale=self.time_scale,
+                callbacks=self.callbacks is not None,
+            )
         return self._poller
 
     async def wait(

@@ -18,6 +18,7 @@ from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
     AsyncIterator,
+    Awaitable,
     Callable,
     Coroutine,
     Iterable,
@@ -38,6 +39,7 @@ from .errors import (
     RateLimitError,
     ServerError,
     TaskFailedError,
+    TaskTimeoutError,
 )
 from .limits import ConcurrencyLimit, ConcurrencyPermit, CreditBudget, RateLimiter, Reservation
 from .models import Task, TaskStatus, VideoRequest
@@ -68,6 +70,9 @@ logger = logging.getLogger("evolink_async")
 
 OutcomeStatus = Literal["completed", "failed", "unknown", "skipped"]
 RequestLike = VideoRequest | Mapping[str, Any] | str
+#: ``await before_create(index, request, attempt)`` runs just before each create is sent
+#: (after admission); an exception from it fails that attempt without sending anything.
+BeforeCreate = Callable[[int, VideoRequest, int], Awaitable[None]]
 
 #: creates that fail with one of these (after the transport's own retries) are tried again
 #: later, up to ``max_attempts`` times: the service certainly did not take them.
@@ -237,12 +242,14 @@ class _Run:
         rate: RateLimiter | None = None,
         on_event: Callable[[Event], object] | None = None,
         create_parallelism: int = 16,
+        before_create: BeforeCreate | None = None,
     ) -> None:
         self.client = client
         self.concurrency = concurrency
         self.budgets = budgets
         self.rate = rate
         self.on_event = on_event
+        self.before_create = before_create
         self.stats = BatchStats()
         self.tasks: set[asyncio.Task[Any]] = set()
         self.live: dict[str, _Job] = {}
@@ -318,6 +325,7 @@ class _Run:
             self._settle(job, commit=True)
             self._release_slots(job)
         self.live.clear()
+        self.notify()  # a consumer waiting for outcomes sees the run has ended
 
     # -- one job -----------------------------------------------------------------------------
 
@@ -374,6 +382,13 @@ class _Run:
         self.stats.submitting += 1
         try:
             await self._admit_and_create(job)
+        except BaseException:
+            # Cancelled while waiting for a slot, credits or a rate token: nothing was sent, so
+            # give them back (they may be the client's, shared with later batches). A no-op
+            # after a create, which settles them itself.
+            self._settle(job, commit=False)
+            self._release_slots(job)
+            raise
         finally:
             self.stats.submitting -= 1
             self.notify()
@@ -401,6 +416,8 @@ class _Run:
         job.attempts += 1
         self.stats.creates += 1
         try:
+            if self.before_create is not None:
+                await self.before_create(job.index, job.request, job.attempts)
             task = await self.client.create_video(job.request)
         except BaseException as exc:
             self._create_failed(job, exc)
@@ -509,6 +526,19 @@ class _SingleRun(_Run):
         future = self.futures.pop(outcome.index, None)
         if future is not None and not future.done():
             future.set_result(outcome)
+
+    async def aclose(self) -> None:
+        """Also settle every handle still awaited: nobody would ever resolve it otherwise.
+        A task still running ends ``failed`` with ``TaskTimeoutError`` (as when its deadline
+        passes: it may finish later at the service); a request never created is cancelled."""
+        self.closed = True
+        for task_id, job in list(self.live.items()):
+            self.finish(job, "failed", TaskTimeoutError(task_id, 0.0, job.task))
+        await super().aclose()
+        for future in self.futures.values():
+            future.cancel()
+        self.futures.clear()
+        self.handlers.clear()
 
 
 class _BatchRun(_Run):
@@ -758,6 +788,7 @@ class Dispatcher:
         max_attempts: int = 3,
         timeout: float | None = None,
         on_event: Callable[[Event], object] | None = None,
+        before_create: BeforeCreate | None = None,
     ) -> Batch:
         conc, budgets = self._client_limits()
         if max_in_flight is not None:
@@ -770,6 +801,7 @@ class Dispatcher:
             budgets=budgets,
             rate=RateLimiter(rate, 1) if rate is not None else None,
             on_event=on_event,
+            before_create=before_create,
         )
         limit = self.client.task_timeout if timeout is None else timeout
         return Batch(run, self._generate(run, requests, max_attempts, limit))

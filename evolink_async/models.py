@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import enum
 import ipaddress
-from types import MappingProxyType
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 

@@ -39,7 +39,7 @@ from .errors import (
 )
 from .models import Task, TaskStatus
 
-__all__ = ["PollPolicy", "Poller", "TrackedTask", "plan_next_poll"]
+__all__ = ["PollPolicy", "Poller", "TrackedTask", "plan_next_poll", "plan_safety_poll"]
 
 logger = logging.getLogger("evolink_async")
 
@@ -59,14 +59,20 @@ class PollPolicy:
     this many seconds (Evolink's own client waits about 15 s). ``overdue_fraction``: once a task
     is later than expected, it is polled every this fraction of its expected duration.
     ``workers``: polls in progress at once (the rate limiter still paces them).
+    ``callback_grace``: with callbacks on (``EvolinkClient(callbacks=...)``), polls are only
+    the safety net for a lost callback: a task is first polled this long after its expected
+    end, then every ``max_interval`` (see ``plan_safety_poll``).
     """
 
     min_interval: float = 2.0
-    max_interval: float = 60.0
+    #: long enough for a first poll at an honest ``estimated_time`` (clips take minutes): a
+    #: 60 s cap made ~3.6 GETs per task on the simulator's 1-5 min tasks, 300 s makes ~1.3
+    max_interval: float = 300.0
     first_poll: float = 15.0
     overdue_fraction: float = 0.08
     jitter: float = 0.05
     workers: int = 16
+    callback_grace: float = 60.0
 
 
 @attrs.define(slots=True, eq=False)
@@ -85,6 +91,8 @@ class _Entry:
     zero_at: float = 0.0
     p1: tuple[float, int] | None = None
     p2: tuple[float, int] | None = None
+    # a callback woke it while a poll was queued or in flight: poll again if still running
+    woken: bool = False
 
 
 def plan_next_poll(
@@ -109,7 +117,7 @@ def plan_next_poll(
     left: float
     if p2 is not None and p1 is not None and p2[1] > p1[1] and p2[0] > p1[0]:
         rate = (p2[1] - p1[1]) / (p2[0] - p1[0])
-        left = (100 - p2[1]) / rate
+        left = (100 - p2[1]) / rate - (now - p2[0])
     elif p2 is not None and p2[1] > 0:
         # one observation: progress started somewhere after the last time it was seen at 0
         t, p = p2
@@ -121,6 +129,45 @@ def plan_next_poll(
     if left <= 0:
         left = expected_total * policy.overdue_fraction
     delay = min(max(left, lo), hi)
+    if policy.jitter:
+        delay *= 1.0 + policy.jitter * ((rng or random).random() - 0.5)
+    return max(delay, 0.0)
+
+
+def plan_safety_poll(
+    *,
+    now: float,
+    start: float,
+    estimated: float | None,
+    zero_at: float,
+    p1: tuple[float, int] | None,
+    p2: tuple[float, int] | None,
+    policy: PollPolicy,
+    scale: float = 1.0,
+    rng: random.Random | None = None,
+    polls: int = 0,
+) -> float:
+    """Seconds from ``now`` until the next poll of one task when callbacks are on (pure).
+
+    A callback wakes the task when it ends; polls only catch a callback that was lost. So the
+    first poll comes ``callback_grace`` after the expected end (planned like ``plan_next_poll``
+    but not capped at ``max_interval``); once a task has been polled (``polls`` > 0), it is
+    late and its callback will still come: the next polls wait at least ``max_interval``.
+    """
+    unclamped = attrs.evolve(policy, max_interval=float("inf"), jitter=0.0)
+    expected = plan_next_poll(
+        now=now,
+        start=start,
+        estimated=estimated,
+        zero_at=zero_at,
+        p1=p1,
+        p2=p2,
+        policy=unclamped,
+        scale=scale,
+    )
+    delay = expected + policy.callback_grace * scale
+    if polls > 0:
+        delay = max(delay, policy.max_interval * scale)
     if policy.jitter:
         delay *= 1.0 + policy.jitter * ((rng or random).random() - 0.5)
     return max(delay, 0.0)
@@ -167,6 +214,7 @@ class Poller:
         "_stopping",
         "_wakeup",
         "_workers",
+        "callbacks",
         "fetch",
         "policy",
         "polls",
@@ -181,7 +229,10 @@ class Poller:
         time_scale: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         seed: int | None = None,
+        callbacks: bool = False,
     ) -> None:
+        #: callbacks are on: polls are only the safety net (``plan_safety_poll``)
+        self.callbacks = callbacks
         self.fetch = fetch
         self.policy = policy or PollPolicy()
         self.time_scale = time_scale
@@ -251,11 +302,30 @@ class Poller:
         return TrackedTask(entry)
 
     def wake(self, task_id: str) -> bool:
-        """Poll this task now (a callback said it changed). False if it is not tracked."""
+        """Poll this task now (a callback said it changed). False if it is not tracked.
+
+        Idempotent: waking a task already due, queued or being polled adds no poll, except
+        that a poll in flight is followed by one more if the task was still running.
+        """
         entry = self._entries.get(task_id)
         if entry is None:
             return False
-        self._schedule(task_id, entry, 0.0)
+        if entry.due == float("inf"):  # queued or being polled
+            entry.woken = True
+        elif entry.due > self._clock():
+            self._schedule(task_id, entry, 0.0)
+        return True
+
+    def report(self, task: Task) -> bool:
+        """Take a terminal ``task`` as if a poll had just returned it, without a GET (a
+        callback body the user chose to trust). A task still running is woken instead.
+        False if its id is not tracked."""
+        entry = self._entries.get(task.id)
+        if entry is None:
+            return False
+        if not task.is_terminal:
+            return self.wake(task.id)
+        self._observe(task.id, entry, task)
         return True
 
     def forget(self, task_id: str) -> None:
@@ -263,6 +333,8 @@ class Poller:
         entry = self._entries.pop(task_id, None)
         if entry is not None and not entry.future.done():
             entry.future.set_result(TaskTimeoutError(task_id, 0.0, entry.task))
+        if not self._entries and self._wakeup is not None:
+            self._wakeup.set()  # let the loop see it is idle and stop, not at the next due time
 
     async def aclose(self) -> None:
         """Stop the loop and the workers; tasks still tracked end with ``TaskTimeoutError``."""
@@ -275,6 +347,19 @@ class Poller:
 
     def _plan(self, entry: _Entry, now: float) -> float:
         est = entry.task.estimated_time
+        if self.callbacks:
+            return plan_safety_poll(
+                now=now,
+                start=entry.start,
+                estimated=None if est is None else est * self.time_scale,
+                zero_at=entry.zero_at,
+                p1=entry.p1,
+                p2=entry.p2,
+                policy=self.policy,
+                scale=self.time_scale,
+                rng=self._rng,
+                polls=entry.polls,
+            )
         return plan_next_poll(
             now=now,
             start=entry.start,
@@ -364,7 +449,13 @@ class Poller:
             entry = self._entries.get(task_id)
             if entry is None:
                 continue
-            await self._poll(task_id, entry)
+            try:
+                await self._poll(task_id, entry)
+            except Exception as exc:  # a bug must not kill the worker and strand its task
+                logger.exception("poll of %s failed unexpectedly", task_id)
+                err = EvolinkError(f"polling failed: {type(exc).__name__}: {exc}")
+                err.__cause__ = exc
+                self._finish(task_id, entry, err)
 
     async def _poll(self, task_id: str, entry: _Entry) -> None:
         now = self._clock()
@@ -373,6 +464,7 @@ class Poller:
                 task_id, entry, TaskTimeoutError(task_id, entry.deadline - entry.start, entry.task)
             )
             return
+        entry.woken = False
         try:
             if entry.gate is not None:
                 await entry.gate.acquire()
@@ -387,11 +479,18 @@ class Poller:
             backoff = self.policy.min_interval * self.time_scale * min(2**entry.failures, 16)
             self._reschedule(task_id, entry, backoff)
             return
+        except EvolinkError as exc:  # any other answer (400, 402, 4xx...): polling won't help
+            self._finish(task_id, entry, exc)
+            return
         finally:
             self.polls += 1
             entry.polls += 1
         if task_id not in self._entries:
             return
+        self._observe(task_id, entry, task)
+
+    def _observe(self, task_id: str, entry: _Entry, task: Task) -> None:
+        """Take in a state of the task (polled, or reported by a trusted callback)."""
         now = self._clock()
         entry.task = task
         progress = task.progress or 0
@@ -409,7 +508,9 @@ class Poller:
         if task.is_terminal:
             self._finish(task_id, entry, task)
         else:
-            self._reschedule(task_id, entry, self._plan(entry, now))
+            delay = 0.0 if entry.woken else self._plan(entry, now)
+            entry.woken = False
+            self._reschedule(task_id, entry, delay)
 
     def _reschedule(self, task_id: str, entry: _Entry, delay: float) -> None:
         if task_id in self._entries:

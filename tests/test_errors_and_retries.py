@@ -9,7 +9,6 @@ No test sleeps: ``Transport._sleep`` is replaced by a recorder of the waits it i
 
 # Tests assert `expected == actual`, the project's test style; ruff's SIM300 calls that a
 # "Yoda condition", so it is off in this file.
-# ruff: noqa: SIM300
 
 from __future__ import annotations
 

@@ -18,7 +18,6 @@ from typing import Any
 import anyio
 import pytest
 
-from evolink_async import journal as journal_module
 from evolink_async.journal import (
     JOURNAL_FILENAME,
     Journal,

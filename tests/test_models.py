@@ -6,7 +6,6 @@ field, and that it states the rule (the part of the message a user acts on).
 
 # Tests assert `expected == actual`, the project's test style; ruff's SIM300 calls that a
 # "Yoda condition", so it is off in this file.
-# ruff: noqa: SIM300
 
 from __future__ import annotations
 

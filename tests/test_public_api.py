@@ -3,7 +3,6 @@ package re-exports the public names of errors, models and the client."""
 
 # Tests assert `expected == actual`, the project's test style; ruff's SIM300 calls that a
 # "Yoda condition", so it is off in this file.
-# ruff: noqa: SIM300
 
 from __future__ import annotations
 

@@ -1,0 +1,474 @@
+"""The client's own cost as work grows: tasks in flight, a long prompt stream, and the CPU of one
+request against a bare aiohttp loop.
+
+    python benchmarks/bench_scale.py --quick          # under a minute
+    python benchmarks/bench_scale.py                  # full: 100 000-line stream, longer windows
+    python benchmarks/bench_scale.py --json out.json
+
+Three parts, each run in a fresh client process against a simulator in its own process:
+
+1. **in flight**: 100, 1 000 and 10 000 tasks held in flight at once (task durations of months,
+   so none finish; polls slowed with ``PollPolicy`` to a fixed total rate). Figures: RSS per
+   in-flight task, peak RSS, asyncio tasks alive, CPU per poll.
+2. **stream**: a 100 000-line prompt file streamed lazily through ``generate_many`` while the
+   simulator answers almost at once; RSS sampled every 10 000 outcomes.
+3. **floor**: the same count of ``GET /v1/tasks/{id}`` made by a bare aiohttp loop, paced at the
+   rate the SDK's poller ran at, and flat out; the SDK's CPU per request as a ratio to them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from _common import (
+    SimulatorProcess,
+    cpu_seconds,
+    current_rss_bytes,
+    machine_info,
+    peak_rss_mb,
+    print_table,
+    run_worker,
+    write_json,
+)
+
+THIS = Path(__file__).resolve()
+MB = 1024 * 1024
+MODEL = "sora-2-preview"
+#: the SDK's poll workers (PollPolicy.workers default): the floor uses as many connections
+WORKERS = 16
+
+PROFILES: dict[str, dict[str, Any]] = {
+    "quick": {
+        "sizes": [100, 1_000, 10_000],
+        "window_s": 3.0,
+        "poll_rate": 2000.0,
+        "stream_lines": 5_000,
+        "sample_every": 500,
+        "stream_in_flight": 100,
+    },
+    "full": {
+        "sizes": [100, 1_000, 10_000],
+        "window_s": 10.0,
+        "poll_rate": 1000.0,
+        "stream_lines": 100_000,
+        "sample_every": 10_000,
+        "stream_in_flight": 100,
+    },
+}
+
+#: tasks that never finish while measured (service seconds)
+FOREVER = 10_000_000.0
+
+
+def _settle_memory() -> int:
+    gc.collect()
+    return current_rss_bytes()
+
+
+def _prompt(i: int) -> str:
+    return f"scale clip {i}: a lighthouse at dusk, waves breaking, slow dolly-in"
+
+
+# -- workers (each in its own process) ------------------------------------------------------------
+
+
+async def worker_in_flight(base_url: str, api_key: str, n: int, cfg: dict[str, Any]) -> dict[str, Any]:
+    """Hold ``n`` tasks in flight; measure memory, asyncio tasks and CPU per poll."""
+    from evolink_async import EvolinkClient, PollPolicy  # noqa: PLC0415
+
+    # every task is polled every `interval` seconds: n / interval = poll_rate polls a second
+    interval = n / cfg["poll_rate"]
+    policy = PollPolicy(min_interval=interval, max_interval=interval, first_poll=interval)
+    async with EvolinkClient(
+        api_key, base_url, rate=None, max_in_flight=None, poll=policy, task_timeout=None
+    ) as client:
+        await client.get_credits()  # warm the session up: its cost is not per task
+        rss0 = _settle_memory()
+        tasks0 = len(asyncio.all_tasks())
+        t0 = time.monotonic()
+        batch = client.generate_many((_prompt(i) for i in range(n)), max_in_flight=None)
+
+        async def consume() -> None:
+            async for _ in batch:
+                pass
+
+        consumer = asyncio.create_task(consume())
+        while client.in_flight < n:
+            if consumer.done():
+                consumer.result()
+                raise RuntimeError("the batch ended before every task was in flight")
+            await asyncio.sleep(0.05)
+        created_s = time.monotonic() - t0
+        rss1 = _settle_memory()
+        tasks_alive = len(asyncio.all_tasks())
+        # a task's first poll comes `interval` after its create: a window of at least one
+        # interval from now sees every task polled about once per interval
+        window = max(cfg["window_s"], interval)
+        polls0, cpu0, w0 = client.poller.polls, cpu_seconds(), time.monotonic()
+        await asyncio.sleep(window)
+        polls1, cpu1, w1 = client.poller.polls, cpu_seconds(), time.monotonic()
+        rss2 = _settle_memory()
+        in_flight_end = client.in_flight
+        consumer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await consumer
+        await batch.aclose()
+    polls = polls1 - polls0
+    return {
+        "in_flight": n,
+        "in_flight_at_end": in_flight_end,
+        "create_s": created_s,
+        "rss_before_mb": rss0 / MB,
+        "rss_in_flight_mb": rss1 / MB,
+        "rss_after_window_mb": rss2 / MB,
+        "rss_per_task_kb": (rss1 - rss0) / n / 1024,
+        "peak_rss_mb": peak_rss_mb(),
+        "asyncio_tasks_before": tasks0,
+        "asyncio_tasks_alive": tasks_alive,
+        "poll_interval_s": interval,
+        "polls": polls,
+        "polls_per_s": polls / (w1 - w0),
+        "cpu_per_poll_us": (cpu1 - cpu0) / polls * 1e6 if polls else None,
+        "cpu_util": (cpu1 - cpu0) / (w1 - w0),
+    }
+
+
+async def worker_stream(base_url: str, api_key: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    """Stream a prompt file through generate_many; sample RSS every ``sample_every`` outcomes."""
+    from evolink_async import EvolinkClient  # noqa: PLC0415
+
+    lines, every = cfg["stream_lines"], cfg["sample_every"]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "prompts.txt"
+        with path.open("w") as f:
+            for i in range(lines):
+                f.write(_prompt(i) + "\n")
+
+        def read_lines() -> Iterator[str]:
+            with path.open() as f:
+                for line in f:
+                    yield line.rstrip("\n")
+
+        samples: list[dict[str, Any]] = []
+        counts: dict[str, int] = {}
+        async with EvolinkClient(
+            api_key,
+            base_url,
+            rate=None,
+            max_in_flight=cfg["stream_in_flight"],
+            time_scale=cfg["stream_time_scale"],
+        ) as client:
+            await client.get_credits()
+            rss0 = _settle_memory()
+            cpu0, t0 = cpu_seconds(), time.monotonic()
+            done = 0
+            async for outcome in client.generate_many(read_lines()):
+                counts[outcome.status] = counts.get(outcome.status, 0) + 1
+                done += 1
+                if done % every == 0:
+                    samples.append(
+                        {
+                            "outcomes": done,
+                            "rss_mb": _settle_memory() / MB,
+                            "elapsed_s": time.monotonic() - t0,
+                            "asyncio_tasks": len(asyncio.all_tasks()),
+                        }
+                    )
+            cpu, wall = cpu_seconds() - cpu0, time.monotonic() - t0
+            requests = client.transport.requests
+    return {
+        "lines": lines,
+        "outcomes": counts,
+        "rss_start_mb": rss0 / MB,
+        "samples": samples,
+        "wall_s": wall,
+        "outcomes_per_s": lines / wall,
+        "requests": requests,
+        "cpu_per_outcome_us": cpu / lines * 1e6,
+        "cpu_per_request_us": cpu / requests * 1e6 if requests else None,
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+async def worker_raw(base_url: str, api_key: str, count: int, rate: float | None) -> dict[str, Any]:
+    """A bare aiohttp loop: ``count`` GETs of task states over WORKERS connections, paced at
+    ``rate`` a second (None: flat out)."""
+    import aiohttp  # noqa: PLC0415
+
+    headers = {"Authorization": f"Bearer {api_key}"}
+    async with aiohttp.ClientSession(base_url, headers=headers) as session:
+        ids = []
+        for i in range(100):
+            body = {"model": MODEL, "prompt": _prompt(i)}
+            async with session.post("/v1/videos/generations", json=body) as resp:
+                ids.append((await resp.json())["id"])
+        async with session.get(f"/v1/tasks/{ids[0]}") as resp:
+            await resp.json()
+        next_i = 0
+        t0 = time.monotonic() + 0.01
+        cpu0 = cpu_seconds()
+
+        async def work() -> None:
+            nonlocal next_i
+            while next_i < count:
+                i = next_i
+                next_i += 1
+                if rate is not None:
+                    delay = t0 + i / rate - time.monotonic()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                async with session.get(f"/v1/tasks/{ids[i % len(ids)]}") as resp:
+                    resp.raise_for_status()
+                    await resp.json()
+
+        await asyncio.gather(*(work() for _ in range(WORKERS)))
+        cpu, wall = cpu_seconds() - cpu0, time.monotonic() - t0
+    return {"requests": count, "cpu_per_request_us": cpu / count * 1e6, "wall_s": wall}
+
+
+async def worker_sdk_get(base_url: str, api_key: str, count: int) -> dict[str, Any]:
+    """``client.get_task`` flat out over WORKERS coroutines: the SDK's request path alone."""
+    from evolink_async import EvolinkClient  # noqa: PLC0415
+
+    async with EvolinkClient(api_key, base_url, rate=None, max_in_flight=None) as client:
+        ids = [(await client.create_video(prompt=_prompt(i))).id for i in range(100)]
+        await client.get_task(ids[0])
+        next_i = 0
+        t0, cpu0 = time.monotonic(), cpu_seconds()
+
+        async def work() -> None:
+            nonlocal next_i
+            while next_i < count:
+                i = next_i
+                next_i += 1
+                await client.get_task(ids[i % len(ids)])
+
+        await asyncio.gather(*(work() for _ in range(WORKERS)))
+        cpu, wall = cpu_seconds() - cpu0, time.monotonic() - t0
+    return {"requests": count, "cpu_per_request_us": cpu / count * 1e6, "wall_s": wall}
+
+
+def worker_main(kind: str, base_url: str, api_key: str, params: dict[str, Any]) -> None:
+    import aiohttp  # noqa: F401, PLC0415 - imported before any figure is taken
+
+    if kind != "raw":
+        import evolink_async  # noqa: F401, PLC0415
+    if kind == "in-flight":
+        result = asyncio.run(worker_in_flight(base_url, api_key, params["n"], params))
+    elif kind == "stream":
+        result = asyncio.run(worker_stream(base_url, api_key, params))
+    elif kind == "raw":
+        result = asyncio.run(worker_raw(base_url, api_key, params["count"], params.get("rate")))
+    elif kind == "sdk-get":
+        result = asyncio.run(worker_sdk_get(base_url, api_key, params["count"]))
+    else:
+        raise SystemExit(f"unknown worker {kind}")
+    print(json.dumps(result))
+
+
+# -- the orchestrator ----------------------------------------------------------------------------
+
+HOLD_KNOBS = {
+    "seed": 1,
+    "time_scale": 1.0,
+    "queue_delay": [0.0, 0.0],
+    "generation_time": [FOREVER, FOREVER],
+    "credits": 1e12,
+}
+
+
+def run(kind: str, knobs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    with SimulatorProcess(knobs) as sim:
+        args = ["--worker", kind, "--base-url", sim.base_url, "--api-key", sim.api_key]
+        return run_worker(THIS, [*args, "--params", json.dumps(params)])
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    prof = p.add_mutually_exclusive_group()
+    prof.add_argument("--quick", action="store_true", help="under 60 s")
+    prof.add_argument("--full", action="store_true", help="100 000-line stream (default)")
+    p.add_argument("--sizes", help="comma-separated in-flight sizes (default 100,1000,10000)")
+    p.add_argument("--lines", type=int, help="stream length (quick 5 000, full 100 000)")
+    p.add_argument("--sample-every", type=int, help="RSS sample period, in outcomes")
+    p.add_argument(
+        "--window", type=float, help="seconds of polling measured, at least one poll interval"
+    )
+    p.add_argument("--poll-rate", type=float, help="polls a second in flight (quick 2000, full 1000)")
+    p.add_argument(
+        "--stream-time-scale",
+        type=float,
+        default=0.001,
+        help="time scale of the stream's simulator (0.001: a 1 s task takes 1 ms)",
+    )
+    p.add_argument("--json", metavar="PATH", help="write the figures as JSON")
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    p.add_argument("--base-url", help=argparse.SUPPRESS)
+    p.add_argument("--api-key", help=argparse.SUPPRESS)
+    p.add_argument("--params", help=argparse.SUPPRESS)
+    ns, unknown = p.parse_known_args(argv)
+    if ns.worker:
+        worker_main(ns.worker, ns.base_url, ns.api_key, json.loads(ns.params))
+        return 0
+    if unknown:
+        print(f"bench_scale: ignoring unknown arguments {unknown}", file=sys.stderr)
+
+    profile = "quick" if ns.quick else "full"
+    cfg = dict(PROFILES[profile])
+    if ns.sizes:
+        cfg["sizes"] = [int(s) for s in ns.sizes.split(",")]
+    for key, value in (
+        ("stream_lines", ns.lines),
+        ("sample_every", ns.sample_every),
+        ("window_s", ns.window),
+        ("poll_rate", ns.poll_rate),
+    ):
+        if value is not None:
+            cfg[key] = value
+    cfg["stream_time_scale"] = ns.stream_time_scale
+    print(f"bench_scale [{profile}]: {json.dumps(cfg)}", flush=True)
+    failures: list[str] = []
+    t_start = time.monotonic()
+
+    # 1. tasks in flight
+    in_flight: list[dict[str, Any]] = []
+    for n in cfg["sizes"]:
+        try:
+            in_flight.append(run("in-flight", HOLD_KNOBS, {**cfg, "n": n}))
+        except Exception as exc:
+            print(f"  in flight {n}: could not run: {exc}", file=sys.stderr)
+            failures.append(f"in-flight-{n}")
+            continue
+        r = in_flight[-1]
+        print(f"  {n} in flight: created in {r['create_s']:.1f} s, {r['polls']} polls", flush=True)
+    for prev, cur in zip(in_flight, in_flight[1:], strict=False):
+        growth = cur["rss_in_flight_mb"] - cur["rss_before_mb"]
+        growth -= prev["rss_in_flight_mb"] - prev["rss_before_mb"]
+        cur["rss_marginal_kb"] = growth * 1024 / (cur["in_flight"] - prev["in_flight"])
+    print_table(
+        in_flight,
+        [
+            ("in_flight", "in flight"),
+            ("rss_before_mb", "RSS before MB"),
+            ("rss_in_flight_mb", "RSS loaded MB"),
+            ("rss_per_task_kb", "KB/task"),
+            ("rss_marginal_kb", "marginal KB/task"),
+            ("peak_rss_mb", "peak RSS MB"),
+            ("asyncio_tasks_alive", "asyncio tasks"),
+            ("polls_per_s", "polls/s"),
+            ("cpu_per_poll_us", "CPU us/poll"),
+            ("cpu_util", "client CPU"),
+        ],
+        title="tasks in flight (none finish; every task polled every n/poll_rate s)",
+    )
+
+    # 2. the prompt stream
+    stream: dict[str, Any] | None = None
+    knobs = {
+        "seed": 1,
+        "time_scale": cfg["stream_time_scale"],
+        "queue_delay": [0.0, 0.0],
+        "generation_time": [1.0, 1.0],
+        "estimate_error": 0.0,
+        "credits": 1e12,
+    }
+    try:
+        stream = run("stream", knobs, cfg)
+    except Exception as exc:
+        print(f"  stream: could not run: {exc}", file=sys.stderr)
+        failures.append("stream")
+    if stream is not None:
+        samples = stream["samples"]
+        base = samples[0]["rss_mb"] if samples else stream["rss_start_mb"]
+        for s in samples:
+            s["growth_mb"] = s["rss_mb"] - base
+        if len(samples) >= 2:
+            span = samples[-1]["outcomes"] - samples[0]["outcomes"]
+            stream["growth_mb"] = samples[-1]["rss_mb"] - samples[0]["rss_mb"]
+            stream["growth_bytes_per_outcome"] = stream["growth_mb"] * MB / span
+        print_table(
+            samples,
+            [
+                ("outcomes", "outcomes"),
+                ("rss_mb", "RSS MB"),
+                ("growth_mb", "vs first MB"),
+                ("asyncio_tasks", "asyncio tasks"),
+                ("elapsed_s", "elapsed s"),
+            ],
+            title=f"stream of {stream['lines']:,} prompts (RSS at start "
+            f"{stream['rss_start_mb']:.1f} MB, {stream['outcomes_per_s']:.0f} outcomes/s, "
+            f"{stream['cpu_per_request_us']:.0f} us CPU/request, outcomes {stream['outcomes']})",
+        )
+
+    # 3. the raw aiohttp floor, for the same count of GETs the largest in-flight run made
+    floor: dict[str, Any] = {}
+    ref = in_flight[-1] if in_flight else None
+    if ref is not None and ref["polls"]:
+        count = ref["polls"]
+        try:
+            paced = run("raw", HOLD_KNOBS, {"count": count, "rate": ref["polls_per_s"]})
+            flat = run("raw", HOLD_KNOBS, {"count": count, "rate": None})
+            sdk_flat = run("sdk-get", HOLD_KNOBS, {"count": count})
+        except Exception as exc:
+            print(f"  floor: could not run: {exc}", file=sys.stderr)
+            failures.append("floor")
+        else:
+            floor = {
+                "requests": count,
+                "sdk_poller_cpu_per_request_us": ref["cpu_per_poll_us"],
+                "raw_paced_cpu_per_request_us": paced["cpu_per_request_us"],
+                "ratio_paced": ref["cpu_per_poll_us"] / paced["cpu_per_request_us"],
+                "sdk_get_task_flat_cpu_per_request_us": sdk_flat["cpu_per_request_us"],
+                "raw_flat_cpu_per_request_us": flat["cpu_per_request_us"],
+                "ratio_flat": sdk_flat["cpu_per_request_us"] / flat["cpu_per_request_us"],
+                "paced_rate_per_s": ref["polls_per_s"],
+            }
+            print_table(
+                [
+                    {
+                        "what": f"paced at {ref['polls_per_s']:.0f}/s ({ref['in_flight']:,} "
+                        "in flight: SDK poller)",
+                        "sdk": floor["sdk_poller_cpu_per_request_us"],
+                        "raw": floor["raw_paced_cpu_per_request_us"],
+                        "ratio": floor["ratio_paced"],
+                    },
+                    {
+                        "what": f"flat out, {WORKERS} at once (SDK client.get_task)",
+                        "sdk": floor["sdk_get_task_flat_cpu_per_request_us"],
+                        "raw": floor["raw_flat_cpu_per_request_us"],
+                        "ratio": floor["ratio_flat"],
+                    },
+                ],
+                [
+                    ("what", f"{count:,} GET /v1/tasks/{{id}}"),
+                    ("sdk", "SDK us/req"),
+                    ("raw", "raw aiohttp us/req"),
+                    ("ratio", "ratio"),
+                ],
+                title="CPU per request against a bare aiohttp loop",
+            )
+    print(f"total {time.monotonic() - t_start:.0f} s real")
+    if ns.json:
+        write_json(
+            ns.json,
+            {
+                "workload": {"profile": profile, **cfg, "machine": machine_info()},
+                "results": {"in_flight": in_flight, "stream": stream, "floor": floor},
+                "failed": failures,
+            },
+        )
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,498 @@
+"""The batch job (``evolink_async.batch``) end to end against the simulator: input parsing and
+validation, the manifest, the files, the journal, resuming, stopping, budgets and refusals."""
+
+# Tests assert `expected == actual`, the project's test style; ruff's SIM300 calls that a
+# "Yoda condition", so it is off in this file.
+# ruff: noqa: SIM300
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import json
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from evolink_async import EvolinkClient, JournalLockedError
+from evolink_async.batch import (
+    MANIFEST_FILENAME,
+    BatchInputError,
+    BatchJob,
+    BatchLine,
+    LineProblem,
+    load_prompts,
+    parse_prompts,
+    run_batch,
+    video_filename,
+)
+from evolink_async.journal import Journal, fingerprint, replay
+from evolink_async.testing import Simulator
+from evolink_async.testing._files import sample_video
+
+TIME_SCALE = 0.001
+MANIFEST_KEYS = {
+    "line",
+    "prompt",
+    "status",
+    "task_id",
+    "video",
+    "url",
+    "error",
+    "attempts",
+    "credits",
+}
+PRICES = {4: 23.04, 8: 46.08, 12: 69.12}
+
+
+def client_for(sim: Simulator, **kw: Any) -> EvolinkClient:
+    kw.setdefault("rate", None)
+    kw.setdefault("max_in_flight", 50)
+    kw.setdefault("time_scale", TIME_SCALE)
+    api_key = kw.pop("api_key", sim.api_key)
+    return EvolinkClient(api_key, sim.base_url, **kw)
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[Simulator]:
+    async with Simulator(time_scale=TIME_SCALE, seed=7) as simulator:
+        yield simulator
+
+
+def read_manifest(out: Path) -> list[dict[str, Any]]:
+    return [json.loads(raw) for raw in (out / MANIFEST_FILENAME).read_text().splitlines()]
+
+
+def check_clips(out: Path, manifest: list[dict[str, Any]]) -> None:
+    """Every line with a video: an MP4 whose size matches the journal and the served file."""
+    state = replay(out)
+    served = len(sample_video())
+    for entry in manifest:
+        if entry["video"] is None:
+            continue
+        assert video_filename(entry["line"], entry["task_id"]) == entry["video"]
+        data = (out / entry["video"]).read_bytes()
+        assert b"ftyp" == data[4:8]
+        journaled = state[entry["line"]]
+        assert (served, served) == (len(data), journaled.size)
+        assert hashlib.sha256(data).hexdigest() == journaled.sha256
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# ----------------------------------------------------------------------------- input
+
+
+def test_txt_lines_keep_their_file_line_numbers_and_skip_blank_and_comment_lines() -> None:
+    lines = parse_prompts(["# header", "a cat", "", "   ", "#x", "  a dog  "], fmt="txt")
+    assert [(2, "a cat"), (6, "a dog")] == [(b.line, b.prompt) for b in lines]
+
+
+def test_defaults_apply_only_to_lines_that_do_not_set_them() -> None:
+    text = [
+        '{"prompt": "a", "duration": 12}',
+        '{"prompt": "b", "aspect_ratio": "9:16"}',
+        '{"prompt": "c", "duration": null}',
+    ]
+    lines = parse_prompts(text, fmt="jsonl", duration=8, aspect_ratio="16:9")
+    got = [(b.request.duration, b.request.aspect_ratio) for b in lines]
+    assert [(12, "16:9"), (8, "9:16"), (8, "16:9")] == got
+
+
+def test_every_bad_line_is_reported_with_its_line_number_and_field() -> None:
+    text = [
+        '{"prompt": "fine"}',
+        '{"prompt": "broken",',
+        '{"prompt": "five seconds", "duration": 5}',
+        json.dumps({"prompt": "x" * 6000}),
+        '{"prompt": "hook", "callback_url": "http://example.com/hook"}',
+        '["not", "an", "object"]',
+    ]
+    with pytest.raises(BatchInputError) as info:
+        parse_prompts(text, fmt="jsonl", source="p.jsonl")
+    problems = info.value.problems
+    assert [2, 3, 4, 5, 6] == [p.line for p in problems]
+    assert [None, "duration", "prompt", "callback_url", None] == [p.field for p in problems]
+    message = str(info.value)
+    assert message.startswith("p.jsonl: 5 invalid lines, nothing was submitted")
+    assert "line 3: duration: must be one of 4, 8, 12 seconds" in message
+    assert "line 4: prompt: must be at most 5000 characters" in message
+    assert "line 5: callback_url: must use https" in message
+    assert "line 2: invalid JSON" in message
+
+
+def test_an_input_without_prompts_is_an_error() -> None:
+    with pytest.raises(BatchInputError, match="no prompts"):
+        parse_prompts(["# only a comment", ""], fmt="txt")
+
+
+def test_load_prompts_picks_the_format_from_the_name_or_the_first_line(tmp_path: Path) -> None:
+    jsonl = write(tmp_path / "p.jsonl", '{"prompt": "a", "duration": 8}\n')
+    txt = write(tmp_path / "p.txt", '{"prompt": "taken literally"}\n')
+    assert 8 == load_prompts(jsonl)[0].request.duration
+    assert '{"prompt": "taken literally"}' == load_prompts(txt)[0].prompt
+    stream = io.StringIO('# c\n{"prompt": "from a stream", "duration": 12}\n')
+    assert [(2, 12)] == [(b.line, b.request.duration) for b in load_prompts(stream)]
+
+
+def test_a_missing_prompts_file_is_an_input_error(tmp_path: Path) -> None:
+    with pytest.raises(BatchInputError, match="cannot read it"):
+        load_prompts(tmp_path / "nope.txt")
+
+
+def test_line_problem_reads_as_line_field_rule() -> None:
+    assert "line 3: duration: bad" == str(LineProblem(3, "duration", "bad"))
+
+
+# ----------------------------------------------------------------------------- end to end
+
+
+async def test_a_50_prompt_txt_batch_gives_a_manifest_in_input_order_and_an_mp4_per_prompt(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    prompts = [f"clip {i}: a lighthouse in a storm, take {i}" for i in range(50)]
+    text = "# fifty prompts\n\n" + "\n".join(prompts) + "\n"
+    source = write(tmp_path / "prompts.txt", text)
+    out = tmp_path / "clips"
+    async with client_for(sim) as client:
+        summary = await run_batch(client, source, out)
+
+    manifest = read_manifest(out)
+    assert [MANIFEST_KEYS] * 50 == [set(e) for e in manifest]
+    assert list(range(3, 53)) == [e["line"] for e in manifest]
+    assert prompts == [e["prompt"] for e in manifest]
+    assert ["completed"] * 50 == [e["status"] for e in manifest]
+    assert [None] * 50 == [e["error"] for e in manifest]
+    assert [PRICES[4]] * 50 == [e["credits"] for e in manifest]
+    assert {1} == set(sim.stats.creates_per_prompt.values())
+    check_clips(out, manifest)
+    assert (50, 50, 0, True) == (
+        summary.completed,
+        summary.downloaded,
+        summary.failed,
+        summary.ok,
+    )
+    assert round(50 * PRICES[4], 4) == summary.credits
+    assert summary.requests >= 100  # 50 creates and at least one poll each
+
+
+async def test_a_jsonl_batch_with_mixed_durations_sends_each_line_as_written(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    rows: list[dict[str, Any]] = [
+        {"prompt": f"mixed {i}", "duration": d, "aspect_ratio": ar}
+        for i, (d, ar) in enumerate(
+            [(4, "16:9"), (8, "9:16"), (12, "1280x720"), (8, "720x1280"), (4, "16:9")]
+        )
+    ]
+    rows.append({"prompt": "default duration"})
+    source = write(tmp_path / "p.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "clips"
+    async with client_for(sim) as client:
+        summary = await run_batch(client, source, out, aspect_ratio="9:16")
+
+    manifest = read_manifest(out)
+    assert [r["prompt"] for r in rows] == [e["prompt"] for e in manifest]
+    assert ["completed"] * 6 == [e["status"] for e in manifest]
+    tasks = [sim.tasks[e["task_id"]] for e in manifest]
+    expected = [(r.get("duration", 4), r.get("aspect_ratio", "9:16")) for r in rows]
+    assert expected == [(t.duration, t.aspect_ratio) for t in tasks]
+    assert [PRICES[d] for d, _ in expected] == [e["credits"] for e in manifest]
+    check_clips(out, manifest)
+    assert summary.ok
+
+
+async def test_the_journal_records_intent_before_created_then_finished_and_downloaded(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    out = tmp_path / "clips"
+    lines = parse_prompts(["one", "two"], fmt="txt")
+    async with client_for(sim) as client:
+        await BatchJob(client, lines, out).run()
+    records = [json.loads(raw) for raw in (out / "journal.jsonl").read_text().splitlines()]
+    for line in (1, 2):
+        events = [r["event"] for r in records if r["line"] == line]
+        assert ["intent", "created", "finished", "downloaded"] == events
+    intent = next(r for r in records if r["event"] == "intent" and r["line"] == 1)
+    assert fingerprint({"model": "sora-2-preview", "prompt": "one"}) == intent["fingerprint"]
+
+
+async def test_nothing_secret_reaches_the_journal_or_the_manifest(tmp_path: Path) -> None:
+    key = "sk-evo-very-secret-batch-key"
+    async with Simulator(time_scale=TIME_SCALE, api_key=key) as sim:
+        out = tmp_path / "clips"
+        async with client_for(sim) as client:
+            await BatchJob(client, parse_prompts(["a", "b"], fmt="txt"), out).run()
+    for name in ("journal.jsonl", MANIFEST_FILENAME):
+        assert key not in (out / name).read_text()
+
+
+# ----------------------------------------------------------------------------- failures
+
+
+async def test_task_failures_are_retried_or_reported_with_the_task_error(
+    tmp_path: Path,
+) -> None:
+    knobs = {"retryable_failure_rate": 0.3, "fatal_failure_rate": 0.2, "seed": 11}
+    async with Simulator(time_scale=TIME_SCALE, **knobs) as sim:
+        out = tmp_path / "clips"
+        lines = parse_prompts([f"risky {i}" for i in range(20)], fmt="txt")
+        async with client_for(sim) as client:
+            summary = await BatchJob(client, lines, out, max_attempts=3).run()
+    manifest = read_manifest(out)
+    failed = [e for e in manifest if e["status"] == "failed"]
+    assert failed  # the seed makes some fail for good
+    assert summary.failed == len(failed)
+    for entry in failed:
+        assert entry["video"] is None
+        assert 0.0 == entry["credits"]
+        assert {"code", "message"} == set(entry["error"])
+    retried = [e for e in manifest if e["attempts"] > 1]
+    assert retried
+    assert all(sim.stats.creates_per_prompt[e["prompt"]] == e["attempts"] for e in manifest)
+    check_clips(out, manifest)
+    assert not summary.ok
+
+
+async def test_a_clip_that_cannot_be_downloaded_keeps_its_url_and_the_reason(
+    tmp_path: Path,
+) -> None:
+    # Links expire at once: every download is refused with 403.
+    async with Simulator(time_scale=TIME_SCALE, link_ttl=0.001) as sim:
+        out = tmp_path / "clips"
+        async with client_for(sim) as client:
+            summary = await BatchJob(client, parse_prompts(["a"], fmt="txt"), out).run()
+    [entry] = read_manifest(out)
+    assert ("completed", None) == (entry["status"], entry["video"])
+    assert entry["url"].startswith(sim.base_url)
+    assert "download_failed" == entry["error"]["code"]
+    assert "403" in entry["error"]["message"]
+    assert (1, 0, 1, False) == (
+        summary.completed,
+        summary.downloaded,
+        summary.download_failed,
+        summary.ok,
+    )
+    assert [] == list(out.glob("*.mp4"))
+
+
+async def test_without_downloads_completed_lines_keep_only_their_url(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    out = tmp_path / "clips"
+    async with client_for(sim) as client:
+        summary = await BatchJob(
+            client, parse_prompts(["a", "b"], fmt="txt"), out, download=False
+        ).run()
+    manifest = read_manifest(out)
+    assert [("completed", None)] * 2 == [(e["status"], e["video"]) for e in manifest]
+    assert all(e["url"] for e in manifest)
+    assert summary.ok
+    assert [] == list(out.glob("*.mp4"))
+
+
+async def test_the_budget_covers_the_whole_batch_across_runs(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    out = tmp_path / "clips"
+    lines = parse_prompts([f"budgeted {i}" for i in range(5)], fmt="txt")
+    budget = 3 * PRICES[4] + 1
+    async with client_for(sim) as client:
+        first = await BatchJob(client, lines, out, budget=budget).run()
+    async with client_for(sim) as client:
+        second = await BatchJob(client, lines, out, budget=budget).run()
+    assert (3, 2) == (first.completed, first.skipped)
+    assert (3, 2) == (second.completed, second.skipped)
+    assert 3 == sum(sim.stats.creates_per_prompt.values())
+    skipped = [e for e in read_manifest(out) if e["status"] == "skipped"]
+    assert ["budget_exceeded"] * 2 == [e["error"]["code"] for e in skipped]
+
+
+async def test_a_refused_key_stops_admitting_and_the_lines_are_submitted_again_later(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    out = tmp_path / "clips"
+    lines = parse_prompts([f"auth {i}" for i in range(6)], fmt="txt")
+    async with client_for(sim, api_key="sk-evo-wrong", max_in_flight=1) as client:
+        refused = await BatchJob(client, lines, out).run()
+    assert refused.aborted is not None
+    assert "401" in refused.aborted
+    assert 0 == refused.completed
+    assert 0 == sum(sim.stats.creates_per_prompt.values())
+    async with client_for(sim) as client:
+        summary = await BatchJob(client, lines, out).run()
+    assert summary.ok
+    assert {1} == set(sim.stats.creates_per_prompt.values())
+
+
+# ----------------------------------------------------------------------------- resume
+
+
+async def _journal_lines(
+    out: Path, sim: Simulator, lines: list[BatchLine]
+) -> tuple[dict[int, str], Path]:
+    """Journal a previous run by hand: line 1 downloaded, line 2 created, line 3 intent only
+    (never sent), line 4 completed but not downloaded; line 5 untouched."""
+    task_ids: dict[int, str] = {}
+    async with client_for(sim) as client:
+        with Journal.open(out) as journal:
+            for bl in lines[:4]:
+                await journal.intent(bl.line, bl.fingerprint)
+                if bl.line == 3:
+                    continue
+                task = await client.create_video(bl.request)
+                task_ids[bl.line] = task.id
+                await journal.created(bl.line, task.id, task.credits_reserved)
+                if bl.line == 2:
+                    continue
+                task = await client.wait(task)
+                await journal.finished(bl.line, task.id, "completed", None, task.video_url)
+                if bl.line == 1:
+                    path = out / video_filename(1, task.id)
+                    result = await client.download(task, path)
+                    await journal.downloaded(1, task.id, path.name, result.size, result.sha256)
+    return task_ids, out / video_filename(1, task_ids[1])
+
+
+async def test_resume_touches_nothing_done_reattaches_created_tasks_and_reports_unknown(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    out = tmp_path / "clips"
+    lines = parse_prompts([f"resumed {i}" for i in range(1, 6)], fmt="txt")
+    task_ids, first_file = await _journal_lines(out, sim, lines)
+    before = first_file.stat().st_mtime_ns
+    downloads_before = sim.tasks[task_ids[1]].downloads
+
+    async with client_for(sim) as client:
+        summary = await BatchJob(client, lines, out).run()
+
+    manifest = read_manifest(out)
+    statuses = [(e["line"], e["status"], e["task_id"]) for e in manifest]
+    new_id = manifest[4]["task_id"]
+    assert [
+        (1, "completed", task_ids[1]),
+        (2, "completed", task_ids[2]),
+        (3, "unknown", None),
+        (4, "completed", task_ids[4]),
+        (5, "completed", new_id),
+    ] == statuses
+    assert "maybe_created" == manifest[2]["error"]["code"]
+    assert "--retry-unknown" in manifest[2]["error"]["message"]
+    counts = {bl.prompt: sim.stats.creates_per_prompt[bl.prompt] for bl in lines}
+    assert {"resumed 1": 1, "resumed 2": 1, "resumed 3": 0, "resumed 4": 1, "resumed 5": 1} == (
+        counts
+    )
+    assert before == first_file.stat().st_mtime_ns
+    assert downloads_before == sim.tasks[task_ids[1]].downloads
+    check_clips(out, manifest)
+    assert [1, 1, 1, 1, 1] == [e["attempts"] for e in manifest]
+    assert (4, 1) == (summary.completed, summary.unknown)
+
+    async with client_for(sim) as client:
+        retried = await BatchJob(client, lines, out, retry_unknown=True).run()
+    assert retried.ok
+    assert 1 == sim.stats.creates_per_prompt["resumed 3"]
+    assert 2 == read_manifest(out)[2]["attempts"]
+
+
+async def test_a_deleted_clip_is_downloaded_again_on_resume(sim: Simulator, tmp_path: Path) -> None:
+    out = tmp_path / "clips"
+    lines = parse_prompts(["kept", "deleted"], fmt="txt")
+    async with client_for(sim) as client:
+        await BatchJob(client, lines, out).run()
+    deleted = out / read_manifest(out)[1]["video"]
+    deleted.unlink()
+    async with client_for(sim) as client:
+        summary = await BatchJob(client, lines, out).run()
+    assert summary.ok
+    assert deleted.exists()
+    assert {1} == set(sim.stats.creates_per_prompt.values())
+
+
+async def test_a_reattached_task_that_failed_retryably_is_submitted_again(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    out = tmp_path / "clips"
+    [line] = parse_prompts(["flaky"], fmt="txt")
+    async with client_for(sim) as client:
+        task = await client.create_video(line.request)
+    sim.fail_task(task.id, "service_error")
+    with Journal.open(out) as journal:
+        await journal.intent(1, line.fingerprint)
+        await journal.created(1, task.id, task.credits_reserved)
+    async with client_for(sim) as client:
+        summary = await BatchJob(client, [line], out, max_attempts=3).run()
+    [entry] = read_manifest(out)
+    assert ("completed", 2) == (entry["status"], entry["attempts"])
+    assert task.id != entry["task_id"]
+    assert 2 == sim.stats.creates_per_prompt["flaky"]
+    assert summary.ok
+
+
+async def test_a_directory_journaled_for_other_prompts_is_refused_before_any_request(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    out = tmp_path / "clips"
+    async with client_for(sim) as client:
+        await BatchJob(client, parse_prompts(["first"], fmt="txt"), out).run()
+    requests = sim.stats.total_requests
+    async with client_for(sim) as client:
+        with pytest.raises(BatchInputError, match="line 1: differs from the request journaled"):
+            await BatchJob(client, parse_prompts(["second"], fmt="txt"), out).run()
+    assert requests == sim.stats.total_requests
+
+
+async def test_a_second_job_on_a_locked_directory_is_refused(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    out = tmp_path / "clips"
+    with Journal.open(out):
+        async with client_for(sim) as client:
+            with pytest.raises(JournalLockedError, match="another evolink-async batch"):
+                await BatchJob(client, parse_prompts(["a"], fmt="txt"), out).run()
+    assert 0 == sim.stats.total_requests
+
+
+# ----------------------------------------------------------------------------- stopping
+
+
+async def _wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Poll ``condition`` until it holds (bounded; a failure to get there fails the test)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.005)
+
+
+async def test_stop_stops_admitting_writes_the_manifest_and_a_rerun_finishes_the_batch(
+    tmp_path: Path,
+) -> None:
+    async with Simulator(time_scale=0.005, seed=3) as sim:
+        out = tmp_path / "clips"
+        lines = parse_prompts([f"stopped {i}" for i in range(20)], fmt="txt")
+        async with client_for(sim, time_scale=0.005, max_in_flight=4) as client:
+            job = BatchJob(client, lines, out)
+            run = asyncio.ensure_future(job.run())
+            await _wait_for(lambda: job.progress().submitted + job.progress().processing > 0)
+            job.stop()
+            summary = await run
+        assert summary.interrupted
+        manifest = read_manifest(out)
+        assert [bl.line for bl in lines] == [e["line"] for e in manifest]
+        assert summary.completed < 20
+        pending = [e for e in manifest if e["status"] != "completed"]
+        assert {"interrupted"} == {e["error"]["code"] for e in pending}
+        assert {"skipped", "unknown"} >= {e["status"] for e in pending}
+        assert sum(sim.stats.creates_per_prompt.values()) < 20
+
+        async with client_for(sim, time_scale=0.005) as client:
+            again = await BatchJob(client, lines, out).run()
+        assert again.ok
+        assert {1} == set(sim.stats.creates_per_prompt.values())
+        check_clips(out, read_manifest(out))
