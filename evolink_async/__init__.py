@@ -69,6 +69,7 @@ from .models import (
     validate_callback_url,
 )
 from .poller import PollPolicy
+from .webhooks import CallbackReceiver, ReceiverStats
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -82,6 +83,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "Batch",
+    "CallbackReceiver",
     "BatchStats",
     "BudgetExceededError",
     "BudgetSkipped",
@@ -115,6 +117,7 @@ __all__ = [
     "RateLimitError",
     "RateLimited",
     "RateLimiter",
+    "ReceiverStats",
     "RequestTooLargeError",
     "RetryEvent",
     "RetryPolicy",
