@@ -10,6 +10,7 @@ run's own peak.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import math
 import os
@@ -37,6 +38,7 @@ __all__ = [
     "percentile",
     "print_table",
     "run_worker",
+    "sdk_info",
     "write_json",
 ]
 
@@ -71,10 +73,8 @@ class SimulatorProcess:
 
     def __enter__(self) -> SimulatorProcess:
         cmd = [sys.executable, str(Path(__file__).resolve()), "serve", json.dumps(self.knobs)]
-        self._stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed in _stop
-        self._proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            cmd, stdout=subprocess.PIPE, stderr=self._stderr, text=True
-        )
+        self._stderr = tempfile.TemporaryFile(mode="w+")
+        self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._stderr, text=True)
         self._pid = self._proc.pid
         assert self._proc.stdout is not None
         deadline = time.monotonic() + self.start_timeout
@@ -114,7 +114,7 @@ class SimulatorProcess:
     def stats(self, timeout: float = 120.0) -> dict[str, Any]:
         """The simulator's stats as JSON (``GET /_simulator/stats``)."""
         url = f"{self.base_url}/_simulator/stats"
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - loopback
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
             data: dict[str, Any] = json.loads(resp.read())
         return data
 
@@ -137,15 +137,15 @@ class SimulatorProcess:
 # -- client workers, each in its own process ---------------------------------------------------
 
 
-def run_worker(script: Path, args: Sequence[str], *, timeout: float | None = None) -> dict[str, Any]:
+def run_worker(
+    script: Path, args: Sequence[str], *, timeout: float | None = None
+) -> dict[str, Any]:
     """Run ``python script args...`` and return the JSON object of its last stdout line.
 
     The worker's stderr goes to ours. Raises ``RuntimeError`` when it fails or prints no JSON.
     """
     cmd = [sys.executable, str(script), *[str(a) for a in args]]
-    proc = subprocess.run(  # noqa: S603 - our own interpreter and script
-        cmd, stdout=subprocess.PIPE, text=True, timeout=timeout, check=False
-    )
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, timeout=timeout, check=False)
     lines = [line for line in proc.stdout.splitlines() if line.strip()]
     if proc.returncode != 0 or not lines:
         raise RuntimeError(f"worker failed (exit {proc.returncode}): {' '.join(cmd)}")
@@ -254,6 +254,21 @@ def machine_info() -> dict[str, Any]:
         "implementation": platform.python_implementation(),
         "platform": platform.platform(),
         "aiohttp": aiohttp.__version__,
+    }
+
+
+def sdk_info() -> dict[str, Any]:
+    """The SDK's version and a fingerprint of its source (results change with the code)."""
+    import evolink_async  # noqa: PLC0415
+
+    root = Path(evolink_async.__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode())
+        digest.update(path.read_bytes())
+    return {
+        "version": getattr(evolink_async, "__version__", "unknown"),
+        "source_sha256": digest.hexdigest()[:16],
     }
 
 

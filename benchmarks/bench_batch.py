@@ -37,6 +37,7 @@ from _common import (
     percentile,
     print_table,
     run_worker,
+    sdk_info,
     write_json,
 )
 
@@ -286,7 +287,9 @@ def figures_from(
     """A contender's figures from the simulator's record and the client's counters."""
     tasks = list(stats["tasks"].values())
     requests = sum(
-        n for ep in ("create", "get_task", "credits") for n in stats["requests"].get(ep, {}).values()
+        n
+        for ep in ("create", "get_task", "credits")
+        for n in stats["requests"].get(ep, {}).values()
     )
     completed = sum(
         1 for t in tasks if t["outcome"] == "completed" and t["first_seen_terminal_at"] is not None
@@ -327,7 +330,8 @@ def figures_from(
         "polls_per_task": polls / len(tasks) if tasks else None,
         "mean_poll_interval_s": (sum(lifetimes) / polls) if polls else None,
         "detect_max_s": max(delays) if delays else None,
-        "peak_requests_per_s": stats["peak_requests_per_second"] / w.time_scale,
+        # peak over 1-real-second windows, per service second
+        "peak_requests_per_s": stats["peak_requests_per_second"] * w.time_scale,
         "client_cpu_s": cpu,
         "client_wall_s": client["wall_s"],
         "client_cpu_util": cpu / client["wall_s"] if client["wall_s"] else None,
@@ -459,9 +463,11 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"bench_batch: ignoring unknown arguments {unknown}", file=sys.stderr)
     w = workload_from(ns)
-    names = ns.contenders.split(",") if ns.contenders else [
-        n for n, c in CONTENDERS.items() if c.default
-    ]
+    names = (
+        ns.contenders.split(",")
+        if ns.contenders
+        else [n for n, c in CONTENDERS.items() if c.default]
+    )
     unknown_names = [n for n in names if n not in CONTENDERS and n != LOWER_BOUND]
     if unknown_names:
         print(f"bench_batch: unknown contenders {unknown_names}", file=sys.stderr)
@@ -495,8 +501,7 @@ def main(argv: list[str] | None = None) -> int:
         ):
             print(f"  warning: {name} saw other task durations", file=sys.stderr)
         print(
-            f"  {name}: {time.monotonic() - t0:.1f} s real, "
-            f"{figs['completed']}/{w.n} completed",
+            f"  {name}: {time.monotonic() - t0:.1f} s real, {figs['completed']}/{w.n} completed",
             flush=True,
         )
     if durations is None:
@@ -517,8 +522,11 @@ def main(argv: list[str] | None = None) -> int:
             "lower_bound": "list schedule of the task durations in creation order on "
             "`concurrency` slots; 2 requests a task",
             "mean_task_duration_s": sum(durations) / len(durations),
-            "contender_descriptions": {n: CONTENDERS[n].description for n in results if n in CONTENDERS},
+            "contender_descriptions": {
+                n: CONTENDERS[n].description for n in results if n in CONTENDERS
+            },
             "machine": machine_info(),
+            "sdk": sdk_info(),
             "failed": failed,
         }
         write_json(ns.json, {"workload": workload, "contenders": results})

@@ -13,7 +13,8 @@ Three parts, each run in a fresh client process against a simulator in its own p
 2. **stream**: a 100 000-line prompt file streamed lazily through ``generate_many`` while the
    simulator answers almost at once; RSS sampled every 10 000 outcomes.
 3. **floor**: the same count of ``GET /v1/tasks/{id}`` made by a bare aiohttp loop, paced at the
-   rate the SDK's poller ran at, and flat out; the SDK's CPU per request as a ratio to them.
+   rate the SDK's poller ran at (and, in the full profile, at a slow 50/s too), and flat out
+   against ``client.get_task``; the SDK's CPU per request as a ratio to them.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import argparse
 import asyncio
 import contextlib
 import gc
+import itertools
 import json
 import sys
 import tempfile
@@ -38,6 +40,7 @@ from _common import (
     peak_rss_mb,
     print_table,
     run_worker,
+    sdk_info,
     write_json,
 )
 
@@ -55,6 +58,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "stream_lines": 5_000,
         "sample_every": 500,
         "stream_in_flight": 100,
+        "low_rate": None,
     },
     "full": {
         "sizes": [100, 1_000, 10_000],
@@ -63,6 +67,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "stream_lines": 100_000,
         "sample_every": 10_000,
         "stream_in_flight": 100,
+        "low_rate": 50.0,
     },
 }
 
@@ -82,7 +87,9 @@ def _prompt(i: int) -> str:
 # -- workers (each in its own process) ------------------------------------------------------------
 
 
-async def worker_in_flight(base_url: str, api_key: str, n: int, cfg: dict[str, Any]) -> dict[str, Any]:
+async def worker_in_flight(
+    base_url: str, api_key: str, n: int, cfg: dict[str, Any]
+) -> dict[str, Any]:
     """Hold ``n`` tasks in flight; measure memory, asyncio tasks and CPU per poll."""
     from evolink_async import EvolinkClient, PollPolicy  # noqa: PLC0415
 
@@ -304,7 +311,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--window", type=float, help="seconds of polling measured, at least one poll interval"
     )
-    p.add_argument("--poll-rate", type=float, help="polls a second in flight (quick 2000, full 1000)")
+    p.add_argument(
+        "--poll-rate", type=float, help="polls a second in flight (quick 2000, full 1000)"
+    )
     p.add_argument(
         "--stream-time-scale",
         type=float,
@@ -351,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         r = in_flight[-1]
         print(f"  {n} in flight: created in {r['create_s']:.1f} s, {r['polls']} polls", flush=True)
-    for prev, cur in zip(in_flight, in_flight[1:], strict=False):
+    for prev, cur in itertools.pairwise(in_flight):
         growth = cur["rss_in_flight_mb"] - cur["rss_before_mb"]
         growth -= prev["rss_in_flight_mb"] - prev["rss_before_mb"]
         cur["rss_marginal_kb"] = growth * 1024 / (cur["in_flight"] - prev["in_flight"])
@@ -410,59 +419,82 @@ def main(argv: list[str] | None = None) -> int:
             f"{stream['cpu_per_request_us']:.0f} us CPU/request, outcomes {stream['outcomes']})",
         )
 
-    # 3. the raw aiohttp floor, for the same count of GETs the largest in-flight run made
-    floor: dict[str, Any] = {}
-    ref = in_flight[-1] if in_flight else None
-    if ref is not None and ref["polls"]:
-        count = ref["polls"]
+    # 3. the raw aiohttp floor: the same count of GETs as the SDK's poller made, by a bare
+    # aiohttp loop paced at the same rate (the cost of a request depends on the rate: at a few
+    # dozen a second every request pays a cold wake-up), and flat out against client.get_task.
+    floor: list[dict[str, Any]] = []
+    refs = [(f"{r['in_flight']:,} in flight", r) for r in in_flight[-1:]]
+    if cfg.get("low_rate"):
         try:
-            paced = run("raw", HOLD_KNOBS, {"count": count, "rate": ref["polls_per_s"]})
+            low = run("in-flight", HOLD_KNOBS, {**cfg, "n": 100, "poll_rate": cfg["low_rate"]})
+            refs.append(("100 in flight, slow", low))
+        except Exception as exc:
+            print(f"  low-rate poller: could not run: {exc}", file=sys.stderr)
+            failures.append("floor-low-rate")
+    for label, ref in refs:
+        if not ref["polls"]:
+            continue
+        count, rate = ref["polls"], ref["polls_per_s"]
+        try:
+            paced = run("raw", HOLD_KNOBS, {"count": count, "rate": rate})
+        except Exception as exc:
+            print(f"  floor: could not run: {exc}", file=sys.stderr)
+            failures.append("floor")
+            continue
+        floor.append(
+            {
+                "what": f"SDK poller, {label}, paced at {rate:.0f}/s",
+                "requests": count,
+                "rate_per_s": rate,
+                "sdk_cpu_per_request_us": ref["cpu_per_poll_us"],
+                "raw_cpu_per_request_us": paced["cpu_per_request_us"],
+                "ratio": ref["cpu_per_poll_us"] / paced["cpu_per_request_us"],
+            }
+        )
+    if in_flight and in_flight[-1]["polls"]:
+        count = in_flight[-1]["polls"]
+        try:
             flat = run("raw", HOLD_KNOBS, {"count": count, "rate": None})
             sdk_flat = run("sdk-get", HOLD_KNOBS, {"count": count})
         except Exception as exc:
             print(f"  floor: could not run: {exc}", file=sys.stderr)
-            failures.append("floor")
+            failures.append("floor-flat")
         else:
-            floor = {
-                "requests": count,
-                "sdk_poller_cpu_per_request_us": ref["cpu_per_poll_us"],
-                "raw_paced_cpu_per_request_us": paced["cpu_per_request_us"],
-                "ratio_paced": ref["cpu_per_poll_us"] / paced["cpu_per_request_us"],
-                "sdk_get_task_flat_cpu_per_request_us": sdk_flat["cpu_per_request_us"],
-                "raw_flat_cpu_per_request_us": flat["cpu_per_request_us"],
-                "ratio_flat": sdk_flat["cpu_per_request_us"] / flat["cpu_per_request_us"],
-                "paced_rate_per_s": ref["polls_per_s"],
-            }
-            print_table(
-                [
-                    {
-                        "what": f"paced at {ref['polls_per_s']:.0f}/s ({ref['in_flight']:,} "
-                        "in flight: SDK poller)",
-                        "sdk": floor["sdk_poller_cpu_per_request_us"],
-                        "raw": floor["raw_paced_cpu_per_request_us"],
-                        "ratio": floor["ratio_paced"],
-                    },
-                    {
-                        "what": f"flat out, {WORKERS} at once (SDK client.get_task)",
-                        "sdk": floor["sdk_get_task_flat_cpu_per_request_us"],
-                        "raw": floor["raw_flat_cpu_per_request_us"],
-                        "ratio": floor["ratio_flat"],
-                    },
-                ],
-                [
-                    ("what", f"{count:,} GET /v1/tasks/{{id}}"),
-                    ("sdk", "SDK us/req"),
-                    ("raw", "raw aiohttp us/req"),
-                    ("ratio", "ratio"),
-                ],
-                title="CPU per request against a bare aiohttp loop",
+            floor.append(
+                {
+                    "what": f"client.get_task flat out, {WORKERS} at once",
+                    "requests": count,
+                    "rate_per_s": None,
+                    "sdk_cpu_per_request_us": sdk_flat["cpu_per_request_us"],
+                    "raw_cpu_per_request_us": flat["cpu_per_request_us"],
+                    "ratio": sdk_flat["cpu_per_request_us"] / flat["cpu_per_request_us"],
+                    "sdk_requests_per_s": count / sdk_flat["wall_s"],
+                    "raw_requests_per_s": count / flat["wall_s"],
+                }
             )
+    if floor:
+        print_table(
+            floor,
+            [
+                ("what", "GET /v1/tasks/{id}"),
+                ("requests", "requests"),
+                ("sdk_cpu_per_request_us", "SDK us/req"),
+                ("raw_cpu_per_request_us", "raw aiohttp us/req"),
+                ("ratio", "ratio"),
+            ],
+            title="CPU per request against a bare aiohttp loop (same count, same pace)",
+        )
     print(f"total {time.monotonic() - t_start:.0f} s real")
     if ns.json:
         write_json(
             ns.json,
             {
-                "workload": {"profile": profile, **cfg, "machine": machine_info()},
+                "workload": {
+                    "profile": profile,
+                    **cfg,
+                    "machine": machine_info(),
+                    "sdk": sdk_info(),
+                },
                 "results": {"in_flight": in_flight, "stream": stream, "floor": floor},
                 "failed": failures,
             },

@@ -207,7 +207,6 @@ class Transport:
         "on_retry",
         "rate_gate",
         "retry",
-        "time_scale",
         "timeout",
         "user_agent",
         "verify_ssl",
@@ -224,7 +223,6 @@ class Transport:
         rate_gate: RateGate | None = None,
         verify_ssl: bool = True,
         max_response_bytes: int = 4 * 1024 * 1024,
-        time_scale: float = 1.0,
         on_retry: Callable[[RetryEvent], None] | None = None,
         seed: int | None = None,
     ) -> None:
@@ -237,7 +235,6 @@ class Transport:
         self.rate_gate = rate_gate
         self.verify_ssl = verify_ssl
         self.max_response_bytes = max_response_bytes
-        self.time_scale = time_scale
         self.on_retry = on_retry
         self.user_agent = f"evolink-async/{__about__.__version__}"
         self._rng = random.Random(seed)
@@ -268,10 +265,6 @@ class Transport:
     async def aclose(self) -> None:
         if self._owns_session and self._session is not None and not self._session.closed:
             await self._session.close()
-
-    def scaled(self, seconds: float) -> float:
-        """Service seconds (Retry-After, estimated_time) in local seconds."""
-        return seconds * self.time_scale
 
     def _headers(self) -> dict[str, str]:
         if not self._api_key:
@@ -352,7 +345,7 @@ class Transport:
                     retryable = status in retry_statuses
                 if isinstance(error, RateLimitError) and self.rate_gate is not None:
                     ra = error.retry_after
-                    self.rate_gate.on_rate_limited(None if ra is None else self.scaled(ra))
+                    self.rate_gate.on_rate_limited(ra)
             if isinstance(error, APIConnectionError):
                 logger.debug(
                     "%s %s -> %s attempt=%d elapsed=%.3fs",
@@ -367,7 +360,6 @@ class Transport:
             wait = self.retry.backoff(attempt, self._rng)
             retry_after = getattr(error, "retry_after", None)
             if retry_after is not None:
-                retry_after = self.scaled(retry_after)
                 if retry_after > self.retry.max_retry_after:
                     raise error
                 if isinstance(error, RateLimitError) and self.rate_gate is not None:

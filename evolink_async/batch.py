@@ -36,7 +36,7 @@ on the same directory:
 **Manifest.** ``manifest.jsonl`` has one object per input line, in input order, with exactly
 the keys ``line``, ``prompt``, ``status`` (``completed``, ``failed``, ``unknown`` or
 ``skipped``), ``task_id``, ``video`` (path relative to the directory, or null), ``url``,
-``error`` (``{"code", "message"}`` or null), ``attempts`` (create requests sent for the line,
+``error`` (``{"code", "message"}`` or null), ``attempts`` (times the line was submitted,
 over all runs) and ``credits`` (credits reserved by its completed or possibly running task). It
 is written atomically (temporary file + rename) when the job ends, also when it is stopped or
 fails. A completed clip that could not be downloaded keeps ``status: "completed"`` with
@@ -605,7 +605,6 @@ class BatchJob:
         numbers = [ln.entry.line for ln in self._lines]
         if len(set(numbers)) != len(numbers):
             raise ValueError("line numbers must be unique")
-        self._by_number = {ln.entry.line: ln for ln in self._lines}
         self._counts: Counter[str] = Counter(ln.state for ln in self._lines)
         self._download_slots = anyio.Semaphore(download_concurrency)
         self._journal: Journal | None = None
@@ -615,6 +614,8 @@ class BatchJob:
         self._posting: set[int] = set()
         self._posting_idle = asyncio.Event()
         self._posting_idle.set()
+        #: lines whose intent is journaled but whose create was cancelled around its sending
+        self._maybe_sent: set[int] = set()
         self._retry_later: list[_Line] = []
         self._stop_requested = asyncio.Event()
         self._halt = asyncio.Event()
@@ -648,7 +649,7 @@ class BatchJob:
         self._request_stop()
 
     def progress(self) -> BatchProgress:
-        """Live counts (cheap: kept up to date as things happen)."""
+        """Live counts, credits and requests of this run."""
         c = self._counts
         credits = sum(
             ln.credits
@@ -824,6 +825,8 @@ class BatchJob:
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
+                if self._halt.is_set():  # stopped before it began
+                    tg.cancel_scope.cancel()
                 for ln in fetch:
                     tg.start_soon(self._download, ln)
                 for ln in reattach:
@@ -931,8 +934,10 @@ class BatchJob:
             await self._writer.write(
                 functools.partial(self._j.intent, ln.entry.line, ln.entry.fingerprint)
             )
-        except BaseException:
+        except BaseException as exc:
             self._posting_discard(ln.entry.line)
+            if not isinstance(exc, Exception):  # cancelled: the intent is written anyway
+                self._maybe_sent.add(ln.entry.line)
             raise
         ln.attempts += 1
 
@@ -1200,9 +1205,14 @@ class BatchJob:
                     "message": f"{reason} before the clip was downloaded; "
                     "run the same command again to download it",
                 }
-            elif ln.entry.line in self._posting:
+            elif ln.entry.line in self._posting or ln.entry.line in self._maybe_sent:
                 status = "unknown"
-                error = {"code": "maybe_created", "message": _MAYBE_CREATED}
+                error = {
+                    "code": "maybe_created",
+                    "message": f"{reason} while this line's create request was being sent: the "
+                    "task may exist (and be billed). Not resubmitted; pass --retry-unknown "
+                    "(retry_unknown=True) to submit it again",
+                }
             else:
                 status = "skipped"
                 credits = 0.0

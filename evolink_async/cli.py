@@ -46,6 +46,7 @@ from .errors import (
     NotFoundError,
     TaskFailedError,
     TaskTimeoutError,
+    redact_url,
 )
 from .models import Task, VideoRequest
 
@@ -193,14 +194,16 @@ def _connection(args: argparse.Namespace) -> tuple[str | None, str | None] | Non
 @contextlib.asynccontextmanager
 async def _service(args: argparse.Namespace, **client_kwargs: Any) -> AsyncIterator[EvolinkClient]:
     """A client for the real service, or for an embedded simulator with ``--simulate``."""
+    time_scale: float | None = args.time_scale
     if getattr(args, "simulate", False):
         from .testing import Simulator  # noqa: PLC0415 - only needed for --simulate
 
-        async with Simulator(time_scale=SIMULATE_TIME_SCALE) as sim:
+        scale = time_scale or SIMULATE_TIME_SCALE
+        async with Simulator(time_scale=scale) as sim:
             client_kwargs.setdefault("rate", _SIMULATE_RATE)
             client_kwargs.setdefault("burst", _SIMULATE_BURST)
             async with EvolinkClient(
-                sim.api_key, sim.base_url, time_scale=SIMULATE_TIME_SCALE, **client_kwargs
+                sim.api_key, sim.base_url, time_scale=scale, **client_kwargs
             ) as client:
                 yield client
         return
@@ -208,7 +211,9 @@ async def _service(args: argparse.Namespace, **client_kwargs: Any) -> AsyncItera
     if conn is None:
         raise _UsageError
     base_url, api_key = conn
-    async with EvolinkClient(api_key, base_url, **client_kwargs) as client:
+    async with EvolinkClient(
+        api_key, base_url, time_scale=time_scale or 1.0, **client_kwargs
+    ) as client:
         yield client
 
 
@@ -478,7 +483,7 @@ async def _batch_async(
                 "(press Ctrl-C again to quit at once)"
             )
             if not args.quiet:
-                where = "the embedded simulator" if args.simulate else client.base_url
+                where = "the embedded simulator" if args.simulate else redact_url(client.base_url)
                 print(f"batch: {len(lines)} prompts → {args.out} ({where})", flush=True)
             summary = await _follow(job, _make_display(args.quiet))
     except _UsageError:
@@ -488,6 +493,9 @@ async def _batch_async(
         return EXIT_USAGE
     except JournalError as exc:
         _err(str(exc))
+        return EXIT_SOME_FAILED
+    except OSError as exc:  # e.g. the output directory cannot be written
+        _err(f"cannot write to {args.out}: {exc.strerror or exc}")
         return EXIT_SOME_FAILED
     if not args.quiet:
         _print_summary(summary)
@@ -772,6 +780,13 @@ def _add_connection(parser: argparse.ArgumentParser, *, simulate: bool) -> None:
     group.add_argument(
         "--api-key", metavar="KEY", help="API key (default: $EVOLINK_API_KEY; never printed)"
     )
+    group.add_argument(
+        "--time-scale",
+        type=_positive_float,
+        metavar="S",
+        help="local seconds per service second: match a simulator running faster than real "
+        f"time (default 1; {SIMULATE_TIME_SCALE} with --simulate)",
+    )
     if simulate:
         group.add_argument(
             "--simulate",
@@ -932,4 +947,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             stream=sys.stderr,
         )
     handler: Callable[[argparse.Namespace], int] = args.handler
-    return handler(args)
+    try:
+        return handler(args)
+    except KeyboardInterrupt:  # before the event loop took over the signals
+        _err("interrupted")
+        return EXIT_INTERRUPTED

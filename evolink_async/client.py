@@ -49,14 +49,10 @@ class EvolinkClient:
     * ``max_in_flight``: tasks pending or processing at once (submit/generate_many).
     * ``budget``: credits that may be reserved in all; each create reserves its price first.
 
-    ``time_scale`` converts the service's seconds (``estimated_time``, ``Retry-After``, poll
-    intervals) to local seconds: leave it at 1.0 for the real service; a simulator running at
-    ``time_scale=0.01`` is matched by a client with the same value.
-
-    ``callbacks``: a ``webhooks.CallbackReceiver``: every create without its own
-    ``callback_url`` gets the receiver's, a callback wakes the poller for its task (confirmed by
-    one GET unless the receiver has ``confirm=False``), and polls become a slow safety net
-    (``PollPolicy.callback_grace``).
+    ``time_scale`` compresses the task timeline for a simulator that runs faster than real
+    time: the service's ``estimated_time`` and the poll plan (``PollPolicy``, in the service's
+    seconds) are multiplied by it. Leave it at 1.0 for the real service. HTTP-level timing
+    (``Retry-After``, request timeouts, ``rate``) is always in real seconds.
     """
 
     def __init__(
@@ -107,7 +103,6 @@ class EvolinkClient:
             retry=retry,
             rate_gate=self.rate_limiter,
             verify_ssl=verify_ssl,
-            time_scale=time_scale,
             on_retry=self._on_retry,
         )
         self._poller: Poller | None = None

@@ -292,8 +292,12 @@ class _Run:
         self.stats.rate_limited += 1
         concurrency = event.error.is_concurrency_limit
         if concurrency:
+            # The service holds at most the tasks this client has running there now. Slots
+            # also count creates still waiting for an answer (or retrying this very 429), so
+            # "in_flight - 1" alone never converged: one 429 per create, each halving the rate.
+            running = self.client.in_flight
             for limit in self.concurrency:
-                limit.shrink(max(1, limit.in_flight - 1))
+                limit.shrink(max(1, min(limit.in_flight - 1, running)))
         self.emit(
             RateLimited(
                 event.error.retry_after, self.client.rate_limiter.effective_rate, concurrency
@@ -792,7 +796,10 @@ class Dispatcher:
     ) -> Batch:
         conc, budgets = self._client_limits()
         if max_in_flight is not None:
-            conc.append(ConcurrencyLimit(max_in_flight))
+            # like the client's: shrunk by "too many concurrent tasks" 429s, it grows back
+            # (without grow_every a 429 caused by another user of the key shrank it for good)
+            grow = 60.0 * self.client.time_scale
+            conc.append(ConcurrencyLimit(max_in_flight, grow_every=grow))
         if budget is not None:
             budgets.append(CreditBudget(budget))
         run = _BatchRun(

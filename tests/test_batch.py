@@ -1,10 +1,6 @@
 """The batch job (``evolink_async.batch``) end to end against the simulator: input parsing and
 validation, the manifest, the files, the journal, resuming, stopping, budgets and refusals."""
 
-# Tests assert `expected == actual`, the project's test style; ruff's SIM300 calls that a
-# "Yoda condition", so it is off in this file.
-# ruff: noqa: SIM300
-
 from __future__ import annotations
 
 import asyncio
@@ -239,7 +235,7 @@ async def test_nothing_secret_reaches_the_journal_or_the_manifest(tmp_path: Path
 async def test_task_failures_are_retried_or_reported_with_the_task_error(
     tmp_path: Path,
 ) -> None:
-    knobs = {"retryable_failure_rate": 0.3, "fatal_failure_rate": 0.2, "seed": 11}
+    knobs: dict[str, Any] = {"retryable_failure_rate": 0.3, "fatal_failure_rate": 0.2, "seed": 11}
     async with Simulator(time_scale=TIME_SCALE, **knobs) as sim:
         out = tmp_path / "clips"
         lines = parse_prompts([f"risky {i}" for i in range(20)], fmt="txt")

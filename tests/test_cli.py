@@ -1,13 +1,10 @@
 """The ``evolink-async`` command line: in-process through ``main(argv)`` and as a real process
 (``python -m evolink_async``), against a simulator served from a thread of the test process."""
 
-# Tests assert `expected == actual`, the project's test style; ruff's SIM300 calls that a
-# "Yoda condition", so it is off in this file.
-# ruff: noqa: SIM300
-
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import signal
@@ -21,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from evolink_async import cli
 from evolink_async.batch import MANIFEST_FILENAME, video_filename
 from evolink_async.cli import main
 from evolink_async.journal import Journal, replay
@@ -63,7 +61,8 @@ def sim() -> Iterator[Simulator]:
 
 
 def service_args(sim: Simulator) -> list[str]:
-    return ["--base-url", sim.base_url, "--api-key", KEY]
+    scale = str(sim.config.time_scale)
+    return ["--base-url", sim.base_url, "--api-key", KEY, "--time-scale", scale]
 
 
 def fast_client_env() -> dict[str, str]:
@@ -126,7 +125,7 @@ def test_batch_of_50_prompts_exits_0_with_a_complete_manifest(
 def test_batch_jsonl_with_mixed_durations_and_defaults(
     sim: Simulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"prompt": "short", "duration": 4},
         {"prompt": "medium", "duration": 8, "aspect_ratio": "16:9"},
         {"prompt": "long", "duration": 12},
@@ -148,7 +147,7 @@ def test_batch_jsonl_with_mixed_durations_and_defaults(
 
 
 @pytest.mark.parametrize(
-    ("line", "field", "fragment"),
+    "case",
     [
         ('{"prompt": "broken", ', None, "invalid JSON"),
         ('{"prompt": "five", "duration": 5}', "duration", "must be one of 4, 8, 12"),
@@ -161,10 +160,9 @@ def test_an_invalid_line_exits_2_naming_line_and_field_and_sends_nothing(
     sim: Simulator,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
-    line: str,
-    field: str | None,
-    fragment: str,
+    case: tuple[str, str | None, str],
 ) -> None:
+    line, field, fragment = case
     source = tmp_path / "p.jsonl"
     source.write_text('{"prompt": "fine"}\n# a comment\n' + line + '\n{"prompt": "also fine"}\n')
     out = tmp_path / "clips"
@@ -223,6 +221,41 @@ def test_failed_prompts_make_the_batch_exit_1(
     assert failed
     text = capsys.readouterr().out
     assert f"line {failed[0]['line']}: failed" in text
+
+
+def test_prompts_can_come_from_stdin(
+    sim: Simulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    rows = ['{"prompt": "from stdin", "duration": 8}', "", '{"prompt": "second"}']
+    monkeypatch.setattr(sys, "stdin", io.StringIO("\n".join(rows) + "\n"))
+    out = tmp_path / "clips"
+    assert 0 == main(["batch", "-", "--out", str(out), "-q", *service_args(sim)])
+    manifest = read_manifest(out)
+    assert [(1, "from stdin"), (3, "second")] == [(e["line"], e["prompt"]) for e in manifest]
+    assert 8 == sim.tasks[manifest[0]["task_id"]].duration
+
+
+@pytest.mark.parametrize("rich", [True, False], ids=["rich", "plain"])
+def test_a_terminal_gets_the_rich_display_or_plain_lines_without_rich(
+    sim: Simulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    rich: bool,
+) -> None:
+    monkeypatch.setattr(cli, "_is_tty", lambda stream: True)
+    monkeypatch.setattr(cli, "_rich_available", lambda: rich)
+    source = write_prompts(tmp_path / "p.txt", [f"shown {i}" for i in range(5)])
+    out = tmp_path / "clips"
+    assert 0 == main(["batch", str(source), "--out", str(out), "--rate", "500", *service_args(sim)])
+    text = capsys.readouterr().out
+    assert "Batch summary" in text
+    assert ("5/5 done" not in text) == rich  # the plain lines say "N/M done"
+    assert "completed" in text
+    assert KEY not in text
 
 
 def test_the_readme_command_runs_as_a_process_with_the_embedded_simulator(
@@ -305,12 +338,15 @@ def test_sigkill_mid_run_then_rerun_creates_no_prompt_twice(
             proc.send_signal(signal.SIGKILL)
         finally:
             proc.wait(timeout=30)
-            assert proc.stdout is not None and proc.stderr is not None
+            assert proc.stdout is not None
+            assert proc.stderr is not None
             proc.stdout.close()
             proc.stderr.close()
         assert -signal.SIGKILL == proc.returncode
         at_kill = replay(out)
         intent_only = {n for n, s in at_kill.items() if s.phase == "intent"}
+        running = {n: s.task_id for n, s in at_kill.items() if s.phase == "created"}
+        assert running  # tasks were in flight at the kill: the rerun must re-attach them
 
         code = main(["batch", str(source), "--out", str(out), "--rate", "200", *service_args(sim)])
 
@@ -320,7 +356,7 @@ def test_sigkill_mid_run_then_rerun_creates_no_prompt_twice(
         assert {"completed"} == {s for n, s in statuses.items() if n not in intent_only}
         assert (1 if intent_only else 0) == code
         assert {1} == set(sim.stats.creates_per_prompt.values())
-        assert len(prompts) - len(intent_only) <= len(sim.stats.creates_per_prompt)
+        assert running == {n: e["task_id"] for n, e in enumerate(manifest, 1) if n in running}
     captured = capsys.readouterr()
     assert KEY not in captured.out + captured.err
 
