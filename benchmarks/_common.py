@@ -254,6 +254,8 @@ def machine_info() -> dict[str, Any]:
         "implementation": platform.python_implementation(),
         "platform": platform.platform(),
         "aiohttp": aiohttp.__version__,
+        # other work on the machine skews every figure: the 1/5/15-minute load averages
+        "loadavg": [round(x, 2) for x in os.getloadavg()],
     }
 
 

@@ -207,8 +207,10 @@ class _PlainPoller:
                         self.requests += 1
                         self.statuses[resp.status] += 1
                         if resp.status == 429 or resp.status >= 500:
+                            # honoured as given, like the SDK does: the simulator states
+                            # Retry-After in whole real seconds
                             retry_after = float(resp.headers.get("Retry-After", "1"))
-                            await asyncio.sleep(ctx.scaled(retry_after))
+                            await asyncio.sleep(retry_after)
                             continue
                         resp.raise_for_status()
                         data: dict[str, Any] = await resp.json()
@@ -301,6 +303,8 @@ def figures_from(
             continue
         delays.append(d)
         fracs.append(d / max(1e-9, t["finished_at"] - t["created_at"]))
+    # tasks whose first poll already found them finished: their delay is how late it came
+    single = [t["detection_delay_sim"] for t in tasks if t["polls"] == 1]
     seen = [t["first_seen_terminal_real"] for t in tasks if t["first_seen_terminal_real"]]
     start = min((t["created_real"] for t in tasks), default=0.0)
     makespan = (max(seen) - start) / w.time_scale if seen else None
@@ -330,6 +334,8 @@ def figures_from(
         "polls_per_task": polls / len(tasks) if tasks else None,
         "mean_poll_interval_s": (sum(lifetimes) / polls) if polls else None,
         "detect_max_s": max(delays) if delays else None,
+        "single_poll_frac": len(single) / len(tasks) if tasks else None,
+        "detect_p95_single_poll_s": percentile([d for d in single if d is not None], 95),
         # peak over 1-real-second windows, per service second
         "peak_requests_per_s": stats["peak_requests_per_second"] * w.time_scale,
         "client_cpu_s": cpu,
@@ -476,9 +482,10 @@ def main(argv: list[str] | None = None) -> int:
         f"bench_batch [{w.profile}]: N={w.n} concurrency={w.concurrency} "
         f"rate={w.rate:g}/s (client {w.client_rate:g}/s) time_scale={w.time_scale:g} "
         f"generation {w.gen_min:g}-{w.gen_max:g} s queue {w.queue_min:g}-{w.queue_max:g} s "
-        f"seed={w.seed}",
+        f"seed={w.seed} (load average {machine_info()['loadavg'][0]:g})",
         flush=True,
     )
+    machine_before = machine_info()
     results: dict[str, dict[str, Any]] = {}
     durations: list[float] | None = None
     failed: list[str] = []
@@ -525,7 +532,8 @@ def main(argv: list[str] | None = None) -> int:
             "contender_descriptions": {
                 n: CONTENDERS[n].description for n in results if n in CONTENDERS
             },
-            "machine": machine_info(),
+            "machine": machine_before,
+            "loadavg_after": machine_info()["loadavg"],
             "sdk": sdk_info(),
             "failed": failed,
         }

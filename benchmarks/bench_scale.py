@@ -345,8 +345,10 @@ def main(argv: list[str] | None = None) -> int:
         if value is not None:
             cfg[key] = value
     cfg["stream_time_scale"] = ns.stream_time_scale
-    print(f"bench_scale [{profile}]: {json.dumps(cfg)}", flush=True)
+    load = machine_info()["loadavg"][0]
+    print(f"bench_scale [{profile}]: {json.dumps(cfg)} (load average {load:g})", flush=True)
     failures: list[str] = []
+    machine_before = machine_info()
     t_start = time.monotonic()
 
     # 1. tasks in flight
@@ -492,7 +494,8 @@ def main(argv: list[str] | None = None) -> int:
                 "workload": {
                     "profile": profile,
                     **cfg,
-                    "machine": machine_info(),
+                    "machine": machine_before,
+                    "loadavg_after": machine_info()["loadavg"],
                     "sdk": sdk_info(),
                 },
                 "results": {"in_flight": in_flight, "stream": stream, "floor": floor},

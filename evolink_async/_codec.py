@@ -173,4 +173,6 @@ def _leaves(exc: BaseException) -> list[str]:
         for sub in subs:
             out.extend(_leaves(sub))
         return out
+    if isinstance(exc, KeyError) and exc.args:  # a required field is absent
+        return [f"missing required field {exc.args[0]!r}"[:120]]
     return [str(exc)[:120]]

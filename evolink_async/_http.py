@@ -326,14 +326,14 @@ class Transport:
                     attempt,
                     time.monotonic() - start,
                 )
+                if self._api_key:  # a server echoing the key must not put it in an error
+                    body = body.replace(self._api_key.encode(), b"[redacted]")
                 if 200 <= status < 300:
                     if len(body) > self.max_response_bytes:
                         raise DecodeError(
                             f"{method} {path}: response body over {self.max_response_bytes} bytes"
                         )
                     return loads_json(body, f"{method} {path} response") if body else None
-                if self._api_key:  # a service echoing the key must not put it in an error
-                    body = body.replace(self._api_key.encode(), b"[redacted]")
                 error = error_from_response(status, body, resp_headers)
                 if create and status == 504:
                     error = APITimeoutError(
@@ -378,8 +378,15 @@ class Transport:
         async with self.session.request(
             method, url, json=json, headers=headers, timeout=timeout, allow_redirects=False
         ) as resp:
-            body = await resp.content.read(self.max_response_bytes + 1)
-            return resp.status, resp.headers, body
+            # read(n) returns what has arrived, up to n: read on until the end or the cap + 1
+            limit = self.max_response_bytes + 1
+            body = bytearray()
+            while len(body) < limit:
+                chunk = await resp.content.read(limit - len(body))
+                if not chunk:
+                    break
+                body += chunk
+            return resp.status, resp.headers, bytes(body)
 
 
 def _connection_error(exc: BaseException, *, maybe_created: bool) -> APIConnectionError:

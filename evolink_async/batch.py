@@ -62,6 +62,7 @@ import contextlib
 import functools
 import json
 import os
+import re
 import sys
 import time
 from collections import Counter
@@ -135,6 +136,8 @@ _MAX_LISTED_PROBLEMS = 20
 _STOP_GRACE = 30.0
 #: statuses of line states that are final
 _FINAL: frozenset[str] = frozenset({"completed", "failed", "unknown", "skipped"})
+#: the temporary file of a clip download (see ``download._part_name``) cut short by a kill
+_PART_FILE = re.compile(r"\.\d{5,}-[A-Za-z0-9._-]+\.mp4\.[0-9a-f]{8}\.part")
 
 
 # --------------------------------------------------------------------------------- input
@@ -556,8 +559,13 @@ def _write_manifest(out_dir: Path, entries: list[dict[str, Any]]) -> Path:
 
 
 def _remove_stale_temps(out_dir: Path) -> None:
-    """Remove manifest temp files a killed run left behind (blocking; the lock is held)."""
-    for stale in out_dir.glob(f".{MANIFEST_FILENAME}.*.tmp"):
+    """Remove manifest temp files and partial clip downloads (``.<clip>.<hex>.part``) a
+    killed run left behind (blocking; the lock is held, so no download of ours is running)."""
+    stale_files = [
+        *out_dir.glob(f".{MANIFEST_FILENAME}.*.tmp"),
+        *(p for p in out_dir.glob(".*.mp4.*.part") if _PART_FILE.fullmatch(p.name)),
+    ]
+    for stale in stale_files:
         with contextlib.suppress(OSError):
             stale.unlink()
 

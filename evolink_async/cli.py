@@ -3,6 +3,7 @@
 ::
 
     evolink-async batch PROMPTS --out DIR [--simulate] [--concurrency N] [--rate R] ...
+    evolink-async batch PROMPTS --out DIR --callback-url https://bot.example.com/evolink
     evolink-async generate "A paper boat on a river" --duration 8 [-o boat.mp4]
     evolink-async status TASK_ID
     evolink-async credits
@@ -22,6 +23,7 @@ import argparse
 import asyncio
 import contextlib
 import importlib.util
+import ipaddress
 import json
 import logging
 import os
@@ -32,6 +34,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
+from urllib.parse import urlsplit
 
 from .__about__ import __version__
 from .batch import BatchInputError, BatchJob, BatchLine, BatchProgress, BatchSummary, load_prompts
@@ -49,6 +52,7 @@ from .errors import (
     redact_url,
 )
 from .models import Task, VideoRequest
+from .webhooks import CallbackReceiver, parse_listen
 
 __all__ = [
     "EXIT_INTERRUPTED",
@@ -67,6 +71,10 @@ EXIT_INTERRUPTED = 130
 
 #: ``--simulate``: local seconds per simulated second (a "300 s" clip takes 1.5 s).
 SIMULATE_TIME_SCALE = 0.005
+#: ``--listen`` when ``--callback-url`` is given without it.
+DEFAULT_LISTEN = "127.0.0.1:8080"
+#: Keeps the callback URL's secret segment across runs (tasks re-attached by a rerun call it).
+CALLBACK_SECRET_ENV = "EVOLINK_CALLBACK_SECRET"
 _SIMULATE_RATE = 50.0
 _SIMULATE_BURST = 10
 _LOG_INTERVAL = 5.0  # seconds between plain progress lines
@@ -199,7 +207,9 @@ async def _service(args: argparse.Namespace, **client_kwargs: Any) -> AsyncItera
         from .testing import Simulator  # noqa: PLC0415 - only needed for --simulate
 
         scale = time_scale or SIMULATE_TIME_SCALE
-        async with Simulator(time_scale=scale) as sim:
+        # with callbacks, the simulator calls the local receiver over http on loopback
+        insecure = client_kwargs.get("callbacks") is not None
+        async with Simulator(time_scale=scale, allow_insecure_callbacks=insecure) as sim:
             client_kwargs.setdefault("rate", _SIMULATE_RATE)
             client_kwargs.setdefault("burst", _SIMULATE_BURST)
             async with EvolinkClient(
@@ -439,7 +449,51 @@ def _print_summary(summary: BatchSummary) -> None:
 # ------------------------------------------------------------------------------- commands
 
 
+def _is_loopback(host: str | None) -> bool:
+    if host is None:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _callback_receiver(args: argparse.Namespace) -> CallbackReceiver | None:
+    """The receiver of ``--callback-url``/``--listen`` (not started), or None without them.
+    Raises ValueError (an InvalidRequestError for the URL) with a message for the user."""
+    if args.callback_url is None:
+        if args.listen is not None:
+            raise ValueError("--listen needs --callback-url (the URL the service calls)")
+        return None
+    host, port = parse_listen(args.listen or DEFAULT_LISTEN)
+    url = urlsplit(args.callback_url)
+    # the embedded simulator may call back over http, on loopback only (the real service
+    # calls https URLs of public hosts, as the receiver checks otherwise)
+    insecure = args.simulate and url.scheme.lower() == "http"
+    if insecure and not _is_loopback(url.hostname):
+        raise ValueError("--callback-url: with --simulate, an http URL must be on loopback")
+    try:
+        return CallbackReceiver(
+            args.callback_url,
+            host=host,
+            port=port,
+            secret=os.environ.get(CALLBACK_SECRET_ENV) or None,
+            allow_insecure=insecure,
+        )
+    except InvalidRequestError as exc:
+        raise ValueError(f"--callback-url: {exc}") from None
+    except ValueError as exc:  # the secret: the message does not carry it
+        raise ValueError(f"${CALLBACK_SECRET_ENV}: {exc}") from None
+
+
 def _batch(args: argparse.Namespace) -> int:
+    try:
+        receiver = _callback_receiver(args)
+    except ValueError as exc:
+        _err(str(exc))
+        return EXIT_USAGE
     try:
         lines = load_prompts(
             args.prompts,
@@ -453,11 +507,14 @@ def _batch(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     if not args.simulate and _connection(args) is None:
         return EXIT_USAGE
-    return _run(lambda interrupts: _batch_async(args, lines, interrupts))
+    return _run(lambda interrupts: _batch_async(args, lines, interrupts, receiver))
 
 
 async def _batch_async(
-    args: argparse.Namespace, lines: list[BatchLine], interrupts: _Interrupts
+    args: argparse.Namespace,
+    lines: list[BatchLine],
+    interrupts: _Interrupts,
+    receiver: CallbackReceiver | None = None,
 ) -> int:
     client_kwargs: dict[str, Any] = {"max_in_flight": args.concurrency}
     if args.rate is not None:
@@ -465,7 +522,16 @@ async def _batch_async(
     if args.timeout is not None:
         client_kwargs["task_timeout"] = args.timeout
     try:
-        async with _service(args, **client_kwargs) as client:
+        async with contextlib.AsyncExitStack() as stack:
+            if receiver is not None:  # listening before the first create gives its URL
+                try:
+                    await stack.enter_async_context(receiver)
+                except OSError as exc:
+                    where = f"{receiver.host}:{receiver.port}"
+                    _err(f"cannot listen for callbacks on {where}: {exc.strerror or exc}")
+                    return EXIT_SOME_FAILED
+                client_kwargs["callbacks"] = receiver
+            client = await stack.enter_async_context(_service(args, **client_kwargs))
             job = BatchJob(
                 client,
                 lines,
@@ -485,6 +551,8 @@ async def _batch_async(
             if not args.quiet:
                 where = "the embedded simulator" if args.simulate else redact_url(client.base_url)
                 print(f"batch: {len(lines)} prompts → {args.out} ({where})", flush=True)
+                if receiver is not None:
+                    print(f"callbacks: {receiver.redacted_url}", flush=True)
             summary = await _follow(job, _make_display(args.quiet))
     except _UsageError:
         return EXIT_USAGE
@@ -885,6 +953,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=4,
         metavar="N",
         help="downloads at once (default 4)",
+    )
+    callbacks = batch.add_argument_group("callbacks (the service calls back when a task ends)")
+    callbacks.add_argument(
+        "--callback-url",
+        metavar="URL",
+        help="public https URL under which the service reaches this process (a reverse proxy "
+        "or a tunnel to --listen); a secret path segment is appended, kept across runs by "
+        f"${CALLBACK_SECRET_ENV}; with --simulate an http loopback URL will do",
+    )
+    callbacks.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        help=f"where to receive callbacks (default {DEFAULT_LISTEN}; needs --callback-url)",
     )
     batch.add_argument("--quiet", "-q", action="store_true", help="no progress, no summary")
     batch.set_defaults(handler=_batch)

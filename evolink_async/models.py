@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+import json
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
@@ -275,6 +276,32 @@ def _check_common(req: VideoRequest) -> None:
             )
     if req.callback_url is not None:
         validate_callback_url(req.callback_url)
+    _check_sendable(req)
+
+
+_SENDABLE_RULE = (
+    "must be sendable as JSON: text without lone surrogates, finite numbers, lists, objects"
+)
+
+
+def _check_sendable(req: VideoRequest) -> None:
+    """Every value must go out as strict UTF-8 JSON (a NaN or a lone surrogate, possible in a
+    JSON line, would otherwise fail later, in the journal or on the wire)."""
+    values: list[tuple[str, Any]] = [
+        ("model", req.model),
+        ("prompt", req.prompt),
+        ("aspect_ratio", req.aspect_ratio),
+        ("duration", req.duration),
+        *((f"image_urls[{i}]", url) for i, url in enumerate(req.image_urls)),
+        ("callback_url", req.callback_url),
+        *((f"extra.{key}", {key: value}) for key, value in req.extra.items()),
+    ]
+    for field, value in values:
+        try:
+            json.dumps(value, allow_nan=False, ensure_ascii=False).encode("utf-8")
+        except (TypeError, ValueError, RecursionError):
+            shown = value[field.removeprefix("extra.")] if field.startswith("extra.") else value
+            raise InvalidRequestError(field, shown, _SENDABLE_RULE) from None
 
 
 def _check_spec(spec: ModelSpec, req: VideoRequest) -> None:

@@ -8,6 +8,7 @@ import io
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -18,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from evolink_async import cli
+from evolink_async import cli, testing
 from evolink_async.batch import MANIFEST_FILENAME, video_filename
 from evolink_async.cli import main
 from evolink_async.journal import Journal, replay
@@ -503,3 +504,72 @@ def test_simulate_serves_until_interrupted(tmp_path: Path) -> None:
             proc.kill()
             proc.wait()
     assert 0 == proc.returncode
+
+
+# ----------------------------------------------------------------------------- callbacks
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_batch_with_callbacks_on_the_embedded_simulator_needs_about_one_get_per_task(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    started: list[Simulator] = []
+
+    class Recorded(Simulator):  # the embedded simulator, kept for its stats
+        async def start(self) -> Simulator:
+            started.append(self)
+            return await super().start()
+
+    monkeypatch.setattr(testing, "Simulator", Recorded)
+    monkeypatch.setenv("EVOLINK_CALLBACK_SECRET", "cli-test-callback-secret-0123456789")
+    prompts = [f"called back {i}" for i in range(8)]
+    source = write_prompts(tmp_path / "p.txt", prompts)
+    out = tmp_path / "clips"
+    port = free_port()
+    argv = ["batch", str(source), "--out", str(out), "--simulate", "--no-download"]
+    hook = [
+        *("--callback-url", f"http://127.0.0.1:{port}/evolink"),
+        *("--listen", f"127.0.0.1:{port}"),
+    ]
+
+    assert 0 == main([*argv, *hook])
+
+    assert {"completed"} == {e["status"] for e in check_complete(out, prompts)}
+    [sim] = started
+    assert sim.config.allow_insecure_callbacks
+    # every task was called back at the receiver (the URL, the port, the secret all right)...
+    assert len(prompts) == sim.stats.callbacks.delivered
+    urls = {a.task_id: sim.tasks[a.task_id].callback_url for a in sim.stats.callbacks.attempts}
+    assert {f"http://127.0.0.1:{port}/evolink/cli-test-callback-secret-0123456789"} == set(
+        urls.values()
+    )
+    # ...and a callback's confirming GET is about all the polling a task needed
+    assert sim.stats.count("get_task") / len(prompts) < 1.5
+    text = capsys.readouterr().out
+    assert f"callbacks: http://127.0.0.1:{port}/evolink/<secret>" in text
+    assert "cli-test-callback-secret" not in text
+
+
+def test_callback_flags_usage_errors_exit_2_and_send_nothing(
+    sim: Simulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = write_prompts(tmp_path / "p.txt", ["a", "b"])
+    out = tmp_path / "clips"
+    batch = ["batch", str(source), "--out", str(out)]
+    url = "https://bot.example.com/evolink"
+    cases = [
+        (["--listen", "127.0.0.1:8080", *service_args(sim)], "--listen needs --callback-url"),
+        (["--callback-url", url, "--listen", "8080", *service_args(sim)], "HOST:PORT"),
+        (["--callback-url", "http://127.0.0.1:8080/cb", *service_args(sim)], "https"),
+        (["--callback-url", "http://example.com/cb", "--simulate"], "on loopback"),
+    ]
+    for extra, message in cases:
+        assert 2 == main([*batch, *extra])
+        assert message in capsys.readouterr().err
+    assert 0 == sim.stats.total_requests
+    assert not out.exists()

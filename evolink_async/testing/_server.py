@@ -75,6 +75,9 @@ class Simulator:
             self.config, self.clock, self.stats.tasks, self.stats.callbacks, self._settled_body
         )
         self._runner: web.AppRunner | None = None
+        #: requests being answered: a handler whose client hung up (a "slow" answer after the
+        #: client's timeout) is in no connection any more, so the runner's cleanup misses it
+        self._answering: set[asyncio.Task[Any]] = set()
         self._closed = False
         self.base_url = ""
 
@@ -117,6 +120,10 @@ class Simulator:
         if self._runner is not None:
             await self._callbacks.close()
             await self._runner.cleanup()
+            answering, self._answering = list(self._answering), set()
+            for task in answering:
+                task.cancel()
+            await asyncio.gather(*answering, return_exceptions=True)
 
     async def __aenter__(self) -> Simulator:
         return await self.start()
@@ -194,7 +201,13 @@ class Simulator:
         self, endpoint: str, handler: _Handler
     ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def serve(request: web.Request) -> web.StreamResponse:
-            return await self._serve(endpoint, handler, request)
+            task = asyncio.current_task()
+            assert task is not None  # a coroutine aiohttp runs is always in a task
+            self._answering.add(task)
+            try:
+                return await self._serve(endpoint, handler, request)
+            finally:
+                self._answering.discard(task)
 
         return serve
 

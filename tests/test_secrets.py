@@ -1,0 +1,278 @@
+"""The API key never leaks: a whole batch with faults and DEBUG logging for every logger, then
+an exception through every error class of ``evolink_async.errors`` (and ``BatchInputError``).
+The key appears in no log record (message, arguments, traceback), no repr, no exception
+message or attribute (causes included), and not in ``journal.jsonl`` nor ``manifest.jsonl``.
+
+A stub server echoes the ``Authorization`` header back in its answers, as a careless proxy
+or a hostile server might, so that redaction is needed for the key to stay out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import socket
+from collections.abc import AsyncIterator, Awaitable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from evolink_async import EvolinkClient, RetryPolicy, errors
+from evolink_async.batch import BatchInputError, BatchJob, parse_prompts
+from evolink_async.download import download_file
+from evolink_async.journal import Journal, replay
+from evolink_async.limits import CreditBudget
+from evolink_async.models import VideoRequest
+from evolink_async.testing import Simulator
+
+KEY = "sk-evo-SECRET-9f4e2b7c1d5a3e8f"
+TIME_SCALE = 0.001
+ONCE = RetryPolicy(attempts=1)
+
+
+def leaks(*things: object) -> list[str]:
+    """The texts among ``things`` (and their exception chains) that hold the key."""
+    found: list[str] = []
+    seen: set[int] = set()
+
+    def visit(thing: object) -> None:
+        if id(thing) in seen:
+            return
+        seen.add(id(thing))
+        texts = [str(thing), repr(thing)]
+        if isinstance(thing, BaseException):
+            texts += [repr(thing.args), repr(getattr(thing, "__dict__", {}))]
+            for linked in (thing.__cause__, thing.__context__):
+                if linked is not None:
+                    visit(linked)
+        found.extend(t for t in texts if KEY in t)
+
+    for thing in things:
+        visit(thing)
+    return found
+
+
+def log_leaks(records: list[logging.LogRecord]) -> list[str]:
+    formatter = logging.Formatter("%(name)s %(levelname)s %(message)s")
+    out = []
+    for record in records:
+        texts = [formatter.format(record), repr(record.args), repr(record.msg)]
+        if record.exc_info and record.exc_info[1] is not None:
+            texts += leaks(record.exc_info[1])
+        out += [t for t in texts if KEY in t]
+    return out
+
+
+class Echo:
+    """Answers with the request's Authorization header in the body (``/echo/<status>``), as
+    HTML with status 200 (``/echo-html``), in a failed task (``/v1/tasks/...``), or slowly."""
+
+    async def echo(self, request: web.Request) -> web.StreamResponse:
+        auth = request.headers.get("Authorization", "")
+        status = int(request.match_info["status"])
+        body = {"error": {"message": f"refused {auth}", "type": f"t {auth}", "param": auth}}
+        return web.json_response(body, status=status, headers={"Retry-After": "0"})
+
+    async def echo_html(self, request: web.Request) -> web.StreamResponse:
+        auth = request.headers.get("Authorization", "")
+        return web.Response(text=f"<p>you sent {auth}</p>", content_type="text/html")
+
+    async def failed_task(self, request: web.Request) -> web.StreamResponse:
+        auth = request.headers.get("Authorization", "")
+        task_id = request.match_info["task_id"]
+        return web.json_response(
+            {
+                "id": task_id,
+                "status": "failed",
+                "error": {"code": "content_policy_violation", "message": f"not with {auth}"},
+            }
+        )
+
+    async def slow(self, request: web.Request) -> web.StreamResponse:
+        await asyncio.sleep(2)
+        return web.json_response({})
+
+
+@pytest.fixture
+async def echo() -> AsyncIterator[str]:
+    stub = Echo()
+    app = web.Application()
+    app.router.add_get("/echo/{status}", stub.echo)
+    app.router.add_get("/echo-html", stub.echo_html)
+    app.router.add_get("/v1/tasks/{task_id}", stub.failed_task)
+    app.router.add_get("/slow", stub.slow)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
+def files_holding_the_key(root: Path) -> list[str]:
+    return [p.name for p in root.rglob("*") if p.is_file() and KEY.encode() in p.read_bytes()]
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
+async def caught(call: Awaitable[Any]) -> BaseException:
+    try:
+        await call
+    except Exception as exc:
+        return exc
+    raise AssertionError("no exception")
+
+
+def sync_caught(call: Any, *args: Any, **kwargs: Any) -> BaseException:
+    try:
+        call(*args, **kwargs)
+    except Exception as exc:
+        return exc
+    raise AssertionError("no exception")
+
+
+def error_classes() -> set[type[BaseException]]:
+    return {
+        cls
+        for name in errors.__all__
+        if inspect.isclass(cls := getattr(errors, name)) and issubclass(cls, BaseException)
+    }
+
+
+async def test_a_faulty_batch_at_debug_level_and_every_error_class_never_show_the_key(
+    tmp_path: Path, echo: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)  # the root logger: evolink_async, aiohttp, asyncio...
+    out = tmp_path / "clips"
+    raised: list[BaseException] = []
+    reprs: list[object] = []
+
+    async with Simulator(
+        time_scale=TIME_SCALE,
+        seed=9,
+        api_key=KEY,
+        error_5xx_rate=0.1,
+        ghost_rate=0.03,
+        slow_rate=0.03,
+        slow_seconds=0.4,
+        retryable_failure_rate=0.1,
+        fatal_failure_rate=0.1,
+        download_fail_rate=0.2,
+        max_concurrent=6,
+    ) as sim:
+        # 1. a whole batch through the faults; the budget stops a few lines
+        lines = parse_prompts([f"secret test {i}: a kite over dunes" for i in range(40)], fmt="txt")
+        async with EvolinkClient(
+            KEY,
+            sim.base_url,
+            rate=200,
+            burst=10,
+            max_in_flight=8,
+            timeout=0.25,
+            retry=RetryPolicy(attempts=4, wait_initial=0.01, wait_max=0.05),
+            time_scale=TIME_SCALE,
+        ) as client:
+            job = BatchJob(client, lines, out, budget=30 * 23.04, task_timeout=20)
+            summary = await job.run()
+            reprs += [client, client.transport, client.poller, client.rate_limiter, job, summary]
+            reprs += [client.dispatcher, client.concurrency, sim]
+        assert 0 < summary.completed < summary.total  # the manifest holds error messages too
+
+    # 2. the service's errors, one at a time, from a simulator without random faults
+    async with (
+        Simulator(time_scale=TIME_SCALE, api_key=KEY) as sim,
+        EvolinkClient(KEY, sim.base_url, rate=None, retry=ONCE, time_scale=TIME_SCALE) as client,
+    ):
+        transport = client.transport
+        body = {"model": "sora-2-preview", "prompt": "x", "duration": 5}
+        raised.append(await caught(transport.request("POST", "/v1/videos/generations", json=body)))
+        raised.append(await caught(client.get_task("task-unified-1-nosuchtk")))
+        task = await client.create_video(prompt="fails on purpose")
+        sim.fail_task(task.id, "content_policy_violation")
+        raised.append(await caught(client.wait(task)))
+        slow = await client.create_video(prompt="waits too long", duration=12)
+        raised.append(await caught(client.wait(slow, timeout=0.01)))
+        sim.complete_task(slow.id)
+        done = await client.wait(slow)
+        assert done.video_url is not None
+        url = done.video_url
+        raised.append(await caught(client.download(url + "x", tmp_path / "a.mp4")))
+        raised.append(await caught(client.download(url, tmp_path / "b.mp4", max_bytes=10)))
+        raised.append(
+            await caught(download_file(client.session, url, tmp_path / "c.mp4", expected_size=1))
+        )
+        sim.set_credits(0)
+        raised.append(await caught(client.create_video(prompt="no credits left")))
+        reprs += [task, done, client]
+
+    # 3. the errors a hostile or broken server causes: every answer echoes the key
+    async with EvolinkClient(
+        KEY, echo, rate=None, retry=ONCE, timeout=0.3, time_scale=TIME_SCALE
+    ) as client:
+        transport = client.transport
+        for status in (400, 401, 402, 403, 404, 413, 418, 429, 500, 503):
+            raised.append(await caught(transport.request("GET", f"/echo/{status}")))
+        raised.append(await caught(transport.request("GET", "/echo-html")))
+        raised.append(await caught(client.wait("task-unified-1-echoecho")))
+        raised.append(await caught(transport.request("POST", "/slow", create=True)))
+        raised.append(await caught(transport.request("GET", "/slow")))
+    async with EvolinkClient(
+        KEY, f"http://127.0.0.1:{closed_port()}", retry=ONCE, rate=None
+    ) as client:
+        raised.append(await caught(client.get_credits()))
+        reprs.append(client)
+
+    # 4. local errors: request, budget, journal, input
+    raised.append(sync_caught(VideoRequest, prompt="x", duration=5))
+    raised.append(await caught(CreditBudget(10).reserve(23.04)))
+    locked = Journal.open(tmp_path / "locked")
+    try:
+        raised.append(sync_caught(Journal.open, tmp_path / "locked"))
+    finally:
+        locked.close()
+    (tmp_path / "file").write_text("not a directory")
+    raised.append(sync_caught(Journal.open, tmp_path / "file"))
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "journal.jsonl").write_text('{"event": "intent", "line": 1}\nnot json\n{}\n')
+    raised.append(sync_caught(replay, corrupt))
+    raised.append(sync_caught(parse_prompts, ['{"prompt": "x", "duration": 5}'], fmt="jsonl"))
+
+    # every class of the tree was raised (bases through their subclasses)
+    missing = {
+        cls.__name__ for cls in error_classes() if not any(isinstance(e, cls) for e in raised)
+    }
+    assert set() == missing
+    exact = {type(e) for e in raised}
+    leaves = {
+        c
+        for c in error_classes()
+        if not any(o is not c and issubclass(o, c) for o in error_classes())
+    }
+    assert set() == {c.__name__ for c in leaves - exact}
+    bases_raised_as_such = {
+        errors.APIError,  # HTTP 418
+        errors.APIConnectionError,
+        errors.DownloadError,
+        errors.JournalError,
+        BatchInputError,
+    }
+    assert bases_raised_as_such <= exact
+
+    # and the key is nowhere
+    assert [] == leaks(*raised)
+    assert [] == leaks(*reprs)
+    assert [] == log_leaks(caplog.records)
+    assert any(r.levelno == logging.DEBUG for r in caplog.records)  # DEBUG was on
+    for name in ("journal.jsonl", "manifest.jsonl"):
+        assert KEY not in (out / name).read_text()
+    assert [] == files_holding_the_key(tmp_path)
