@@ -138,7 +138,9 @@ def by_kind(events: Iterable[Event]) -> Counter[str]:
 
 
 async def test_200_prompts_never_exceed_max_in_flight_and_each_yields_one_outcome() -> None:
-    async with service({"max_concurrent": 10}, max_in_flight=10) as (sim, client):
+    # short clips (20-65 s): 20 rounds of 10 take 1 s, not 4
+    knobs = {"max_concurrent": 10, "generation_time": (20.0, 60.0), "queue_delay": (0.0, 5.0)}
+    async with service(knobs, max_in_flight=10) as (sim, client):
         outcomes, events = await collect(client, prompts(200))
 
     assert_one_outcome_each(outcomes, 200)
@@ -335,17 +337,19 @@ async def test_service_limits_below_the_client_s_are_absorbed_and_nothing_is_los
 
 
 async def test_a_batch_max_in_flight_shrunk_by_concurrency_429s_grows_back() -> None:
+    # every prompt meets about one 429 and its whole-second pause: 8 prompts, not 20 (9 s)
+    n = 8
     quick = {"max_concurrent": 2, "generation_time": (20.0, 40.0), "queue_delay": (0.0, 5.0)}
     async with service(quick, max_in_flight=None, rate=100, burst=10) as (sim, client):
         shrunk: list[int] = []
         batch = client.generate_many(
-            prompts(20),
+            prompts(n),
             max_in_flight=6,
             on_event=lambda e: shrunk.append(limit.limit) if isinstance(e, RateLimited) else None,
         )
         limit = batch._run.concurrency[-1]  # the batch's own limit (white box)
         outcomes = [o async for o in batch]
-        assert {"completed": 20} == Counter(o.status for o in outcomes)
+        assert {"completed": n} == Counter(o.status for o in outcomes)
         assert sim.stats.count("create", 429) > 0
         assert min(shrunk) <= 2  # the service's "too many concurrent tasks" shrank it...
         await until(lambda: limit.limit == 6)  # ...and with time it grows back
