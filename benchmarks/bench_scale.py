@@ -12,9 +12,9 @@ Three parts, each run in a fresh client process against a simulator in its own p
    in-flight task, peak RSS, asyncio tasks alive, CPU per poll.
 2. **stream**: a 100 000-line prompt file streamed lazily through ``generate_many`` while the
    simulator answers almost at once; RSS sampled every 10 000 outcomes.
-3. **floor**: the same count of ``GET /v1/tasks/{id}`` made by a bare aiohttp loop, paced at the
-   rate the SDK's poller ran at (and, in the full profile, at a slow 50/s too), and flat out
-   against ``client.get_task``; the SDK's CPU per request as a ratio to them.
+3. **floor**: the GETs the SDK's poller sent, replayed by a bare aiohttp loop at the same
+   offsets (for the 10 000 run, and in the full profile for a slow run of 50 polls a second
+   too), and flat out against ``client.get_task``; the SDK's CPU per request as a ratio.
 """
 
 from __future__ import annotations
@@ -55,8 +55,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "sizes": [100, 1_000, 10_000],
         "window_s": 3.0,
         "poll_rate": 2000.0,
-        "stream_lines": 5_000,
-        "sample_every": 500,
+        "stream_lines": 4_000,
+        "sample_every": 400,
         "stream_in_flight": 100,
         "low_rate": None,
     },
@@ -147,6 +147,7 @@ async def worker_in_flight(
         "polls_per_s": polls / (w1 - w0),
         "cpu_per_poll_us": (cpu1 - cpu0) / polls * 1e6 if polls else None,
         "cpu_util": (cpu1 - cpu0) / (w1 - w0),
+        "window": [w0, w1],
     }
 
 
@@ -207,11 +208,15 @@ async def worker_stream(base_url: str, api_key: str, cfg: dict[str, Any]) -> dic
     }
 
 
-async def worker_raw(base_url: str, api_key: str, count: int, rate: float | None) -> dict[str, Any]:
-    """A bare aiohttp loop: ``count`` GETs of task states over WORKERS connections, paced at
-    ``rate`` a second (None: flat out)."""
+async def worker_raw(
+    base_url: str, api_key: str, count: int, schedule: list[float] | None
+) -> dict[str, Any]:
+    """A bare aiohttp loop: ``count`` GETs of task states over WORKERS connections, request
+    ``i`` sent ``schedule[i]`` seconds after the start (None: flat out)."""
     import aiohttp  # noqa: PLC0415
 
+    if schedule is not None:
+        count = len(schedule)
     headers = {"Authorization": f"Bearer {api_key}"}
     async with aiohttp.ClientSession(base_url, headers=headers) as session:
         ids = []
@@ -230,8 +235,8 @@ async def worker_raw(base_url: str, api_key: str, count: int, rate: float | None
             while next_i < count:
                 i = next_i
                 next_i += 1
-                if rate is not None:
-                    delay = t0 + i / rate - time.monotonic()
+                if schedule is not None:
+                    delay = t0 + schedule[i] - time.monotonic()
                     if delay > 0:
                         await asyncio.sleep(delay)
                 async with session.get(f"/v1/tasks/{ids[i % len(ids)]}") as resp:
@@ -275,7 +280,10 @@ def worker_main(kind: str, base_url: str, api_key: str, params: dict[str, Any]) 
     elif kind == "stream":
         result = asyncio.run(worker_stream(base_url, api_key, params))
     elif kind == "raw":
-        result = asyncio.run(worker_raw(base_url, api_key, params["count"], params.get("rate")))
+        schedule = None
+        if params.get("schedule_file"):
+            schedule = json.loads(Path(params["schedule_file"]).read_text())
+        result = asyncio.run(worker_raw(base_url, api_key, params.get("count", 0), schedule))
     elif kind == "sdk-get":
         result = asyncio.run(worker_sdk_get(base_url, api_key, params["count"]))
     else:
@@ -294,10 +302,29 @@ HOLD_KNOBS = {
 }
 
 
-def run(kind: str, knobs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+def run(
+    kind: str, knobs: dict[str, Any], params: dict[str, Any], *, request_times: bool = False
+) -> dict[str, Any]:
+    """One worker against a fresh simulator; with ``request_times``, the result also has the
+    simulator's arrival times of the API requests (``time.monotonic``, the same clock)."""
     with SimulatorProcess(knobs) as sim:
         args = ["--worker", kind, "--base-url", sim.base_url, "--api-key", sim.api_key]
-        return run_worker(THIS, [*args, "--params", json.dumps(params)])
+        result = run_worker(THIS, [*args, "--params", json.dumps(params)])
+        if request_times:
+            result["request_times"] = sim.stats()["request_times"]
+    return result
+
+
+def replay_floor(ref: dict[str, Any]) -> dict[str, Any]:
+    """A bare aiohttp loop sending the GETs an in-flight run's poller sent, at the same
+    offsets (the cost of a request depends on the pace: at a few dozen a second each one pays
+    a cold wake-up, while polls that fall due together share one)."""
+    w0, w1 = ref["window"]
+    schedule = [t - w0 for t in ref["request_times"] if w0 <= t < w1]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "schedule.json"
+        path.write_text(json.dumps(schedule))
+        return run("raw", HOLD_KNOBS, {"schedule_file": str(path)})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -306,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     prof.add_argument("--quick", action="store_true", help="under 60 s")
     prof.add_argument("--full", action="store_true", help="100 000-line stream (default)")
     p.add_argument("--sizes", help="comma-separated in-flight sizes (default 100,1000,10000)")
-    p.add_argument("--lines", type=int, help="stream length (quick 5 000, full 100 000)")
+    p.add_argument("--lines", type=int, help="stream length (quick 4 000, full 100 000)")
     p.add_argument("--sample-every", type=int, help="RSS sample period, in outcomes")
     p.add_argument(
         "--window", type=float, help="seconds of polling measured, at least one poll interval"
@@ -355,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     in_flight: list[dict[str, Any]] = []
     for n in cfg["sizes"]:
         try:
-            in_flight.append(run("in-flight", HOLD_KNOBS, {**cfg, "n": n}))
+            in_flight.append(run("in-flight", HOLD_KNOBS, {**cfg, "n": n}, request_times=True))
         except Exception as exc:
             print(f"  in flight {n}: could not run: {exc}", file=sys.stderr)
             failures.append(f"in-flight-{n}")
@@ -425,11 +452,18 @@ def main(argv: list[str] | None = None) -> int:
     # aiohttp loop paced at the same rate (the cost of a request depends on the rate: at a few
     # dozen a second every request pays a cold wake-up), and flat out against client.get_task.
     floor: list[dict[str, Any]] = []
+    slow: dict[str, Any] | None = None
     refs = [(f"{r['in_flight']:,} in flight", r) for r in in_flight[-1:]]
     if cfg.get("low_rate"):
         try:
-            low = run("in-flight", HOLD_KNOBS, {**cfg, "n": 100, "poll_rate": cfg["low_rate"]})
+            low = run(
+                "in-flight",
+                HOLD_KNOBS,
+                {**cfg, "n": 100, "poll_rate": cfg["low_rate"]},
+                request_times=True,
+            )
             refs.append(("100 in flight, slow", low))
+            slow = low
         except Exception as exc:
             print(f"  low-rate poller: could not run: {exc}", file=sys.stderr)
             failures.append("floor-low-rate")
@@ -438,15 +472,16 @@ def main(argv: list[str] | None = None) -> int:
             continue
         count, rate = ref["polls"], ref["polls_per_s"]
         try:
-            paced = run("raw", HOLD_KNOBS, {"count": count, "rate": rate})
+            paced = replay_floor(ref)
         except Exception as exc:
             print(f"  floor: could not run: {exc}", file=sys.stderr)
             failures.append("floor")
             continue
         floor.append(
             {
-                "what": f"SDK poller, {label}, paced at {rate:.0f}/s",
+                "what": f"SDK poller, {label}, {rate:.0f}/s",
                 "requests": count,
+                "raw_requests": paced["requests"],
                 "rate_per_s": rate,
                 "sdk_cpu_per_request_us": ref["cpu_per_poll_us"],
                 "raw_cpu_per_request_us": paced["cpu_per_request_us"],
@@ -456,7 +491,7 @@ def main(argv: list[str] | None = None) -> int:
     if in_flight and in_flight[-1]["polls"]:
         count = in_flight[-1]["polls"]
         try:
-            flat = run("raw", HOLD_KNOBS, {"count": count, "rate": None})
+            flat = run("raw", HOLD_KNOBS, {"count": count})
             sdk_flat = run("sdk-get", HOLD_KNOBS, {"count": count})
         except Exception as exc:
             print(f"  floor: could not run: {exc}", file=sys.stderr)
@@ -484,9 +519,12 @@ def main(argv: list[str] | None = None) -> int:
                 ("raw_cpu_per_request_us", "raw aiohttp us/req"),
                 ("ratio", "ratio"),
             ],
-            title="CPU per request against a bare aiohttp loop (same count, same pace)",
+            title="CPU per request against a bare aiohttp loop (the poller's GETs replayed at "
+            "the same offsets; and flat out)",
         )
     print(f"total {time.monotonic() - t_start:.0f} s real")
+    for r in [*in_flight, slow or {}]:
+        r.pop("request_times", None)
     if ns.json:
         write_json(
             ns.json,
@@ -498,7 +536,12 @@ def main(argv: list[str] | None = None) -> int:
                     "loadavg_after": machine_info()["loadavg"],
                     "sdk": sdk_info(),
                 },
-                "results": {"in_flight": in_flight, "stream": stream, "floor": floor},
+                "results": {
+                    "in_flight": in_flight,
+                    "in_flight_slow": slow,
+                    "stream": stream,
+                    "floor": floor,
+                },
                 "failed": failures,
             },
         )
