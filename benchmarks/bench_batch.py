@@ -397,9 +397,9 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     p.add_argument("--concurrency", type=int, help="service max_concurrent = client's limit")
     p.add_argument(
         "--rate",
-        type=float,
-        default=200.0,
-        help="service rate limit, requests per service second (default 200)",
+        type=int,
+        default=200,
+        help="service rate limit, whole requests per service second (default 200)",
     )
     p.add_argument(
         "--client-rate", type=float, help="the SDK's rate, per service second (default: --rate)"

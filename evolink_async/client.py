@@ -64,7 +64,7 @@ class EvolinkClient:
         timeout: float = 60.0,
         retry: RetryPolicy | None = None,
         rate: float | None = 2.0,
-        burst: int = 2,
+        burst: int = 1,
         max_in_flight: int | None = 16,
         budget: float | None = None,
         prices: PriceTable | None = None,
