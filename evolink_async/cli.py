@@ -33,7 +33,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 from urllib.parse import urlsplit
 
 from .__about__ import __version__
@@ -46,12 +46,11 @@ from .errors import (
     JournalCorruptError,
     JournalError,
     JournalLockedError,
-    NotFoundError,
     TaskFailedError,
     TaskTimeoutError,
     redact_url,
 )
-from .models import Task, VideoRequest
+from .models import Credits, Task, VideoRequest
 from .webhooks import CallbackReceiver, parse_listen
 
 __all__ = [
@@ -725,7 +724,15 @@ def _task_json(task: Task) -> dict[str, Any]:
     }
 
 
-def _status(args: argparse.Namespace) -> int:
+_T = TypeVar("_T")
+
+
+def _one_request(
+    args: argparse.Namespace,
+    call: Callable[[EvolinkClient], Awaitable[_T]],
+    show: Callable[[_T], None],
+) -> int:
+    """Run one API call (``status``, ``credits``), print its answer; map errors to exit codes."""
     if _connection(args) is None:
         return EXIT_USAGE
 
@@ -736,48 +743,37 @@ def _status(args: argparse.Namespace) -> int:
         interrupts.message = "interrupted"
         try:
             async with _service(args) as client:
-                task = await client.get_task(args.task_id)
+                answer = await call(client)
         except asyncio.CancelledError:
             return EXIT_INTERRUPTED
         except InvalidRequestError as exc:
             _err(str(exc))
             return EXIT_USAGE
-        except NotFoundError as exc:
-            _err(str(exc))
-            return EXIT_SOME_FAILED
         except EvolinkError as exc:
             _err(str(exc))
             return EXIT_SOME_FAILED
-        data = _task_json(task)
-        if args.json:
-            print(json.dumps(data, ensure_ascii=False))
-        else:
-            for key, value in data.items():
-                if value is not None:
-                    shown = json.dumps(value) if isinstance(value, dict) else value
-                    print(f"{key + ':':<18}{shown}")
+        show(answer)
         return EXIT_OK
 
     return _run(command)
 
 
-def _credits(args: argparse.Namespace) -> int:
-    if _connection(args) is None:
-        return EXIT_USAGE
+def _status(args: argparse.Namespace) -> int:
+    def show(task: Task) -> None:
+        data = _task_json(task)
+        if args.json:
+            print(json.dumps(data, ensure_ascii=False))
+            return
+        for key, value in data.items():
+            if value is not None:
+                shown = json.dumps(value) if isinstance(value, dict) else value
+                print(f"{key + ':':<18}{shown}")
 
-    async def command(interrupts: _Interrupts) -> int:
-        current = asyncio.current_task()
-        assert current is not None
-        interrupts.on_first = current.cancel
-        interrupts.message = "interrupted"
-        try:
-            async with _service(args) as client:
-                credits = await client.get_credits()
-        except asyncio.CancelledError:
-            return EXIT_INTERRUPTED
-        except EvolinkError as exc:
-            _err(str(exc))
-            return EXIT_SOME_FAILED
+    return _one_request(args, lambda client: client.get_task(args.task_id), show)
+
+
+def _credits(args: argparse.Namespace) -> int:
+    def show(credits: Credits) -> None:
         data = {
             "remaining": credits.remaining,
             "key": _balance(credits.token),
@@ -785,17 +781,16 @@ def _credits(args: argparse.Namespace) -> int:
         }
         if args.json:
             print(json.dumps(data))
-        else:
-            remaining = "unlimited" if credits.remaining is None else f"{credits.remaining:g}"
-            print(f"remaining credits: {remaining}")
-            for name in ("key", "account"):
-                balance = data[name]
-                if isinstance(balance, dict):
-                    shown = ", ".join(f"{k} {v}" for k, v in balance.items() if v is not None)
-                    print(f"  {name}: {shown}")
-        return EXIT_OK
+            return
+        remaining = "unlimited" if credits.remaining is None else f"{credits.remaining:g}"
+        print(f"remaining credits: {remaining}")
+        for name in ("key", "account"):
+            balance = data[name]
+            if isinstance(balance, dict):
+                shown = ", ".join(f"{k} {v}" for k, v in balance.items() if v is not None)
+                print(f"  {name}: {shown}")
 
-    return _run(command)
+    return _one_request(args, lambda client: client.get_credits(), show)
 
 
 def _balance(balance: Any) -> dict[str, Any] | None:

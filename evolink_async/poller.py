@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import heapq
 import logging
 import random
@@ -347,20 +348,12 @@ class Poller:
 
     def _plan(self, entry: _Entry, now: float) -> float:
         est = entry.task.estimated_time
-        if self.callbacks:
-            return plan_safety_poll(
-                now=now,
-                start=entry.start,
-                estimated=None if est is None else est * self.time_scale,
-                zero_at=entry.zero_at,
-                p1=entry.p1,
-                p2=entry.p2,
-                policy=self.policy,
-                scale=self.time_scale,
-                rng=self._rng,
-                polls=entry.polls,
-            )
-        return plan_next_poll(
+        planner = (
+            functools.partial(plan_safety_poll, polls=entry.polls)
+            if self.callbacks
+            else plan_next_poll
+        )
+        return planner(
             now=now,
             start=entry.start,
             estimated=None if est is None else est * self.time_scale,
