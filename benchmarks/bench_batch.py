@@ -247,6 +247,65 @@ async def run_fixed_6s(ctx: Context) -> ContenderResult:
     return await _PlainPoller(ctx, lambda: ctx.scaled(rng.uniform(4.5, 7.5))).run()
 
 
+async def _run_with_callbacks(ctx: Context) -> ContenderResult:
+    """generate_many with a CallbackReceiver on loopback (the simulator may call http there)."""
+    from evolink_async import EvolinkClient  # noqa: PLC0415 - imported in the worker only
+    from evolink_async.webhooks import CallbackReceiver  # noqa: PLC0415
+
+    w = ctx.workload
+    counts: Counter[str] = Counter()
+    # The real service needs a public https URL (behind a proxy or tunnel) instead of None.
+    receiver = CallbackReceiver(None, allow_insecure=True)
+    async with (
+        receiver,
+        EvolinkClient(
+            ctx.api_key,
+            ctx.base_url,
+            rate=w.client_rate / w.time_scale,  # the SDK's rate is per local second
+            max_in_flight=w.concurrency,
+            time_scale=w.time_scale,
+            callbacks=receiver,
+        ) as client,
+    ):
+        batch = client.generate_many(ctx.prompts())
+        async for outcome in batch:
+            counts[outcome.status] += 1
+        stats = batch.stats()
+        r = receiver.stats
+        ctx.extra.update(
+            outcomes=dict(counts),
+            polls=client.poller.polls,
+            retries=stats.retries,
+            client_rate_limited=stats.rate_limited,
+            callbacks_received=r.received,
+            callbacks_woken=r.woken,
+            callbacks_ignored=r.ignored,
+            callback_duplicates=r.duplicates,
+        )
+        return {"completed": counts["completed"], "requests": client.transport.requests}
+
+
+@register(
+    "callbacks",
+    "generate_many in callback mode: the service POSTs finished tasks to a CallbackReceiver, "
+    "each confirmed by one GET; polls only as a safety net",
+    simulator_knobs={"allow_insecure_callbacks": True},
+    imports=("aiohttp", "evolink_async", "evolink_async.webhooks"),
+)
+async def run_callbacks(ctx: Context) -> ContenderResult:
+    return await _run_with_callbacks(ctx)
+
+
+@register(
+    "callbacks-lossy",
+    "callbacks, with 30% of the deliveries lost: the safety-net polls find those",
+    simulator_knobs={"allow_insecure_callbacks": True, "callback_drop_rate": 0.3},
+    imports=("aiohttp", "evolink_async", "evolink_async.webhooks"),
+)
+async def run_callbacks_lossy(ctx: Context) -> ContenderResult:
+    return await _run_with_callbacks(ctx)
+
+
 # -- the client process --------------------------------------------------------------------------
 
 
