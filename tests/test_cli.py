@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import os
@@ -11,7 +10,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,36 +21,12 @@ from evolink_async import cli, testing
 from evolink_async.batch import MANIFEST_FILENAME, video_filename
 from evolink_async.cli import main
 from evolink_async.journal import Journal, replay
-from evolink_async.testing import Simulator
+from evolink_async.testing import Simulator, ThreadedSimulator
 from evolink_async.testing._files import sample_video
 
 REPO = Path(__file__).resolve().parent.parent
 KEY = "sk-evo-cli-test-secret-0123456789"
 TIME_SCALE = 0.001
-
-
-class ThreadedSimulator:
-    """A Simulator on its own event loop in a thread, so that ``main()`` (which runs
-    ``asyncio.run``) and subprocesses can talk to it while the test inspects ``stats``."""
-
-    def __init__(self, **knobs: Any) -> None:
-        self.knobs = knobs
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.sim: Simulator | None = None
-
-    def __enter__(self) -> Simulator:
-        self.thread.start()
-        start = asyncio.run_coroutine_threadsafe(Simulator(**self.knobs).start(), self.loop)
-        self.sim = start.result(timeout=10)
-        return self.sim
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self.sim is not None:
-            asyncio.run_coroutine_threadsafe(self.sim.close(), self.loop).result(timeout=10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=10)
-        self.loop.close()
 
 
 @pytest.fixture

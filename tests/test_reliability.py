@@ -8,7 +8,6 @@ held, no exception or warning escaping. The soak's measured figures are written 
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import json
 import logging
@@ -17,7 +16,6 @@ import random
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -32,7 +30,7 @@ from evolink_async.batch import MANIFEST_FILENAME, BatchJob, parse_prompts, vide
 from evolink_async.errors import ServerError
 from evolink_async.journal import JOURNAL_FILENAME, replay
 from evolink_async.models import FATAL_TASK_ERROR_CODES, RETRYABLE_TASK_ERROR_CODES
-from evolink_async.testing import Simulator
+from evolink_async.testing import Simulator, ThreadedSimulator
 from evolink_async.testing._files import sample_video
 from evolink_async.testing._stats import DROPPED
 
@@ -243,30 +241,6 @@ async def test_fault_soak_of_500_prompts_loses_nothing_and_pays_no_prompt_twice(
 CRASH_PROMPTS = 60
 CRASH_KILLS = 5
 CRASH_SEED = 20240808
-
-
-class ThreadedSimulator:
-    """A Simulator on its own event loop in a thread, served to subprocesses while the test
-    (synchronous) waits on them and then reads ``stats``."""
-
-    def __init__(self, **knobs: Any) -> None:
-        self.knobs = knobs
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.sim: Simulator | None = None
-
-    def __enter__(self) -> Simulator:
-        self.thread.start()
-        start = asyncio.run_coroutine_threadsafe(Simulator(**self.knobs).start(), self.loop)
-        self.sim = start.result(timeout=10)
-        return self.sim
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self.sim is not None:
-            asyncio.run_coroutine_threadsafe(self.sim.close(), self.loop).result(timeout=10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=10)
-        self.loop.close()
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from ._config import DEFAULT_API_KEY, SimulatorConfig
 from ._server import Simulator
 from ._stats import CallbackAttempt, CallbackStats, SimulatorStats
 from ._task import SimulatedTask
+from ._threaded import ThreadedSimulator
 
 __all__ = [
     "DEFAULT_API_KEY",
@@ -37,4 +38,5 @@ __all__ = [
     "Simulator",
     "SimulatorConfig",
     "SimulatorStats",
+    "ThreadedSimulator",
 ]
