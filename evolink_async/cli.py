@@ -111,24 +111,23 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _positive_float(text: str) -> float:
+def _number(text: str, *, allow_zero: bool) -> float:
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
+    if not (value >= 0 if allow_zero else value > 0):
+        rule = "must not be negative" if allow_zero else "must be greater than 0"
+        raise argparse.ArgumentTypeError(f"{rule}, got {text}")
     return value
+
+
+def _positive_float(text: str) -> float:
+    return _number(text, allow_zero=False)
 
 
 def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, got {text}")
-    return value
+    return _number(text, allow_zero=True)
 
 
 class _Interrupts:
