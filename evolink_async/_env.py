@@ -1,0 +1,30 @@
+"""Defaults read from the environment: one place for the variables the client and the command
+line share."""
+
+from __future__ import annotations
+
+import os
+
+__all__ = [
+    "API_KEY_ENV",
+    "BASE_URL_ENV",
+    "CALLBACK_SECRET_ENV",
+    "DEFAULT_BASE_URL",
+    "env_api_key",
+    "env_base_url",
+]
+
+DEFAULT_BASE_URL = "https://api.evolink.ai"
+API_KEY_ENV = "EVOLINK_API_KEY"
+BASE_URL_ENV = "EVOLINK_BASE_URL"
+CALLBACK_SECRET_ENV = "EVOLINK_CALLBACK_SECRET"
+
+
+def env_api_key() -> str | None:
+    """``$EVOLINK_API_KEY``, or ``None`` when unset or empty."""
+    return os.environ.get(API_KEY_ENV) or None
+
+
+def env_base_url() -> str:
+    """``$EVOLINK_BASE_URL``, or Evolink's own when unset or empty."""
+    return os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
