@@ -27,11 +27,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-import random
 import re
-import secrets
 import unicodedata
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -40,6 +38,8 @@ import anyio
 import anyio.to_thread
 import attrs
 
+from . import _retry
+from ._files import fsync_dir, part_name, write_all
 from .errors import DownloadError, DownloadIntegrityError, DownloadTooLargeError, redact_url
 
 __all__ = [
@@ -55,7 +55,6 @@ __all__ = [
 _ALLOWED_SCHEMES = frozenset({"http", "https"})
 _RETRY_STATUSES = frozenset({408, 425, 429})
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.IGNORECASE)
-_rng = random.Random()  # backoff jitter only; not security relevant
 
 
 @attrs.frozen
@@ -89,11 +88,8 @@ class _Retry(Exception):
         self.retry_after = retry_after
 
 
-def _write_all(fd: int, data: bytes, hasher: hashlib._Hash) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
+def _write_and_hash(fd: int, data: bytes, hasher: hashlib._Hash) -> None:
+    write_all(fd, data)
     hasher.update(data)
 
 
@@ -102,61 +98,57 @@ def _truncate(fd: int) -> None:
     os.lseek(fd, 0, os.SEEK_SET)
 
 
-def _fsync_dir(directory: str) -> None:
-    """Make a rename durable; best effort (some file systems refuse to open directories)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+@attrs.frozen
+class _Stream:
+    """Where the file comes from, and how it is read."""
+
+    session: aiohttp.ClientSession
+    url: str
+    chunk_size: int
+    timeout: float | None
+    on_progress: Callable[[int, int | None], None] | None
 
 
-def _part_name(name: str) -> str:
-    # Keep the temporary name within NAME_MAX (255 bytes) even for long destination names.
-    stem = name.encode("utf-8", "surrogateescape")[:200].decode("utf-8", "ignore")
-    return f".{stem}.{secrets.token_hex(4)}.part"
+@attrs.frozen
+class _Expect:
+    """What the downloaded file must be."""
+
+    max_bytes: int | None
+    size: int | None
+    sha256: str | None
 
 
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    """The delta-seconds of a ``Retry-After`` header (an HTTP date is not worth honouring)."""
-    value = headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        seconds = float(value.strip())
-    except ValueError:
-        return None
-    return seconds if seconds >= 0 else None
+@attrs.frozen
+class _Retries:
+    """How many requests to make at most, and how long to wait between them."""
+
+    attempts: int
+    initial: float
+    maximum: float
+    sleep: Callable[[float], Awaitable[None]]
+
+    def wait(self, failures: int, retry_after: float | None) -> float:
+        """Full jitter up to ``initial * 2 ** (failures - 1)`` (at most ``maximum``), but at
+        least a ``Retry-After`` capped at ``maximum``; zero while ``set_testing`` is on."""
+        delay = _retry.backoff(failures, initial=self.initial, maximum=self.maximum, jitter=1.0)
+        if retry_after is not None and not _retry.is_testing():
+            delay = max(delay, min(retry_after, self.maximum))
+        return delay
 
 
 class _Transfer:
     """The state of one :func:`download_file` call, shared by its attempts."""
 
-    def __init__(
-        self,
-        session: aiohttp.ClientSession,
-        url: str,
-        fd: int,
-        *,
-        max_bytes: int | None,
-        expected_size: int | None,
-        chunk_size: int,
-        timeout: float | None,
-        on_progress: Callable[[int, int | None], None] | None,
-    ) -> None:
-        self.session = session
-        self.url = url
+    def __init__(self, stream: _Stream, fd: int, expect: _Expect) -> None:
+        self.session = stream.session
+        self.url = stream.url
         self.fd = fd
-        self.max_bytes = max_bytes
-        self.expected_size = expected_size
-        self.chunk_size = chunk_size
-        self.timeout = aiohttp.ClientTimeout(total=timeout)
-        self.on_progress = on_progress
+        self.max_bytes = expect.max_bytes
+        self.expected_size = expect.size
+        self.expected_sha256 = expect.sha256
+        self.chunk_size = stream.chunk_size
+        self.timeout = aiohttp.ClientTimeout(total=stream.timeout)
+        self.on_progress = stream.on_progress
         self.hasher = hashlib.sha256()
         self.have = 0  # bytes in the temporary file
         self.total: int | None = None  # the announced size of the whole file, when known
@@ -248,7 +240,7 @@ class _Transfer:
             raise _Retry(
                 f"HTTP {status} {response.reason or ''}".rstrip(),
                 status,
-                _retry_after(response.headers),
+                _retry.retry_after_from_headers(response.headers),
             )
         elif status == 416 and ranged:
             await self.restart()
@@ -269,7 +261,7 @@ class _Transfer:
                 raise DownloadIntegrityError(
                     self.url, f"body is longer than the expected {self.expected_size} bytes"
                 )
-            await anyio.to_thread.run_sync(_write_all, self.fd, chunk, self.hasher)
+            await anyio.to_thread.run_sync(_write_and_hash, self.fd, chunk, self.hasher)
             self.have = received
             if self.on_progress is not None:
                 self.on_progress(self.have, self.total)
@@ -295,11 +287,103 @@ class _Transfer:
         if total is not None:
             self.total = total
 
+    async def run(self, retries: _Retries) -> int:
+        """Make attempts until the file is complete; return how many requests it took."""
+        made = 0
+        while True:
+            made += 1
+            try:
+                await self.attempt()
+            except _Retry as retry:
+                if made >= retries.attempts:
+                    raise self.fail(
+                        f"{retry.reason} (gave up after {made} attempts)", retry.status
+                    ) from retry.__cause__
+                await retries.sleep(retries.wait(made, retry.retry_after))
+            else:
+                return made
 
-def _backoff(failures: int, wait_initial: float, wait_max: float) -> float:
-    """Full jitter: uniform in [0, min(wait_max, wait_initial * 2 ** (failures - 1))]."""
-    cap = min(wait_max, wait_initial * 2.0 ** min(failures - 1, 60))
-    return _rng.uniform(0.0, cap)
+    def verify(self) -> str:
+        """The file's hex SHA-256, once its size and digest match what was expected."""
+        digest = self.hasher.hexdigest()
+        if self.expected_size is not None and self.have != self.expected_size:
+            raise DownloadIntegrityError(
+                self.url, f"got {self.have} bytes, expected {self.expected_size}"
+            )
+        expected_sha256 = None if self.expected_sha256 is None else self.expected_sha256.lower()
+        if expected_sha256 is not None and digest != expected_sha256:
+            raise DownloadIntegrityError(
+                self.url, f"sha256 {digest} does not match the expected {expected_sha256}"
+            )
+        return digest
+
+
+def _check_options(
+    url: str, dest: str | os.PathLike[str], expect: _Expect, retries: _Retries, chunk_size: int
+) -> Path:
+    """The destination's path, once every option is in range."""
+    scheme = urlsplit(url).scheme.lower() if url else ""
+    if scheme not in _ALLOWED_SCHEMES:
+        raise DownloadError(
+            url, f"URL scheme {scheme or '(none)'!r} refused: only http and https are allowed"
+        )
+    if retries.attempts < 1:
+        raise ValueError(f"attempts must be at least 1, got {retries.attempts}")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
+    if retries.initial < 0 or retries.maximum < 0:
+        raise ValueError("wait_initial and wait_max must not be negative")
+    max_bytes, size, sha256 = expect.max_bytes, expect.size, expect.sha256
+    if max_bytes is not None and max_bytes < 0:
+        raise ValueError(f"max_bytes must not be negative, got {max_bytes}")
+    if sha256 is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", sha256):
+        raise ValueError("expected_sha256 must be 64 hexadecimal digits")
+    if size is not None and max_bytes is not None and size > max_bytes:
+        raise DownloadTooLargeError(
+            url, f"expected size {size} bytes exceeds max_bytes={max_bytes}"
+        )
+    dest_path = Path(os.fspath(dest))
+    if dest_path.name in {"", ".", ".."}:
+        raise ValueError(f"dest must name a file, got {os.fspath(dest)!r}")
+    return dest_path
+
+
+class _PartFile:
+    """The temporary file beside the destination, until it replaces it or is removed."""
+
+    def __init__(self, path: anyio.Path, fd: int) -> None:
+        self.path = path
+        self.fd = fd
+        self.fd_open = True
+
+    @classmethod
+    async def create(cls, url: str, dest: Path) -> _PartFile:
+        path = anyio.Path(dest.with_name(part_name(dest.name)))
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+        try:
+            fd = await anyio.to_thread.run_sync(os.open, str(path), flags, 0o666)
+        except OSError as exc:
+            raise DownloadError(url, f"cannot create {path}: {exc.strerror or exc}") from exc
+        return cls(path, fd)
+
+    async def commit(self, url: str, dest: Path) -> None:
+        """Make the file durable and move it over ``dest``."""
+        try:
+            await anyio.to_thread.run_sync(os.fsync, self.fd)
+            self.fd_open = False
+            await anyio.to_thread.run_sync(os.close, self.fd)
+            await self.path.replace(dest)
+        except OSError as exc:
+            raise DownloadError(url, f"cannot write {dest}: {exc.strerror or exc}") from exc
+        await anyio.to_thread.run_sync(fsync_dir, dest.parent)
+
+    async def discard(self) -> None:
+        """Close and remove the file; also on cancellation (the clean-up is shielded)."""
+        with anyio.CancelScope(shield=True):
+            if self.fd_open:
+                self.fd_open = False
+                await anyio.to_thread.run_sync(os.close, self.fd)
+            await self.path.unlink(missing_ok=True)
 
 
 async def download_file(
@@ -333,7 +417,7 @@ async def download_file(
         wait_max: the largest backoff (also caps an honoured ``Retry-After``).
         chunk_size: the read size, in bytes.
         timeout: seconds allowed for each attempt (connect + whole body); ``None`` = no limit.
-        sleep: awaited with each backoff delay; inject a recorder in tests.
+        sleep: awaited with each backoff delay (zero while testing); inject a recorder in tests.
         on_progress: called as ``on_progress(received, total)`` after each chunk; ``total``
             is ``None`` when the server did not announce a size.
         expected_size: if given, the file must have exactly this many bytes.
@@ -349,88 +433,28 @@ async def download_file(
             destination cannot be written, or every attempt failed.
         ValueError: an option is out of range.
     """
-    scheme = urlsplit(url).scheme.lower() if url else ""
-    if scheme not in _ALLOWED_SCHEMES:
-        raise DownloadError(
-            url, f"URL scheme {scheme or '(none)'!r} refused: only http and https are allowed"
-        )
-    if attempts < 1:
-        raise ValueError(f"attempts must be at least 1, got {attempts}")
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
-    if wait_initial < 0 or wait_max < 0:
-        raise ValueError("wait_initial and wait_max must not be negative")
-    if max_bytes is not None and max_bytes < 0:
-        raise ValueError(f"max_bytes must not be negative, got {max_bytes}")
-    if expected_sha256 is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", expected_sha256):
-        raise ValueError("expected_sha256 must be 64 hexadecimal digits")
-    if expected_size is not None and max_bytes is not None and expected_size > max_bytes:
-        raise DownloadTooLargeError(
-            url, f"expected size {expected_size} bytes exceeds max_bytes={max_bytes}"
-        )
+    expect = _Expect(max_bytes=max_bytes, size=expected_size, sha256=expected_sha256)
+    retries = _Retries(attempts=attempts, initial=wait_initial, maximum=wait_max, sleep=sleep)
+    dest_path = _check_options(url, dest, expect, retries, chunk_size)
+    stream = _Stream(session, url, chunk_size, timeout, on_progress)
+    return await _download(stream, dest_path, expect, retries)
 
-    dest_path = Path(os.fspath(dest))
-    if dest_path.name in {"", ".", ".."}:
-        raise ValueError(f"dest must name a file, got {os.fspath(dest)!r}")
-    part = anyio.Path(dest_path.with_name(_part_name(dest_path.name)))
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+
+async def _download(
+    stream: _Stream, dest: Path, expect: _Expect, retries: _Retries
+) -> DownloadResult:
+    part = await _PartFile.create(stream.url, dest)
     try:
-        fd = await anyio.to_thread.run_sync(os.open, str(part), flags, 0o666)
-    except OSError as exc:
-        raise DownloadError(url, f"cannot create {part}: {exc.strerror or exc}") from exc
-
-    fd_open = True
-    try:
-        transfer = _Transfer(
-            session,
-            url,
-            fd,
-            max_bytes=max_bytes,
-            expected_size=expected_size,
-            chunk_size=chunk_size,
-            timeout=timeout,
-            on_progress=on_progress,
-        )
-        made = 0
-        while True:
-            made += 1
-            try:
-                await transfer.attempt()
-                break
-            except _Retry as retry:
-                if made >= attempts:
-                    raise DownloadError(
-                        url, f"{retry.reason} (gave up after {made} attempts)", retry.status
-                    ) from retry.__cause__
-                delay = _backoff(made, wait_initial, wait_max)
-                if retry.retry_after is not None:
-                    delay = max(delay, min(retry.retry_after, wait_max))
-                await sleep(delay)
-
-        size = transfer.have
-        digest = transfer.hasher.hexdigest()
-        if expected_size is not None and size != expected_size:
-            raise DownloadIntegrityError(url, f"got {size} bytes, expected {expected_size}")
-        if expected_sha256 is not None and digest != expected_sha256.lower():
-            raise DownloadIntegrityError(
-                url, f"sha256 {digest} does not match the expected {expected_sha256.lower()}"
-            )
-        try:
-            await anyio.to_thread.run_sync(os.fsync, fd)
-            fd_open = False
-            await anyio.to_thread.run_sync(os.close, fd)
-            await part.replace(dest_path)
-        except OSError as exc:
-            raise DownloadError(url, f"cannot write {dest_path}: {exc.strerror or exc}") from exc
-        await anyio.to_thread.run_sync(_fsync_dir, str(dest_path.parent))
-        return DownloadResult(path=dest_path, size=size, sha256=digest, url=url, attempts=made)
+        transfer = _Transfer(stream, part.fd, expect)
+        made = await transfer.run(retries)
+        digest = transfer.verify()
+        await part.commit(stream.url, dest)
     except BaseException:
-        # Also on cancellation: shield the clean-up so it runs to the end.
-        with anyio.CancelScope(shield=True):
-            if fd_open:
-                await anyio.to_thread.run_sync(os.close, fd)
-            await part.unlink(missing_ok=True)
+        await part.discard()
         raise
+    return DownloadResult(
+        path=dest, size=transfer.have, sha256=digest, url=stream.url, attempts=made
+    )
 
 
 _UNSAFE_RUN = re.compile(r"[^A-Za-z0-9._-]+")

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import gzip
 import hashlib
 import pickle
 import re
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import aiohttp
@@ -18,7 +20,8 @@ from aiohttp import web
 from hypothesis import given
 from hypothesis import strategies as st
 
-from evolink_async import download
+from evolink_async import _retry
+from evolink_async._retry import is_testing, set_testing
 from evolink_async.download import (
     DownloadError,
     DownloadIntegrityError,
@@ -523,11 +526,48 @@ async def test_retry_after_on_429_is_honoured_up_to_wait_max(
     assert sleeps.waits == [3.0, 8.0]
 
 
+async def test_retry_after_as_an_http_date_is_honoured_up_to_wait_max(
+    server: FileServer, session: aiohttp.ClientSession, tmp_path: Path, sleeps: SleepRecorder
+) -> None:
+    tomorrow = email.utils.format_datetime(
+        datetime.now(timezone.utc) + timedelta(days=1), usegmt=True
+    )
+    url = server.script("/clip.mp4", status(503, {"Retry-After": tomorrow}), serve())
+
+    result = await download_file(session, url, tmp_path / "clip.mp4", sleep=sleeps)
+
+    assert (result.attempts, sleeps.waits) == (2, [8.0])
+
+
+@pytest.fixture
+def testing_switch() -> Iterator[None]:
+    """``set_testing(True)`` for one test, then the switch as it was."""
+    before = is_testing()
+    set_testing(True)
+    yield
+    set_testing(before)
+
+
+@pytest.mark.usefixtures("testing_switch")
+async def test_set_testing_zeroes_backoff_and_retry_after_waits(
+    server: FileServer, session: aiohttp.ClientSession, tmp_path: Path, sleeps: SleepRecorder
+) -> None:
+    url = server.script(
+        "/clip.mp4", status(429, {"Retry-After": "3600"}), status(502), status(500), serve()
+    )
+
+    result = await download_file(
+        session, url, tmp_path / "clip.mp4", wait_initial=5.0, wait_max=60.0, sleep=sleeps
+    )
+
+    assert (result.sha256, result.attempts, sleeps.waits) == (DATA_SHA, 4, [0.0, 0.0, 0.0])
+
+
 class _MaxJitter:
     """Stands in for the jitter source: always the top of the interval."""
 
-    def uniform(self, low: float, high: float) -> float:
-        return high
+    def random(self) -> float:
+        return 1.0
 
 
 async def test_backoff_doubles_up_to_wait_max_then_gives_up(
@@ -537,7 +577,7 @@ async def test_backoff_doubles_up_to_wait_max_then_gives_up(
     sleeps: SleepRecorder,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(download, "_rng", _MaxJitter())
+    monkeypatch.setattr(_retry, "_rng", _MaxJitter())
     url = server.script("/clip.mp4", status(502))
 
     with pytest.raises(DownloadError) as caught:
