@@ -50,6 +50,7 @@ from .errors import (
     TaskFailedError,
     TaskTimeoutError,
     redact_url,
+    shorten,
 )
 from .limits import ConcurrencyLimit, CreditBudget, PriceTable, RateLimiter
 from .models import (
@@ -66,6 +67,8 @@ from .models import (
     TaskStatus,
     Usage,
     VideoRequest,
+    is_loopback_host,
+    is_private_host,
     validate_callback_url,
 )
 from .poller import PollPolicy
@@ -135,7 +138,10 @@ __all__ = [
     "Usage",
     "VideoRequest",
     "__version__",
+    "is_loopback_host",
+    "is_private_host",
     "redact_url",
     "set_testing",
+    "shorten",
     "validate_callback_url",
 ]

@@ -70,6 +70,7 @@ __all__ = [
     "TaskFailedError",
     "TaskTimeoutError",
     "redact_url",
+    "shorten",
 ]
 
 
@@ -77,10 +78,12 @@ class EvolinkError(Exception):
     """Base class of every exception raised by evolink-async."""
 
 
-def _short(value: Any, limit: int = 80) -> str:
-    text = repr(value)
+def shorten(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters (ending in ``...``) for a message; a longer
+    string is told by its length only (``<str of 6000 characters>``)."""
     if isinstance(value, str) and len(value) > limit:
         return f"<str of {len(value)} characters>"
+    text = repr(value)
     if len(text) > limit:
         return text[: limit - 3] + "..."
     return text
@@ -97,7 +100,7 @@ class InvalidRequestError(EvolinkError, ValueError):
         self.field = field
         self.value = value
         self.rule = rule
-        super().__init__(f"{field}={_short(value)}: {rule}")
+        super().__init__(f"{field}={shorten(value)}: {rule}")
 
 
 class DecodeError(EvolinkError):

@@ -34,6 +34,7 @@ import anyio
 import anyio.lowlevel
 
 from .errors import BudgetExceededError
+from .models import DEFAULT_PRICES
 
 __all__ = [
     "DEFAULT_PRICES",
@@ -647,11 +648,6 @@ class ConcurrencyLimit:
 # --------------------------------------------------------------------------------------------
 # Credits
 # --------------------------------------------------------------------------------------------
-
-DEFAULT_PRICES: Final[Mapping[str, Mapping[int, float]]] = {
-    "sora-2-preview": {4: 23.04, 8: 46.08, 12: 69.12},
-}
-"""The only published prices: credits by model and duration in seconds."""
 
 _DEFAULT_DURATIONS: Final[Mapping[str, int]] = {"sora-2-preview": 4}
 

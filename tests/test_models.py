@@ -13,8 +13,16 @@ from typing import Any
 
 import pytest
 
-from evolink_async.errors import InvalidRequestError
-from evolink_async.models import DEFAULT_MODEL, VideoRequest
+from evolink_async import limits
+from evolink_async.errors import InvalidRequestError, shorten
+from evolink_async.models import (
+    DEFAULT_MODEL,
+    DEFAULT_PRICES,
+    MODEL_SPECS,
+    VideoRequest,
+    is_loopback_host,
+    is_private_host,
+)
 
 SORA_PREVIEW = "sora-2-preview"
 SORA_2 = "sora-2"
@@ -692,3 +700,77 @@ def test_a_rejected_long_prompt_is_not_copied_whole_into_the_message() -> None:
         "prompt", "must be at most 5000 characters", prompt="p" * 5001, model=SORA_PREVIEW
     )
     assert "p" * 100 not in str(err)
+
+
+# -- hosts ----------------------------------------------------------------------------------
+
+# host, is_private_host, is_loopback_host
+HOSTS = [
+    ("127.0.0.1", True, True),
+    ("127.1.2.3", True, True),
+    ("[::1]", True, True),
+    ("[::ffff:127.0.0.1]", True, True),
+    ("2130706433", True, True),
+    ("0x7f.1", True, True),
+    ("127.1", True, True),
+    ("localhost", True, True),
+    ("LOCALHOST", True, True),
+    ("localhost.", True, True),
+    ("a.localhost", True, True),
+    ("10.1.2.3", True, False),
+    ("[::ffff:10.0.0.1]", True, False),
+    ("172.16.0.1", True, False),
+    ("192.168.0.1", True, False),
+    ("100.64.0.1", True, False),
+    ("169.254.1.1", True, False),
+    ("[fe80::1]", True, False),
+    ("[fe80::1%eth0]", True, False),
+    ("[fc00::1]", True, False),
+    ("0.0.0.0", True, False),
+    ("[::]", True, False),
+    ("224.0.0.1", True, False),
+    ("[ff02::1]", True, False),
+    ("240.0.0.1", True, False),
+    ("8.8.8.8", False, False),
+    ("172.32.0.1", False, False),
+    ("[2001:4860:4860::8888]", False, False),
+    ("hooks.example.com", False, False),
+    ("1e100.net", False, False),
+    ("localhost.example.com", False, False),
+]
+
+
+@pytest.mark.parametrize(("host", "private", "loopback"), HOSTS)
+def test_private_and_loopback_host_detection(host: str, private: bool, loopback: bool) -> None:
+    assert (private, loopback) == (is_private_host(host), is_loopback_host(host))
+
+
+# -- prices ---------------------------------------------------------------------------------
+
+
+def test_the_published_prices_live_in_the_model_specs_and_limits_uses_them() -> None:
+    assert {SORA_PREVIEW: {4: 23.04, 8: 46.08, 12: 69.12}} == DEFAULT_PRICES
+    assert {SORA_PREVIEW: MODEL_SPECS[SORA_PREVIEW].prices} == DEFAULT_PRICES
+    assert DEFAULT_PRICES is limits.DEFAULT_PRICES
+
+
+# -- messages -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "limit", "expected"),
+    [
+        ("short", 80, "'short'"),
+        ("x" * 81, 80, "<str of 81 characters>"),
+        ("x" * 60, 60, "'" + "x" * 56 + "..."),
+        (list(range(40)), 20, "[0, 1, 2, 3, 4, 5..."),
+        (None, 80, "None"),
+    ],
+)
+def test_shorten_cuts_a_value_for_a_message(value: object, limit: int, expected: str) -> None:
+    assert expected == shorten(value, limit)
+
+
+def test_a_long_prompt_is_told_by_its_length_in_the_message() -> None:
+    err = rejected("prompt", "must be at most 5000 characters", prompt="x" * 5001)
+    assert "prompt=<str of 5001 characters>: " in str(err)

@@ -15,7 +15,6 @@ from evolink_async.testing import (
     ManualClock,
     Simulator,
 )
-from evolink_async.testing._validation import is_private_host
 
 # The seed page's example answer (sora-2-preview, "A cat playing piano").
 SEED_ANSWER: dict[str, Any] = {
@@ -398,26 +397,6 @@ async def test_fixture_simulator_completes_a_task_in_scaled_real_time(
     task = evolink_simulator.tasks[task_id]
     assert task.detection_delay is not None
     assert task.detection_delay >= 0
-
-
-@pytest.mark.parametrize(
-    ("host", "private"),
-    [
-        ("127.0.0.1", True),
-        ("2130706433", True),
-        ("0x7f.1", True),
-        ("0.0.0.0", True),
-        ("100.64.0.1", True),
-        ("[::]", True),
-        ("a.localhost", True),
-        ("8.8.8.8", False),
-        ("[2001:4860:4860::8888]", False),
-        ("hooks.example.com", False),
-        ("1e100.net", False),
-    ],
-)
-def test_private_host_detection(host: str, private: bool) -> None:
-    assert private == is_private_host(host)
 
 
 def test_manual_clock_only_moves_forward() -> None:

@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-import ipaddress
-import re
-import socket
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
 import attrs
 
+from evolink_async.models import is_private_host  # the package's public API only
+
 from ._catalog import ModelSpec
 from ._errors import ApiError
 
-__all__ = ["CreateRequest", "is_private_host", "validate_create"]
+__all__ = ["CreateRequest", "validate_create"]
 
 DEFAULT_MODEL = "sora-2-preview"
 MAX_CALLBACK_URL = 2048
-_LEGACY_IPV4 = re.compile(r"^(0x[0-9a-f]+|[0-9]+)(\.(0x[0-9a-f]+|[0-9]+)){0,3}$")
 
 
 @attrs.frozen(kw_only=True)
@@ -31,30 +29,6 @@ class CreateRequest:
     aspect_ratio: str | None
     image_urls: tuple[str, ...]
     callback_url: str | None
-
-
-def is_private_host(host: str) -> bool:
-    """True for ``localhost`` and any IP literal that is not globally routable.
-
-    Covers loopback, private, link-local, unspecified and reserved ranges, IPv4-mapped IPv6,
-    and the legacy IPv4 spellings resolvers accept (``127.1``, ``2130706433``, ``0x7f.1``).
-    Names are not resolved: a public name pointing at a private address passes.
-    """
-    name = host.strip("[]").lower().rstrip(".")
-    if name == "localhost" or name.endswith(".localhost"):
-        return True
-    try:
-        ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(name)
-    except ValueError:
-        if not _LEGACY_IPV4.match(name):
-            return False
-        try:
-            ip = ipaddress.IPv4Address(socket.inet_aton(name))
-        except OSError:
-            return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return not ip.is_global
 
 
 def _uri_host(value: object) -> tuple[str, str] | None:
