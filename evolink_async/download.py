@@ -9,7 +9,9 @@
 * the size is checked against ``Content-Length``: a short body is resumed with a ``Range``
   request, a longer one (or one over ``max_bytes``) stops the download for good;
 * connection errors, timeouts, cut-off bodies, 5xx, 408 and 429 are retried with exponential
-  backoff and full jitter; other 4xx (an expired link answers 403 or 404) are not;
+  backoff and full jitter, at least as long as a ``Retry-After`` (seconds or an HTTP date)
+  asks, but no wait at all while ``set_testing(True)`` is on; other 4xx (an expired link
+  answers 403 or 404) are not;
 * no file system call runs on the event loop: they all go through worker threads.
 
 :func:`safe_filename` turns untrusted pieces (task ids from the server) into a file name that
@@ -130,7 +132,9 @@ class _Retries:
     def wait(self, failures: int, retry_after: float | None) -> float:
         """Full jitter up to ``initial * 2 ** (failures - 1)`` (at most ``maximum``), but at
         least a ``Retry-After`` capped at ``maximum``; zero while ``set_testing`` is on."""
-        delay = _retry.backoff(failures, initial=self.initial, maximum=self.maximum, jitter=1.0)
+        # 2.0 ** 1024 overflows a float: past 2 ** 60 the cap has long been reached anyway
+        retry = min(failures, 61)
+        delay = _retry.backoff(retry, initial=self.initial, maximum=self.maximum, jitter=1.0)
         if retry_after is not None and not _retry.is_testing():
             delay = max(delay, min(retry_after, self.maximum))
         return delay

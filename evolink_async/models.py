@@ -107,6 +107,7 @@ class TaskStatus(str, enum.Enum):
 # Requests
 # ---------------------------------------------------------------------------------------------
 
+
 def _image_urls(value: Any) -> tuple[str, ...]:
     if value is None:
         return ()

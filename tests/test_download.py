@@ -465,36 +465,31 @@ async def test_gzip_encoded_body_is_stored_decoded(
     assert (result.size, result.sha256) == (len(DATA), DATA_SHA)
 
 
-async def test_not_found_is_not_retried(
-    server: FileServer, session: aiohttp.ClientSession, tmp_path: Path, sleeps: SleepRecorder
+@pytest.mark.parametrize("answer", [(404, "Not Found"), (403, "Forbidden")], ids=str)
+async def test_an_expired_link_answer_is_final_and_not_retried(
+    server: FileServer,
+    session: aiohttp.ClientSession,
+    tmp_path: Path,
+    sleeps: SleepRecorder,
+    answer: tuple[int, str],
 ) -> None:
-    url = server.script("/expired.mp4", status(404))
+    code, reason = answer
+    url = server.script("/expired.mp4", status(code))
 
     with pytest.raises(DownloadError) as caught:
         await download_file(session, url, tmp_path / "clip.mp4", sleep=sleeps)
 
     error = caught.value
-    assert (type(error), error.status, error.reason) == (DownloadError, 404, "HTTP 404 Not Found")
+    expected = f"HTTP {code} {reason}"
+    assert (type(error), error.status, error.reason) == (DownloadError, code, expected)
     assert str(error) == (
-        f"download of http://127.0.0.1:{server.port}/expired.mp4 failed: HTTP 404 Not Found"
+        f"download of http://127.0.0.1:{server.port}/expired.mp4 failed: {expected}"
     )
     assert "SECRET" not in str(error)
     assert "SECRET" not in repr(error)
     assert server.paths() == ["/expired.mp4"]
     assert sleeps.waits == []
     assert leftovers(tmp_path) == []
-
-
-async def test_forbidden_is_not_retried(
-    server: FileServer, session: aiohttp.ClientSession, tmp_path: Path, sleeps: SleepRecorder
-) -> None:
-    url = server.script("/clip.mp4", status(403))
-
-    with pytest.raises(DownloadError) as caught:
-        await download_file(session, url, tmp_path / "clip.mp4", sleep=sleeps)
-
-    assert caught.value.status == 403
-    assert len(server.requests) == 1
 
 
 async def test_service_unavailable_then_success(
@@ -510,33 +505,32 @@ async def test_service_unavailable_then_success(
     assert 0.0 <= sleeps.waits[0] <= 0.5
 
 
-async def test_retry_after_on_429_is_honoured_up_to_wait_max(
-    server: FileServer, session: aiohttp.ClientSession, tmp_path: Path, sleeps: SleepRecorder
+_TOMORROW = email.utils.format_datetime(datetime.now(timezone.utc) + timedelta(days=1), usegmt=True)
+
+
+#: (status, Retry-After) answers before a good one → the waits asked for
+RETRY_AFTER_CASES = {
+    "seconds": ([(429, "3"), (429, "60")], [3.0, 8.0]),
+    "http-date": ([(503, _TOMORROW)], [8.0]),
+}
+
+
+@pytest.mark.parametrize("case", RETRY_AFTER_CASES.values(), ids=RETRY_AFTER_CASES.keys())
+async def test_retry_after_is_honoured_up_to_wait_max(
+    server: FileServer,
+    session: aiohttp.ClientSession,
+    tmp_path: Path,
+    sleeps: SleepRecorder,
+    case: tuple[list[tuple[int, str]], list[float]],
 ) -> None:
-    url = server.script(
-        "/clip.mp4",
-        status(429, {"Retry-After": "3"}),
-        status(429, {"Retry-After": "60"}),
-        serve(),
-    )
+    answers, expected_waits = case
+    scripted = [status(code, {"Retry-After": value}) for code, value in answers]
+    url = server.script("/clip.mp4", *scripted, serve())
 
     result = await download_file(session, url, tmp_path / "clip.mp4", sleep=sleeps)
 
-    assert result.attempts == 3
-    assert sleeps.waits == [3.0, 8.0]
-
-
-async def test_retry_after_as_an_http_date_is_honoured_up_to_wait_max(
-    server: FileServer, session: aiohttp.ClientSession, tmp_path: Path, sleeps: SleepRecorder
-) -> None:
-    tomorrow = email.utils.format_datetime(
-        datetime.now(timezone.utc) + timedelta(days=1), usegmt=True
-    )
-    url = server.script("/clip.mp4", status(503, {"Retry-After": tomorrow}), serve())
-
-    result = await download_file(session, url, tmp_path / "clip.mp4", sleep=sleeps)
-
-    assert (result.attempts, sleeps.waits) == (2, [8.0])
+    assert (result.sha256, result.attempts) == (DATA_SHA, len(answers) + 1)
+    assert sleeps.waits == expected_waits
 
 
 @pytest.fixture
@@ -596,6 +590,22 @@ async def test_backoff_doubles_up_to_wait_max_then_gives_up(
     assert caught.value.status == 502
     assert caught.value.reason == "HTTP 502 Bad Gateway (gave up after 6 attempts)"
     assert leftovers(tmp_path) == []
+
+
+async def test_backoff_stays_at_wait_max_past_a_thousand_failures(
+    server: FileServer,
+    session: aiohttp.ClientSession,
+    tmp_path: Path,
+    sleeps: SleepRecorder,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_retry, "_rng", _MaxJitter())
+    url = server.script("/clip.mp4", status(502))
+
+    with pytest.raises(DownloadError):
+        await download_file(session, url, tmp_path / "clip.mp4", attempts=1030, sleep=sleeps)
+
+    assert (1029, [8.0] * 1000) == (len(sleeps.waits), sleeps.waits[-1000:])
 
 
 async def test_backoff_waits_use_full_jitter_within_the_cap(
