@@ -803,7 +803,7 @@ def _balance(balance: Any) -> dict[str, Any] | None:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from .testing._cli import serve, simulator_kwargs_from_args  # noqa: PLC0415
+    from .testing.cli import serve, simulator_kwargs_from_args  # noqa: PLC0415
 
     try:
         kwargs = simulator_kwargs_from_args(args)
@@ -995,7 +995,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_connection(credits, simulate=False)
     credits.set_defaults(handler=_credits)
 
-    from .testing._cli import add_simulator_arguments  # noqa: PLC0415
+    from .testing.cli import add_simulator_arguments  # noqa: PLC0415
 
     simulate = sub.add_parser(
         "simulate",
