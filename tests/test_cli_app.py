@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import anyio
 import pytest
 from cli_support import (
     KEY,
@@ -19,7 +21,7 @@ from cli_support import (
     write_prompts,
 )
 
-from evolink_async.cli import main
+from evolink_async.cli import app, main
 from evolink_async.journal import replay
 from evolink_async.testing import Simulator, ThreadedSimulator
 
@@ -153,3 +155,53 @@ def test_a_second_ctrl_c_exits_at_once_and_leaves_a_readable_journal(tmp_path: P
         )
         check_complete(out, prompts)
         assert max(sim.stats.creates_per_prompt.values()) <= 2
+
+
+# ----------------------------------------------------------------------------- in-process
+
+
+async def until_interrupted(interrupts: app.Interrupts) -> None:
+    """Let the loop run the signal handler (bounded by the test timeout); the handler only
+    counts, there is no event to wait on."""
+    while interrupts.count == 0:  # noqa: ASYNC110
+        await anyio.sleep(0.01)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("entered", [True, False], ids=["inside", "before-entering"])
+def test_the_first_interrupt_cancels_the_command_s_scope(
+    capsys: pytest.CaptureFixture[str], sig: signal.Signals, entered: bool
+) -> None:
+    async def command(interrupts: app.Interrupts) -> int:
+        scope = interrupts.cancel_scope("stopping the test")
+        if not entered:  # an interrupt before the scope is entered cancels it on entry
+            os.kill(os.getpid(), sig)
+            await until_interrupted(interrupts)
+        with scope:
+            if entered:
+                os.kill(os.getpid(), sig)
+            await anyio.sleep_forever()
+        return app.EXIT_INTERRUPTED if scope.cancelled_caught else app.EXIT_OK
+
+    assert 130 == app.run(command)
+    assert "evolink-async: stopping the test\n" == capsys.readouterr().err
+
+
+def test_the_first_interrupt_calls_on_first_once(capsys: pytest.CaptureFixture[str]) -> None:
+    calls: list[str] = []
+
+    async def command(interrupts: app.Interrupts) -> int:
+        interrupts.on_first = lambda: calls.append("stop")
+        os.kill(os.getpid(), signal.SIGTERM)
+        await until_interrupted(interrupts)
+        os.kill(os.getpid(), signal.SIGTERM)  # a second SIGTERM is not a second Ctrl-C
+        while interrupts.count < 2:  # noqa: ASYNC110 - as in until_interrupted
+            await anyio.sleep(0.01)
+        return app.EXIT_OK
+
+    assert 0 == app.run(command)
+    assert ["stop"] == calls
+    assert (
+        "evolink-async: interrupted: stopping (press Ctrl-C again to quit at once)\n"
+        == capsys.readouterr().err
+    )
