@@ -15,7 +15,7 @@ import pytest
 from test_simulator_support import Api, receiver, running
 
 import evolink_async.testing as testing_pkg
-from evolink_async.testing import Simulator, SimulatorConfig, SimulatorStats, _cli, pytest_plugin
+from evolink_async.testing import Simulator, SimulatorConfig, SimulatorStats, cli, pytest_plugin
 from evolink_async.testing._files import sample_video
 
 
@@ -302,7 +302,7 @@ async def test_make_simulator_fixture_applies_knobs(
 
 def test_cli_flags_become_simulator_kwargs() -> None:
     parser = argparse.ArgumentParser()
-    _cli.add_simulator_arguments(parser)
+    cli.add_simulator_arguments(parser)
     ns = parser.parse_args(
         [
             "--port",
@@ -321,7 +321,7 @@ def test_cli_flags_become_simulator_kwargs() -> None:
             "--allow-insecure-callbacks",
         ]
     )
-    kwargs = _cli.simulator_kwargs_from_args(ns)
+    kwargs = cli.simulator_kwargs_from_args(ns)
     assert kwargs == {
         "host": "127.0.0.1",
         "port": 0,
@@ -344,7 +344,7 @@ def test_cli_flags_become_simulator_kwargs() -> None:
 async def test_serve_prints_the_base_url_and_key_until_cancelled() -> None:
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        server = asyncio.create_task(_cli.serve(port=0, api_key="sk-evo-shell"))
+        server = asyncio.create_task(cli.serve(port=0, api_key="sk-evo-shell"))
         for _ in range(200):
             if "API key" in out.getvalue():
                 break
@@ -368,7 +368,7 @@ def test_python_dash_m_shows_the_knobs() -> None:
     assert "--allow-insecure-callbacks" in result.stdout
 
 
-@pytest.mark.parametrize("module", [testing_pkg, _cli, pytest_plugin])
+@pytest.mark.parametrize("module", [testing_pkg, cli, pytest_plugin])
 def test_public_modules_export_what_they_define(module: Any) -> None:
     defined = {
         name

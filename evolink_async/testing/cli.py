@@ -1,6 +1,6 @@
 """Run the simulator from a shell: ``python -m evolink_async.testing --port 8080``.
 
-The main CLI's ``evolink-async simulate`` reuses ``add_simulator_arguments``,
+The main CLI's ``evolink-async simulate`` reuses this public module's ``add_simulator_arguments``,
 ``simulator_kwargs_from_args`` and ``serve``.
 """
 
@@ -13,6 +13,8 @@ import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
+
+import anyio
 
 from ._config import DEFAULT_API_KEY
 from ._server import Simulator
@@ -90,21 +92,26 @@ def simulator_kwargs_from_args(ns: argparse.Namespace) -> dict[str, Any]:
 
 
 async def serve(**kwargs: Any) -> None:
-    """Run a simulator with these knobs, print where it is, and serve until cancelled."""
-    async with Simulator(**kwargs) as sim:
+    """Run a simulator with these knobs, print where it is, and serve until cancelled (the
+    simulator is closed in full even then)."""
+    sim = Simulator(**kwargs)
+    await sim.start()
+    try:
         print(f"Evolink simulator serving on {sim.base_url}", flush=True)
         print(f"API key: {sim.api_key}", flush=True)
         print(f"Stats:   {sim.base_url}/_simulator/stats   (Ctrl-C to stop)", flush=True)
-        await asyncio.Event().wait()
+        await anyio.sleep_forever()
+    finally:
+        with anyio.CancelScope(shield=True):
+            await sim.close()
 
 
 async def _serve_until_stopped(kwargs: dict[str, Any]) -> None:
-    """serve(), ending quietly on SIGTERM as on Ctrl-C."""
-    current = asyncio.current_task()
-    assert current is not None
-    with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows' loop
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, current.cancel)
-    with contextlib.suppress(asyncio.CancelledError):
+    """serve(), ending quietly on SIGTERM as on Ctrl-C. (A signal handler of the loop, which
+    aiohttp runs on: it cancels the scope the moment the signal arrives.)"""
+    with anyio.CancelScope() as scope:
+        with contextlib.suppress(NotImplementedError):  # no signal handlers on Windows' loop
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, scope.cancel)
         await serve(**kwargs)
 
 
@@ -117,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_simulator_arguments(parser)
     ns = parser.parse_args(argv)
     try:
-        asyncio.run(_serve_until_stopped(simulator_kwargs_from_args(ns)))
+        anyio.run(_serve_until_stopped, simulator_kwargs_from_args(ns))
     except KeyboardInterrupt:
         pass
     except (ValueError, TypeError) as exc:  # a knob the config refuses

@@ -1,0 +1,234 @@
+"""``evolink-async batch PROMPTS --out DIR``: a clip for every prompt of a file, resumable."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ipaddress
+import os
+from typing import Any
+from urllib.parse import urlsplit
+
+import anyio
+
+from .._env import CALLBACK_SECRET_ENV
+from ..batch import BatchInputError, BatchJob, BatchLine, BatchSummary, load_prompts
+from ..client import EvolinkClient
+from ..errors import (
+    InvalidRequestError,
+    JournalCorruptError,
+    JournalError,
+    JournalLockedError,
+    redact_url,
+)
+from ..webhooks import CallbackReceiver, parse_listen
+from .app import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_SOME_FAILED,
+    EXIT_USAGE,
+    Interrupts,
+    UsageError,
+    connection,
+    err,
+    run,
+    service,
+)
+from .display import Display, make_display, print_summary
+
+__all__ = ["DEFAULT_LISTEN", "batch_command", "follow"]
+
+#: ``--listen`` when ``--callback-url`` is given without it.
+DEFAULT_LISTEN = "127.0.0.1:8080"
+_REFRESH = 0.125  # seconds between display refreshes
+_STOPPING = (
+    "interrupted: no new submissions; writing the journal and manifest "
+    "(press Ctrl-C again to quit at once)"
+)
+
+
+def batch_command(args: argparse.Namespace) -> int:
+    """Check the flags and the whole input before anything is sent; then run the batch."""
+    try:
+        receiver = _callback_receiver(args)
+    except ValueError as exc:
+        err(str(exc))
+        return EXIT_USAGE
+    try:
+        lines = load_prompts(
+            args.prompts,
+            fmt=args.format,
+            model=args.model,
+            duration=args.duration,
+            aspect_ratio=args.aspect_ratio,
+        )
+    except BatchInputError as exc:
+        err(str(exc))
+        return EXIT_USAGE
+    if not args.simulate and connection(args) is None:
+        return EXIT_USAGE
+    return run(lambda interrupts: _batch_async(args, lines, interrupts, receiver))
+
+
+def _is_loopback(host: str | None) -> bool:
+    if host is None:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _callback_receiver(args: argparse.Namespace) -> CallbackReceiver | None:
+    """The receiver of ``--callback-url``/``--listen`` (not started), or None without them.
+    Raises ValueError with a message for the user."""
+    if args.callback_url is None:
+        if args.listen is not None:
+            raise ValueError("--listen needs --callback-url (the URL the service calls)")
+        return None
+    host, port = parse_listen(args.listen or DEFAULT_LISTEN)
+    url = urlsplit(args.callback_url)
+    # the embedded simulator may call back over http, on loopback only (the real service
+    # calls https URLs of public hosts, as the receiver checks otherwise)
+    insecure = args.simulate and url.scheme.lower() == "http"
+    if insecure and not _is_loopback(url.hostname):
+        raise ValueError("--callback-url: with --simulate, an http URL must be on loopback")
+    try:
+        return CallbackReceiver(
+            args.callback_url,
+            host=host,
+            port=port,
+            secret=os.environ.get(CALLBACK_SECRET_ENV) or None,
+            allow_insecure=insecure,
+        )
+    except InvalidRequestError as exc:
+        raise ValueError(f"--callback-url: {exc}") from None
+    except ValueError as exc:  # the secret: the message does not carry it
+        raise ValueError(f"${CALLBACK_SECRET_ENV}: {exc}") from None
+
+
+async def _batch_async(
+    args: argparse.Namespace,
+    lines: list[BatchLine],
+    interrupts: Interrupts,
+    receiver: CallbackReceiver | None,
+) -> int:
+    try:
+        summary = await _run_job(args, lines, interrupts, receiver)
+    except UsageError:
+        return EXIT_USAGE
+    except (JournalLockedError, JournalCorruptError, BatchInputError) as exc:
+        err(str(exc))
+        return EXIT_USAGE
+    except JournalError as exc:
+        err(str(exc))
+        return EXIT_SOME_FAILED
+    except OSError as exc:  # e.g. the output directory cannot be written
+        err(f"cannot write to {args.out}: {exc.strerror or exc}")
+        return EXIT_SOME_FAILED
+    if summary is None:  # could not listen for callbacks (reported)
+        return EXIT_SOME_FAILED
+    if not args.quiet:
+        print_summary(summary)
+    if summary.interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_OK if summary.ok else EXIT_SOME_FAILED
+
+
+async def _run_job(
+    args: argparse.Namespace,
+    lines: list[BatchLine],
+    interrupts: Interrupts,
+    receiver: CallbackReceiver | None,
+) -> BatchSummary | None:
+    """The job's summary; None (after a message) when the receiver cannot listen."""
+    client_kwargs = _client_kwargs(args)
+    async with contextlib.AsyncExitStack() as stack:
+        if receiver is not None:  # listening before the first create gives its URL
+            try:
+                await stack.enter_async_context(receiver)
+            except OSError as exc:
+                where = f"{receiver.host}:{receiver.port}"
+                err(f"cannot listen for callbacks on {where}: {exc.strerror or exc}")
+                return None
+            client_kwargs["callbacks"] = receiver
+        client = await stack.enter_async_context(service(args, **client_kwargs))
+        job = _make_job(client, lines, args)
+        interrupts.on_first = job.stop
+        interrupts.message = _STOPPING
+        if not args.quiet:
+            where = "the embedded simulator" if args.simulate else redact_url(client.base_url)
+            print(f"batch: {len(lines)} prompts → {args.out} ({where})", flush=True)
+            if receiver is not None:
+                print(f"callbacks: {receiver.redacted_url}", flush=True)
+        return await follow(job, make_display(args.quiet))
+
+
+def _client_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"max_in_flight": args.concurrency}
+    if args.rate is not None:
+        kwargs.update(rate=args.rate, burst=1)
+    if args.timeout is not None:
+        kwargs["task_timeout"] = args.timeout
+    return kwargs
+
+
+def _make_job(client: EvolinkClient, lines: list[BatchLine], args: argparse.Namespace) -> BatchJob:
+    return BatchJob(
+        client,
+        lines,
+        args.out,
+        budget=args.budget,
+        max_attempts=args.max_attempts,
+        task_timeout=args.timeout,
+        retry_unknown=args.retry_unknown,
+        download=not args.no_download,
+        download_concurrency=args.downloads,
+    )
+
+
+class _Refresher:
+    """Shows a job's progress on a display, every ``_REFRESH`` seconds while it runs."""
+
+    def __init__(self, job: BatchJob, display: Display) -> None:
+        self.job = job
+        self.display = display
+        self.started = False
+
+    async def loop(self) -> None:
+        while True:
+            progress = self.job.progress()
+            if not self.started and progress.total:
+                self.display.start(progress)
+                self.started = True
+            else:
+                self.display.update(progress)
+            await anyio.sleep(_REFRESH)
+
+    def stop(self) -> None:
+        if self.started:
+            self.display.stop(self.job.progress())
+
+
+async def follow(job: BatchJob, display: Display) -> BatchSummary:
+    """Run the job, refreshing the display while it runs. The job's errors come out as they
+    are, not wrapped in an exception group."""
+    refresher = _Refresher(job, display)
+    summary: BatchSummary | None = None
+    error: Exception | None = None
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(refresher.loop)
+            try:
+                summary = await job.run()
+            except Exception as exc:  # raised again below, on its own
+                error = exc
+            tg.cancel_scope.cancel()
+    finally:
+        refresher.stop()
+    if error is not None:
+        raise error
+    assert summary is not None
+    return summary

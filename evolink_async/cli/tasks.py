@@ -1,0 +1,116 @@
+"""``evolink-async status TASK_ID`` and ``evolink-async credits``: one request, one answer."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from ..client import EvolinkClient
+from ..errors import EvolinkError, InvalidRequestError
+from ..models import Credits, Task
+from .app import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_SOME_FAILED,
+    EXIT_USAGE,
+    Interrupts,
+    connection,
+    err,
+    run,
+    service,
+)
+
+__all__ = ["credits_command", "one_request", "status_command", "task_json"]
+
+_T = TypeVar("_T")
+
+
+def one_request(
+    args: argparse.Namespace,
+    call: Callable[[EvolinkClient], Awaitable[_T]],
+    show: Callable[[_T], None],
+) -> int:
+    """Run one API call, print its answer; map errors to exit codes."""
+    if connection(args) is None:
+        return EXIT_USAGE
+
+    async def command(interrupts: Interrupts) -> int:
+        scope = interrupts.cancel_scope("interrupted")
+        try:
+            async with service(args) as client:
+                with scope:
+                    answer = await call(client)
+        except InvalidRequestError as exc:
+            err(str(exc))
+            return EXIT_USAGE
+        except EvolinkError as exc:
+            err(str(exc))
+            return EXIT_SOME_FAILED
+        if scope.cancelled_caught:
+            return EXIT_INTERRUPTED
+        show(answer)
+        return EXIT_OK
+
+    return run(command)
+
+
+def task_json(task: Task) -> dict[str, Any]:
+    """What ``status`` shows of a task."""
+    return {
+        "id": task.id,
+        "status": task.raw_status or str(task.status),
+        "progress": task.progress,
+        "model": task.model,
+        "created": task.created,
+        "estimated_time": task.estimated_time,
+        "credits_reserved": task.credits_reserved,
+        "video_url": task.video_url,
+        "error": ({"code": task.error.code, "message": task.error.message} if task.error else None),
+    }
+
+
+def status_command(args: argparse.Namespace) -> int:
+    def show(task: Task) -> None:
+        data = task_json(task)
+        if args.json:
+            print(json.dumps(data, ensure_ascii=False))
+            return
+        for key, value in data.items():
+            if value is not None:
+                shown = json.dumps(value) if isinstance(value, dict) else value
+                print(f"{key + ':':<18}{shown}")
+
+    return one_request(args, lambda client: client.get_task(args.task_id), show)
+
+
+def credits_command(args: argparse.Namespace) -> int:
+    def show(credits: Credits) -> None:
+        data = {
+            "remaining": credits.remaining,
+            "key": _balance(credits.token),
+            "account": _balance(credits.user),
+        }
+        if args.json:
+            print(json.dumps(data))
+            return
+        remaining = "unlimited" if credits.remaining is None else f"{credits.remaining:g}"
+        print(f"remaining credits: {remaining}")
+        for name in ("key", "account"):
+            balance = data[name]
+            if isinstance(balance, dict):
+                shown = ", ".join(f"{k} {v}" for k, v in balance.items() if v is not None)
+                print(f"  {name}: {shown}")
+
+    return one_request(args, lambda client: client.get_credits(), show)
+
+
+def _balance(balance: Any) -> dict[str, Any] | None:
+    if balance is None:
+        return None
+    return {
+        "remaining": balance.remaining_credits,
+        "used": balance.used_credits,
+        "unlimited": balance.unlimited_credits,
+    }

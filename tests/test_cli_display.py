@@ -1,0 +1,96 @@
+"""What the batch command shows (cli.display): a rich display on a terminal, plain lines
+otherwise, and the lines that did not complete."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cli_support import (
+    KEY,
+    service_args,
+    sim_fixture,  # noqa: F401 - the ``sim`` fixture
+    write_prompts,
+)
+
+from evolink_async.cli import display, main
+from evolink_async.testing import Simulator
+
+
+@pytest.mark.parametrize("rich", [True, False], ids=["rich", "plain"])
+def test_a_terminal_gets_the_rich_display_or_plain_lines_without_rich(
+    sim: Simulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    rich: bool,
+) -> None:
+    monkeypatch.setattr(display, "is_tty", lambda stream: True)
+    monkeypatch.setattr(display, "rich_available", lambda: rich)
+    source = write_prompts(tmp_path / "p.txt", [f"shown {i}" for i in range(5)])
+    out = tmp_path / "clips"
+    assert 0 == main(["batch", str(source), "--out", str(out), "--rate", "500", *service_args(sim)])
+    text = capsys.readouterr().out
+    assert "Batch summary" in text
+    assert ("5/5 done" not in text) == rich  # the plain lines say "N/M done"
+    assert "completed" in text
+    assert KEY not in text
+
+
+def entry(line: int, status: str, video: str | None, error: Any = None) -> dict[str, Any]:
+    """A manifest entry (the keys of a manifest.jsonl line)."""
+    return {
+        "line": line,
+        "prompt": f"prompt {line}",
+        "status": status,
+        "task_id": f"task-unified-{line}",
+        "video": video,
+        "url": None,
+        "error": error,
+        "attempts": 1,
+        "credits": 0,
+    }
+
+
+@pytest.mark.parametrize(
+    ("entries", "download", "expected"),
+    [
+        ([entry(1, "completed", "1.mp4")], True, []),
+        ([entry(1, "completed", None)], False, []),
+        (
+            [entry(1, "completed", None, {"code": "download_failed", "message": "HTTP 503"})],
+            True,
+            ["line 1: completed (download_failed: HTTP 503)"],
+        ),
+        (
+            [entry(2, "failed", None, {"code": "content_policy", "message": "refused"})],
+            False,
+            ["line 2: failed (content_policy: refused)"],
+        ),
+        (
+            [entry(3, "unknown", None, {"code": "interrupted"})],
+            True,
+            ["line 3: unknown (interrupted)"],
+        ),
+        ([entry(4, "failed", None)], True, ["line 4: failed ()"]),
+        (
+            [entry(1, "completed", "1.mp4"), entry(5, "failed", None, {"message": "m"})],
+            True,
+            ["line 5: failed (m)"],
+        ),
+    ],
+    ids=[
+        "downloaded",
+        "no-download",
+        "download-failed",
+        "failed",
+        "code-only",
+        "no-error",
+        "mixed",
+    ],
+)
+def test_failure_lines_list_the_entries_without_a_clip(
+    entries: list[dict[str, Any]], download: bool, expected: list[str]
+) -> None:
+    assert expected == list(display.failure_lines(entries, download=download))

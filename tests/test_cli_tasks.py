@@ -1,0 +1,53 @@
+"""``evolink-async status`` and ``credits`` (after a ``generate``): one request, one answer."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from cli_support import (
+    KEY,
+    service_args,
+    sim_fixture,  # noqa: F401 - the ``sim`` fixture
+)
+
+from evolink_async.cli import main
+from evolink_async.testing import Simulator
+
+
+def test_generate_then_status_then_credits(
+    sim: Simulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "boat.mp4"
+    code = main(
+        [
+            "generate",
+            "A paper boat on a river",
+            "--duration",
+            "8",
+            "-o",
+            str(target),
+            *service_args(sim),
+        ]
+    )
+    assert 0 == code
+    assert b"ftyp" == target.read_bytes()[4:8]
+    out = capsys.readouterr().out
+    task_id = next(w for w in out.split() if w.startswith("task-unified-"))
+    assert f"saved {target}" in out
+
+    assert 0 == main(["status", task_id, "--json", *service_args(sim)])
+    status = json.loads(capsys.readouterr().out)
+    assert (task_id, "completed", 100) == (status["id"], status["status"], status["progress"])
+
+    assert 0 == main(["status", task_id, *service_args(sim)])
+    assert "completed" in capsys.readouterr().out
+
+    assert 0 == main(["credits", "--json", *service_args(sim)])
+    assert json.loads(capsys.readouterr().out)["remaining"] > 0
+
+    assert 2 == main(["status", "not-a-task", *service_args(sim)])
+    assert 1 == main(["status", "task-unified-1-abcdefgh", *service_args(sim)])
+    captured = capsys.readouterr()
+    assert KEY not in captured.out + captured.err
