@@ -1,0 +1,378 @@
+"""HTTP transport: one aiohttp session, safe retries, error mapping, redaction.
+
+Retry rules (the "never pay twice" rule of the design):
+
+* GET requests are idempotent: retried on connection errors, timeouts, 429 and 5xx.
+* A create (POST /v1/videos/generations) is retried only when the service certainly did not
+  take it: the connection could not be opened, or it answered 429, 500, 502 or 503. When the
+  request may have reached the service and no answer came (a timeout, a connection dropped after
+  sending, a 504 from a gateway), ``APIConnectionError``/``APITimeoutError`` is raised with
+  ``maybe_created=True`` and the request is **not** retried.
+
+Waits come from the one retry engine (``_retry``): exponential with full jitter, and at least
+what ``Retry-After`` (seconds or an HTTP date) or a "retry after N seconds" message asks.
+``set_testing(True)`` zeroes every wait. Every request first passes the gate of the limits, which
+is told of every 429 (it pauses the rate and shrinks concurrency itself).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import re
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from typing import Any, Literal, Protocol
+
+import aiohttp
+import attrs
+
+from . import __about__
+from ._codec import loads_json
+from ._retry import RetryPolicy, is_testing, parse_retry_after
+from .errors import (
+    APIConnectionError,
+    APIError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    DecodeError,
+    EvolinkError,
+    InsufficientCreditsError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    RequestTooLargeError,
+    ServerError,
+)
+
+__all__ = [
+    "Gate",
+    "RetryEvent",
+    "Transport",
+    "error_from_response",
+]
+
+logger = logging.getLogger("evolink_async")
+
+
+class Gate(Protocol):
+    """What the transport needs of the limits (``limits.Limits`` is one): a gate every request
+    passes, told of every 429."""
+
+    async def acquire(self) -> None: ...
+
+    def on_rate_limited(self, error: RateLimitError) -> None: ...
+
+
+@attrs.frozen
+class RetryEvent:
+    """Told to ``on_retry`` before a retry: which request, which attempt failed, and why."""
+
+    method: str
+    path: str
+    attempt: int
+    error: EvolinkError
+    wait: float
+
+
+_STATUS_CLASSES: Mapping[int, type[APIError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    402: InsufficientCreditsError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    413: RequestTooLargeError,
+    429: RateLimitError,
+}
+
+
+def _excerpt(body: bytes, limit: int = 200) -> str:
+    text = body.decode("utf-8", "replace")
+    text = re.sub(r"<[^>]*>", " ", text)  # HTML from a proxy: keep the words
+    text = " ".join(text.split())
+    return text[:limit] + ("..." if len(text) > limit else "")
+
+
+def error_from_response(
+    status: int, body: bytes, headers: Mapping[str, str] | None = None
+) -> APIError:
+    """Map a non-2xx answer to its exception class; HTML or empty bodies keep the right class."""
+    headers = headers or {}
+    fields: dict[str, Any] = {}
+    message = ""
+    try:
+        data = loads_json(body, "error body") if body else None
+    except DecodeError:
+        data = None
+    err = data.get("error") if isinstance(data, dict) else None
+    if isinstance(err, dict):
+        message = str(err.get("message") or "")
+        code = err.get("code")
+        fields["code"] = (
+            code if isinstance(code, (int, str)) and not isinstance(code, bool) else None
+        )
+        for name in ("type", "param", "fallback_suggestion"):
+            value = err.get(name)
+            fields[name] = value if isinstance(value, str) else None
+    elif isinstance(data, dict) and isinstance(data.get("message"), str):
+        message = data["message"]
+    if not message:
+        message = _excerpt(body) if body else "(empty body)"
+    request_id = headers.get("x-request-id") or headers.get("X-Request-Id")
+    cls = _STATUS_CLASSES.get(status)
+    if cls is None:
+        cls = ServerError if status >= 500 else APIError
+    if cls in (RateLimitError, ServerError):
+        retry_after = parse_retry_after(headers.get("Retry-After"), message)
+        return cls(status, message, request_id=request_id, retry_after=retry_after, **fields)
+    return cls(status, message, request_id=request_id, **fields)
+
+
+# A create is retried on these statuses only: the service said no, it took nothing.
+_CREATE_RETRY_STATUSES = frozenset({429, 500, 502, 503})
+_GET_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+@attrs.frozen
+class _Call:
+    """One API request as the retry loop sees it."""
+
+    method: Literal["GET", "POST"]
+    path: str
+    url: str
+    kind: str
+    json: Any
+    create: bool
+    headers: dict[str, str]
+
+
+class Transport:
+    """One aiohttp session, the API key, the retry policy and the gate of the limits."""
+
+    __slots__ = (
+        "_api_key",
+        "_owns_session",
+        "_rng",
+        "_session",
+        "base_url",
+        "counters",
+        "gate",
+        "max_response_bytes",
+        "on_retry",
+        "retry",
+        "timeout",
+        "user_agent",
+        "verify_ssl",
+    )
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None,
+        base_url: str,
+        session: aiohttp.ClientSession | None = None,
+        timeout: float = 60.0,
+        retry: RetryPolicy | None = None,
+        gate: Gate | None = None,
+        verify_ssl: bool = True,
+        max_response_bytes: int = 4 * 1024 * 1024,
+        on_retry: Callable[[RetryEvent], None] | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self._api_key = api_key
+        self.base_url = base_url.rstrip("/")
+        self._session = session
+        self._owns_session = session is None
+        self.timeout = timeout
+        self.retry = retry or RetryPolicy()
+        self.gate = gate
+        self.verify_ssl = verify_ssl
+        self.max_response_bytes = max_response_bytes
+        self.on_retry = on_retry
+        self.user_agent = f"evolink-async/{__about__.__version__}"
+        self._rng = random.Random(seed)
+        #: requests made, by "METHOD path-kind status" (status "error" when no answer)
+        self.counters: Counter[str] = Counter()
+
+    def __repr__(self) -> str:
+        key = "set" if self._api_key else "missing"
+        return f"<Transport base_url={self.base_url!r} api_key=<{key}> requests={self.requests}>"
+
+    @property
+    def has_api_key(self) -> bool:
+        """Whether an API key was given (its value is never shown)."""
+        return bool(self._api_key)
+
+    @property
+    def requests(self) -> int:
+        """API requests sent so far (every attempt counts)."""
+        return sum(self.counters.values())
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            if not self._owns_session:
+                raise RuntimeError("the aiohttp session given to the client is closed")
+            connector = aiohttp.TCPConnector(limit=100, ssl=self.verify_ssl)
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(total=None),
+            )
+        return self._session
+
+    async def aclose(self) -> None:
+        if self._owns_session and self._session is not None and not self._session.closed:
+            await self._session.close()
+
+    def _headers(self) -> dict[str, str]:
+        if not self._api_key:
+            raise AuthenticationError(
+                401, "no API key: pass api_key= or set EVOLINK_API_KEY", type="authentication_error"
+            )
+        return {
+            "Authorization": f"Bearer {self._api_key}",
+            "Accept": "application/json",
+            "User-Agent": self.user_agent,
+        }
+
+    async def request(
+        self,
+        method: Literal["GET", "POST"],
+        path: str,
+        *,
+        json: Any = None,
+        create: bool = False,
+        kind: str | None = None,
+    ) -> Any:
+        """Send one API request with retries; return the decoded JSON body.
+
+        ``create=True`` applies the never-pay-twice rule (see the module docstring).
+        """
+        headers = self._headers()
+        call = _Call(method, path, self.base_url + path, kind or path, json, create, headers)
+        attempt = 0
+        while True:
+            attempt += 1
+            if self.gate is not None:
+                await self.gate.acquire()
+            outcome = await self._attempt(call, attempt)
+            if not isinstance(outcome, tuple):
+                return outcome.value
+            error, retryable = outcome
+            if not retryable or attempt >= self.retry.attempts:
+                raise error
+            wait = self._wait_before_retry(error, attempt)
+            if self.on_retry is not None:
+                self.on_retry(RetryEvent(method, path, attempt, error, wait))
+            logger.debug("%s %s retry %d in %.3fs: %s", method, path, attempt, wait, error)
+            await self._sleep(wait)
+
+    async def _sleep(self, seconds: float) -> None:
+        if seconds > 0 and not is_testing():
+            await asyncio.sleep(seconds)
+
+    def _wait_before_retry(self, error: EvolinkError, attempt: int) -> float:
+        """The wait before the next try; raises ``error`` when its Retry-After is too long."""
+        wait = self.retry.backoff(attempt, self._rng)
+        retry_after = getattr(error, "retry_after", None)
+        if retry_after is not None:
+            if retry_after > self.retry.max_retry_after:
+                raise error
+            if isinstance(error, RateLimitError) and self.gate is not None:
+                wait = 0.0  # the gate itself holds every request until Retry-After passed
+            else:
+                wait = max(wait, retry_after)
+        return wait
+
+    async def _attempt(self, call: _Call, attempt: int) -> _Body | tuple[EvolinkError, bool]:
+        """One try: the decoded body, or the error and whether it may be retried."""
+        start = time.monotonic()
+        try:
+            status, resp_headers, body = await self._send(
+                call.method, call.url, call.headers, call.json
+            )
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            # The connection was never opened: nothing reached the service.
+            self.counters[f"{call.method} {call.kind} error"] += 1
+            error: EvolinkError = _connection_error(exc, maybe_created=False)
+            self._log(call, type(error).__name__, attempt, start)
+            return error, True
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            self.counters[f"{call.method} {call.kind} error"] += 1
+            error = _connection_error(exc, maybe_created=call.create)
+            self._log(call, type(error).__name__, attempt, start)
+            return error, not call.create
+        self.counters[f"{call.method} {call.kind} {status}"] += 1
+        self._log(call, status, attempt, start)
+        if self._api_key:  # a server echoing the key must not put it in an error
+            body = body.replace(self._api_key.encode(), b"[redacted]")
+        if 200 <= status < 300:
+            if len(body) > self.max_response_bytes:
+                raise DecodeError(
+                    f"{call.method} {call.path}: response body over {self.max_response_bytes} bytes"
+                )
+            label = f"{call.method} {call.path} response"
+            return _Body(loads_json(body, label) if body else None)
+        return self._answer_error(call, status, body, resp_headers)
+
+    def _answer_error(
+        self, call: _Call, status: int, body: bytes, headers: Mapping[str, str]
+    ) -> tuple[EvolinkError, bool]:
+        error = error_from_response(status, body, headers)
+        if isinstance(error, RateLimitError) and self.gate is not None:
+            self.gate.on_rate_limited(error)
+        if call.create and status == 504:
+            timeout = APITimeoutError(
+                f"{call.method} {call.path}: gateway timeout (HTTP 504): {error.message}",
+                maybe_created=True,
+            )
+            return timeout, False
+        retry_statuses = _CREATE_RETRY_STATUSES if call.create else _GET_RETRY_STATUSES
+        return error, status in retry_statuses
+
+    @staticmethod
+    def _log(call: _Call, result: object, attempt: int, start: float) -> None:
+        logger.debug(
+            "%s %s -> %s attempt=%d elapsed=%.3fs",
+            call.method,
+            call.path,
+            result,
+            attempt,
+            time.monotonic() - start,
+        )
+
+    async def _send(
+        self, method: str, url: str, headers: dict[str, str], json: Any
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        timeout = aiohttp.ClientTimeout(total=self.timeout, sock_connect=min(self.timeout, 30.0))
+        async with self.session.request(
+            method, url, json=json, headers=headers, timeout=timeout, allow_redirects=False
+        ) as resp:
+            # read(n) returns what has arrived, up to n: read on until the end or the cap + 1
+            limit = self.max_response_bytes + 1
+            body = bytearray()
+            while len(body) < limit:
+                chunk = await resp.content.read(limit - len(body))
+                if not chunk:
+                    break
+                body += chunk
+            return resp.status, resp.headers, bytes(body)
+
+
+@attrs.frozen
+class _Body:
+    """A 2xx answer's decoded JSON."""
+
+    value: Any
+
+
+def _connection_error(exc: BaseException, *, maybe_created: bool) -> APIConnectionError:
+    what = type(exc).__name__
+    detail = str(exc)
+    text = f"{what}: {detail}" if detail else what
+    if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
+        return APITimeoutError(f"request timed out ({text})", maybe_created=maybe_created)
+    return APIConnectionError(f"connection failed ({text})", maybe_created=maybe_created)
