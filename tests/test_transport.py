@@ -835,3 +835,10 @@ async def test_debug_logs_of_a_request_with_retries_do_not_contain_the_api_key(
         if KEY in r.getMessage() or KEY in str(r.args) or KEY in (r.exc_text or "")
     ]
     assert [] == leaked
+
+
+@pytest.mark.parametrize(("key", "expected"), [(KEY, True), ("", False), (None, False)])
+def test_the_transport_says_whether_it_has_a_key_without_showing_it(
+    key: str | None, expected: bool
+) -> None:
+    assert expected == Transport(api_key=key, base_url=BASE).has_api_key
