@@ -136,7 +136,7 @@ _CREATE_RETRY_STATUSES = frozenset({429, 500, 502, 503})
 _GET_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
-@attrs.frozen
+@attrs.define(slots=True)
 class _Call:
     """One API request as the retry loop sees it."""
 
@@ -258,10 +258,10 @@ class Transport:
             attempt += 1
             if self.gate is not None:
                 await self.gate.acquire()
-            outcome = await self._attempt(call, attempt)
-            if not isinstance(outcome, tuple):
-                return outcome.value
-            error, retryable = outcome
+            value, retryable = await self._attempt(call, attempt)
+            if retryable is None:
+                return value
+            error: EvolinkError = value
             if not retryable or attempt >= self.retry.attempts:
                 raise error
             wait = self._wait_before_retry(error, attempt)
@@ -287,8 +287,8 @@ class Transport:
                 wait = max(wait, retry_after)
         return wait
 
-    async def _attempt(self, call: _Call, attempt: int) -> _Body | tuple[EvolinkError, bool]:
-        """One try: the decoded body, or the error and whether it may be retried."""
+    async def _attempt(self, call: _Call, attempt: int) -> tuple[Any, bool | None]:
+        """One try: ``(decoded body, None)``, or ``(error, whether it may be retried)``."""
         start = time.monotonic()
         try:
             status, resp_headers, body = await self._send(
@@ -315,7 +315,7 @@ class Transport:
                     f"{call.method} {call.path}: response body over {self.max_response_bytes} bytes"
                 )
             label = f"{call.method} {call.path} response"
-            return _Body(loads_json(body, label) if body else None)
+            return (loads_json(body, label) if body else None), None
         return self._answer_error(call, status, body, resp_headers)
 
     def _answer_error(
@@ -360,13 +360,6 @@ class Transport:
                     break
                 body += chunk
             return resp.status, resp.headers, bytes(body)
-
-
-@attrs.frozen
-class _Body:
-    """A 2xx answer's decoded JSON."""
-
-    value: Any
 
 
 def _connection_error(exc: BaseException, *, maybe_created: bool) -> APIConnectionError:

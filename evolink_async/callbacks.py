@@ -94,7 +94,8 @@ class ReceiverStats:
 
 
 class CallbackReceiver:
-    """Receives the service's task callbacks for one ``EvolinkClient`` and wakes its poller.
+    """Receives the service's task callbacks and hands them to what it is bound to: a
+    :class:`TaskWaker` (``EvolinkClient(callbacks=receiver)`` binds the client's poller).
 
     ``public_url``: the https URL under which the service reaches this receiver (behind a
     reverse proxy or a tunnel); ``callback_url`` is it plus a secret path segment (``secret``,

@@ -633,7 +633,7 @@ class RecordingGate:
         self.limited.append(error.retry_after)
 
 
-async def test_a_429_is_told_to_the_rate_gate_with_its_retry_after(
+async def test_a_429_is_told_to_the_gate_of_the_limits_with_its_retry_after(
     api: FakeAPI, make_transport: MakeTransport, sleeps: list[float]
 ) -> None:
     gate = RecordingGate()
@@ -648,7 +648,7 @@ async def test_a_429_is_told_to_the_rate_gate_with_its_retry_after(
     assert ([7.0, None], 3, 0.0) == (gate.limited, gate.acquired, sleeps[0])
 
 
-async def test_a_503_is_not_told_to_the_rate_gate(
+async def test_a_503_is_not_told_to_the_gate_of_the_limits(
     api: FakeAPI, make_transport: MakeTransport
 ) -> None:
     gate = RecordingGate()

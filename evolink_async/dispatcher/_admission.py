@@ -147,7 +147,7 @@ class Run:
         self.live: dict[str, Job] = {}
         #: set whenever something changed that a waiter (feeder, consumer) may care about
         self.changed = Signal()
-        self.create_gate = anyio.Semaphore(create_parallelism)
+        self.create_gate = anyio.Semaphore(create_parallelism, fast_acquire=True)
         self.closed = False
         self._requests_at_start = services.api.requests
 
