@@ -9,6 +9,8 @@ import logging
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Iterable
 from typing import Any
 
+import anyio
+
 from ..errors import InvalidRequestError, TaskTimeoutError
 from ._admission import Job, Run, Services, Signal
 from .events import Attach, Completed, Event, Failed, Item, Outcome, as_request
@@ -86,11 +88,13 @@ class BatchRun(Run):
     def finished(self) -> bool:
         return not self.feeding and not self.out and not self.live and not self.tasks
 
-    def _job(self, item: Item, max_attempts: int, timeout: float | None) -> Job | None:
+    def _job(self, item: Item, max_attempts: int, task_timeout: float | None) -> Job | None:
         """The job of the item numbered ``self._pulled``, or None when it is no request (it
         is then reported ``skipped``, and the batch goes on)."""
         if isinstance(item, Attach):
-            job = Job(self._pulled, item.request, max_attempts, timeout, attempts=item.attempts)
+            job = Job(
+                self._pulled, item.request, max_attempts, task_timeout, attempts=item.attempts
+            )
             job.attach_id = item.task_id
             return job
         try:
@@ -100,10 +104,10 @@ class BatchRun(Run):
             self.deliver(Outcome(index=self._pulled, request=None, status="skipped", error=exc))
             self.notify()
             return None
-        return Job(self._pulled, request, max_attempts, timeout)
+        return Job(self._pulled, request, max_attempts, task_timeout)
 
     async def _next_job(
-        self, source: AsyncIterator[Item], max_attempts: int, timeout: float | None
+        self, source: AsyncIterator[Item], max_attempts: int, task_timeout: float | None
     ) -> Job | None:
         while True:
             if self.retry_queue:
@@ -119,7 +123,7 @@ class BatchRun(Run):
                     self._exhausted = True
                     continue
                 self._pulled += 1
-                job = self._job(item, max_attempts, timeout)
+                job = self._job(item, max_attempts, task_timeout)
                 if job is not None:
                     return job
                 continue
@@ -132,23 +136,26 @@ class BatchRun(Run):
         self,
         items: Iterable[Item] | AsyncIterable[Item],
         max_attempts: int,
-        timeout: float | None,
+        task_timeout: float | None,
     ) -> None:
         """Pull items lazily and start an attempt for each, retries first."""
         source = aiter_items(items)
         try:
-            while True:
-                await self.create_gate.acquire()
-                try:
-                    job = await self._next_job(source, max_attempts, timeout)
-                except BaseException:
-                    self.create_gate.release()
-                    raise
-                if job is None:
-                    self.create_gate.release()
-                    return
-                self.stats.submitting += 1  # counted until the attempt itself takes over
-                self.spawn(self._gated(job))
+            # every attempt runs in the feeder's task group: cancelling the feeder (aclose)
+            # cancels and awaits them all
+            async with anyio.create_task_group() as attempts:
+                while True:
+                    await self.create_gate.acquire()
+                    try:
+                        job = await self._next_job(source, max_attempts, task_timeout)
+                    except BaseException:
+                        self.create_gate.release()
+                        raise
+                    if job is None:
+                        self.create_gate.release()
+                        return
+                    self.stats.submitting += 1  # counted until the attempt itself takes over
+                    attempts.start_soon(self._gated, job)
         finally:
             self.feeding = False
             self.notify()
@@ -158,6 +165,8 @@ class BatchRun(Run):
         self.stats.submitting -= 1
         try:
             await self.attempt(job)
+        except Exception:  # a bug must not end the whole batch
+            logger.exception("internal error in the dispatcher")
         finally:
             self.create_gate.release()
 
