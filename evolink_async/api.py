@@ -7,7 +7,6 @@ not (the transport's gate applies the limits to every request).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from ._codec import decode_credits, decode_task
 from ._transport import Transport
@@ -59,14 +58,10 @@ class EvolinkAPI:
         )
         return decode_task(data)
 
-    async def get_task_json(self, task_id: str) -> Any:
-        """GET /v1/tasks/{task_id}, the decoded JSON as the service sent it."""
-        check_task_id(task_id)
-        return await self.transport.request("GET", f"/v1/tasks/{task_id}", kind="task")
-
     async def get_task(self, task_id: str) -> Task:
         """GET /v1/tasks/{task_id}."""
-        return decode_task(await self.get_task_json(task_id))
+        check_task_id(task_id)
+        return decode_task(await self.transport.request("GET", f"/v1/tasks/{task_id}", kind="task"))
 
     async def get_credits(self) -> Credits:
         """GET /v1/credits: the key's and the account's balance."""
