@@ -250,7 +250,7 @@ async def run_fixed_6s(ctx: Context) -> ContenderResult:
 async def _run_with_callbacks(ctx: Context) -> ContenderResult:
     """generate_many with a CallbackReceiver on loopback (the simulator may call http there)."""
     from evolink_async import EvolinkClient  # noqa: PLC0415 - imported in the worker only
-    from evolink_async.webhooks import CallbackReceiver  # noqa: PLC0415
+    from evolink_async.callbacks import CallbackReceiver  # noqa: PLC0415
 
     w = ctx.workload
     counts: Counter[str] = Counter()
@@ -290,7 +290,7 @@ async def _run_with_callbacks(ctx: Context) -> ContenderResult:
     "generate_many in callback mode: the service POSTs finished tasks to a CallbackReceiver, "
     "each confirmed by one GET; polls only as a safety net",
     simulator_knobs={"allow_insecure_callbacks": True},
-    imports=("aiohttp", "evolink_async", "evolink_async.webhooks"),
+    imports=("aiohttp", "evolink_async", "evolink_async.callbacks"),
 )
 async def run_callbacks(ctx: Context) -> ContenderResult:
     return await _run_with_callbacks(ctx)
@@ -300,7 +300,7 @@ async def run_callbacks(ctx: Context) -> ContenderResult:
     "callbacks-lossy",
     "callbacks, with 30% of the deliveries lost: the safety-net polls find those",
     simulator_knobs={"allow_insecure_callbacks": True, "callback_drop_rate": 0.3},
-    imports=("aiohttp", "evolink_async", "evolink_async.webhooks"),
+    imports=("aiohttp", "evolink_async", "evolink_async.callbacks"),
 )
 async def run_callbacks_lossy(ctx: Context) -> ContenderResult:
     return await _run_with_callbacks(ctx)

@@ -6,7 +6,9 @@ adaptive poller, and download the clips; develop against the bundled simulator
 """
 
 from .__about__ import __version__
-from ._http import RetryEvent, RetryPolicy, set_testing
+from ._retry import RetryPolicy, set_testing
+from ._transport import RetryEvent
+from .callbacks import CallbackReceiver, ReceiverStats
 from .client import DEFAULT_BASE_URL, EvolinkClient
 from .dispatcher import (
     Batch,
@@ -72,7 +74,6 @@ from .models import (
     validate_callback_url,
 )
 from .poller import PollPolicy
-from .webhooks import CallbackReceiver, ReceiverStats
 
 __all__ = [
     "DEFAULT_BASE_URL",

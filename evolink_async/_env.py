@@ -12,6 +12,7 @@ __all__ = [
     "DEFAULT_BASE_URL",
     "env_api_key",
     "env_base_url",
+    "env_callback_secret",
 ]
 
 DEFAULT_BASE_URL = "https://api.evolink.ai"
@@ -28,3 +29,8 @@ def env_api_key() -> str | None:
 def env_base_url() -> str:
     """``$EVOLINK_BASE_URL``, or Evolink's own when unset or empty."""
     return os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
+
+
+def env_callback_secret() -> str | None:
+    """``$EVOLINK_CALLBACK_SECRET``, or ``None`` when unset or empty."""
+    return os.environ.get(CALLBACK_SECRET_ENV) or None

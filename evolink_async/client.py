@@ -12,26 +12,59 @@ import os
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiohttp
 
-from ._codec import decode_credits, decode_task
-from ._http import RetryEvent, RetryPolicy, Transport
+from ._env import DEFAULT_BASE_URL, env_api_key, env_base_url
+from ._retry import RetryPolicy
+from ._transport import RetryEvent, Transport
+from .api import EvolinkAPI
+from .callbacks import CallbackReceiver
+from .dispatcher import Batch, Dispatcher, Event, Item, TaskHandle
 from .download import DownloadResult, download_file
-from .errors import DownloadError, InvalidRequestError, TaskFailedError
-from .limits import ConcurrencyLimit, CreditBudget, Estimator, PriceTable, RateLimiter
+from .errors import DownloadError, TaskFailedError
+from .limits import ConcurrencyLimit, CreditBudget, Estimator, Limits, PriceTable, RateLimiter
 from .models import Credits, Task, TaskStatus, VideoRequest
 from .poller import Poller, PollPolicy
 
-if TYPE_CHECKING:
-    from .dispatcher import Batch, Dispatcher, Event, TaskHandle
-    from .webhooks import CallbackReceiver
-
 __all__ = ["DEFAULT_BASE_URL", "EvolinkClient"]
 
-DEFAULT_BASE_URL = "https://api.evolink.ai"
-_TASK_PREFIX = "task-unified-"
+
+class _RetryListeners(list[Callable[[RetryEvent], None]]):
+    """The client's retry listeners, called in turn before every retry."""
+
+    def __call__(self, event: RetryEvent) -> None:
+        for listener in list(self):
+            listener(event)
+
+
+def _build_limits(
+    rate: float | None,
+    burst: int,
+    concurrency: ConcurrencyLimit | None,
+    budget: float | None,
+    poller: Poller,
+) -> Limits:
+    """The client's limits; a concurrency 429 shrinks to at most the poller's tasks."""
+    return Limits(
+        RateLimiter.unlimited() if rate is None else RateLimiter(rate, burst),
+        concurrency,
+        CreditBudget(budget) if budget is not None else None,
+        running=lambda: poller.tracked,
+    )
+
+
+def _video_url(task_or_url: Task | str) -> str:
+    """The URL to download: a completed task's video, or the URL itself."""
+    if not isinstance(task_or_url, Task):
+        return task_or_url
+    url = task_or_url.video_url
+    if url is None:
+        raise DownloadError(
+            task_or_url.id, f"task is {task_or_url.raw_status or 'not completed'}, no video"
+        )
+    return url
 
 
 class EvolinkClient:
@@ -55,6 +88,8 @@ class EvolinkClient:
     (``Retry-After``, request timeouts, ``rate``) is always in real seconds.
     """
 
+    _closed = False  # set by aclose()
+
     def __init__(
         self,
         api_key: str | None = None,
@@ -75,39 +110,46 @@ class EvolinkClient:
         verify_ssl: bool = True,
         callbacks: CallbackReceiver | None = None,
     ) -> None:
-        if api_key is None:
-            api_key = os.environ.get("EVOLINK_API_KEY")
-        if base_url is None:
-            base_url = os.environ.get("EVOLINK_BASE_URL") or DEFAULT_BASE_URL
         if time_scale <= 0:
             raise ValueError("time_scale must be > 0")
-        self.rate_limiter = RateLimiter.unlimited() if rate is None else RateLimiter(rate, burst)
-        self.concurrency = (
-            ConcurrencyLimit(max_in_flight, grow_every=60.0 * time_scale) if max_in_flight else None
-        )
-        self.budget = CreditBudget(budget) if budget is not None else None
         self.prices = prices or PriceTable()
         self.estimator = estimator
         self.poll_policy = poll or PollPolicy()
         self.task_timeout = task_timeout
         self.time_scale = time_scale
         self.callbacks = callbacks
+        self._poller = Poller(
+            self.get_task, self.poll_policy, time_scale=time_scale, callbacks=callbacks is not None
+        )
         if callbacks is not None:
-            callbacks.attach(self)
-        self._retry_listeners: list[Callable[[RetryEvent], None]] = []
+            callbacks.bind(self._poller)  # the receiver wakes this client's tasks
+        conc = (
+            ConcurrencyLimit(max_in_flight, grow_every=60.0 * time_scale) if max_in_flight else None
+        )
+        self.limits = _build_limits(rate, burst, conc, budget, self._poller)
+        self._retry_listeners = _RetryListeners()
         self._transport = Transport(
-            api_key=api_key,
-            base_url=base_url,
+            api_key=env_api_key() if api_key is None else api_key,
+            base_url=env_base_url() if base_url is None else base_url,
             session=session,
             timeout=timeout,
             retry=retry,
-            rate_gate=self.rate_limiter,
+            gate=self.limits,
             verify_ssl=verify_ssl,
-            on_retry=self._on_retry,
+            on_retry=self._retry_listeners,
         )
-        self._poller: Poller | None = None
-        self._dispatcher: Dispatcher | None = None
-        self._closed = False
+        self.api = EvolinkAPI(
+            self._transport,
+            callback_url=(lambda: callbacks.callback_url) if callbacks is not None else None,
+        )
+        self._dispatcher = Dispatcher(
+            self.api,
+            self._poller,
+            self.limits,
+            price=self._price,
+            time_scale=time_scale,
+            task_timeout=task_timeout,
+        )
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -134,10 +176,8 @@ class EvolinkClient:
         if self._closed:
             return
         self._closed = True
-        if self._dispatcher is not None:
-            await self._dispatcher.aclose()
-        if self._poller is not None:
-            await self._poller.aclose()
+        await self._dispatcher.aclose()
+        await self._poller.aclose()
         await self._transport.aclose()
 
     @property
@@ -146,7 +186,7 @@ class EvolinkClient:
 
     @property
     def has_api_key(self) -> bool:
-        return bool(self._transport._api_key)
+        return self._transport.has_api_key
 
     @property
     def transport(self) -> Transport:
@@ -159,18 +199,38 @@ class EvolinkClient:
         return self._transport.session
 
     @property
+    def rate_limiter(self) -> RateLimiter:
+        """The request rate every request of this client shares."""
+        return self.limits.rate
+
+    @property
+    def concurrency(self) -> ConcurrencyLimit | None:
+        """Tasks in flight at once (``None``: not limited locally)."""
+        return self.limits.concurrency
+
+    @property
+    def budget(self) -> CreditBudget | None:
+        """Credits that may be reserved in all (``None``: no budget)."""
+        return self.limits.budget
+
+    @property
     def in_flight(self) -> int:
-        return self._poller.tracked if self._poller is not None else 0
+        return self._poller.tracked
 
     def add_retry_listener(self, listener: Callable[[RetryEvent], None]) -> None:
+        """Call ``listener`` before every retry of a request (instrumentation)."""
         self._retry_listeners.append(listener)
 
     def remove_retry_listener(self, listener: Callable[[RetryEvent], None]) -> None:
         self._retry_listeners.remove(listener)
 
-    def _on_retry(self, event: RetryEvent) -> None:
-        for listener in list(self._retry_listeners):
-            listener(event)
+    def _price(self, model: str, duration: int | None, extra: Mapping[str, Any]) -> float | None:
+        """What a create costs: the estimator's figure, else the price table's."""
+        if self.estimator is not None:
+            price = self.estimator(model, duration, extra)
+            if price is not None:
+                return price
+        return self.prices.price(model, duration)
 
     # -- single requests ---------------------------------------------------------------------
 
@@ -188,44 +248,23 @@ class EvolinkClient:
             raise TypeError("pass either a VideoRequest or keyword fields, not both")
         elif not isinstance(request, VideoRequest):
             raise TypeError(f"expected a VideoRequest, got {type(request).__name__}")
-        body = request.to_json()
-        if request.callback_url is None and self.callbacks is not None:
-            # set on the wire only: the secret URL stays out of requests, journals and logs
-            body["callback_url"] = self.callbacks.callback_url
-        data = await self._transport.request(
-            "POST", "/v1/videos/generations", json=body, create=True, kind="create"
-        )
-        return decode_task(data)
+        return await self.api.create_video(request)
 
     async def get_task(self, task_id: str) -> Task:
         """GET /v1/tasks/{task_id}."""
-        return decode_task(await self._get_task_json(task_id))
-
-    async def _get_task_json(self, task_id: str) -> Any:
-        if not isinstance(task_id, str) or not task_id.startswith(_TASK_PREFIX):
-            raise InvalidRequestError("task_id", task_id, f"must start with {_TASK_PREFIX!r}")
-        if "/" in task_id or "?" in task_id or "#" in task_id:
-            raise InvalidRequestError("task_id", task_id, "must not contain '/', '?' or '#'")
-        return await self._transport.request("GET", f"/v1/tasks/{task_id}", kind="task")
+        return await self.api.get_task(task_id)
 
     async def get_credits(self) -> Credits:
         """GET /v1/credits: the key's and the account's balance."""
-        return decode_credits(await self._transport.request("GET", "/v1/credits", kind="credits"))
+        return await self.api.get_credits()
 
     # -- waiting and downloading -------------------------------------------------------------
 
     @property
     def poller(self) -> Poller:
-        """The one poller of this client (started on demand, stopped when idle)."""
+        """The one poller of this client (its loop runs while tasks are tracked)."""
         if self._closed:
             raise RuntimeError("the client is closed")
-        if self._poller is None:
-            self._poller = Poller(
-                self.get_task,
-                self.poll_policy,
-                time_scale=self.time_scale,
-                callbacks=self.callbacks is not None,
-            )
         return self._poller
 
     async def wait(
@@ -266,14 +305,7 @@ class EvolinkClient:
         against Content-Length: there is never a partial file at ``path``. Retried with Range
         resume. The API key is not sent to the file host.
         """
-        if isinstance(task_or_url, Task):
-            url = task_or_url.video_url
-            if url is None:
-                raise DownloadError(
-                    task_or_url.id, f"task is {task_or_url.raw_status or 'not completed'}, no video"
-                )
-        else:
-            url = task_or_url
+        url = _video_url(task_or_url)
         return await download_file(
             self._transport.session, url, Path(path), max_bytes=max_bytes, on_progress=on_progress
         )
@@ -282,12 +314,8 @@ class EvolinkClient:
 
     @property
     def dispatcher(self) -> Dispatcher:
-        from .dispatcher import Dispatcher  # noqa: PLC0415 - the client layer sits below it
-
         if self._closed:
             raise RuntimeError("the client is closed")
-        if self._dispatcher is None:
-            self._dispatcher = Dispatcher(self)
         return self._dispatcher
 
     async def submit(
@@ -306,8 +334,7 @@ class EvolinkClient:
 
     def generate_many(
         self,
-        requests: Iterable[VideoRequest | Mapping[str, Any] | str]
-        | AsyncIterable[VideoRequest | Mapping[str, Any] | str],
+        requests: Iterable[Item] | AsyncIterable[Item],
         *,
         max_in_flight: int | None = None,
         rate: float | None = None,
@@ -323,6 +350,7 @@ class EvolinkClient:
         ``max_in_flight``, ``rate`` and ``budget`` limit this batch further. Retryable task
         failures are resubmitted up to ``max_attempts``; an ambiguous create is reported
         ``unknown``, never resubmitted. Breaking out of the loop stops everything cleanly.
+        An ``Attach(task_id, request, attempts)`` item follows a task an earlier run created.
         """
         return self.dispatcher.generate_many(
             requests,

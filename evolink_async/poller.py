@@ -9,7 +9,9 @@ Each task's next poll is planned from what the service said:
 * when it is overdue: a small fraction of its expected duration later;
 
 clamped to ``[min_interval, max_interval]`` with jitter. Polls go through the client's rate
-limiter like every request. A status the SDK does not know is polled like ``processing``.
+limiter like every request (the transport's gate); a failed poll is retried after a backoff of
+the one retry engine (``_retry``). It knows tasks and due times, nothing of batches or files.
+A status the SDK does not know is polled like ``processing``.
 The loop stops when nothing is tracked and starts again on demand.
 """
 
@@ -27,6 +29,8 @@ from typing import Protocol
 
 import attrs
 
+from ._poll_plan import PollPolicy, plan_next_poll, plan_safety_poll
+from ._retry import backoff
 from .errors import (
     APIConnectionError,
     AuthenticationError,
@@ -51,31 +55,6 @@ class _Gate(Protocol):
     async def acquire(self) -> None: ...
 
 
-@attrs.frozen
-class PollPolicy:
-    """How often tasks are polled. All times are in the service's seconds (scaled by the
-    client's ``time_scale``).
-
-    ``first_poll``: when the service gives no ``estimated_time``, the first poll comes after
-    this many seconds (Evolink's own client waits about 15 s). ``overdue_fraction``: once a task
-    is later than expected, it is polled every this fraction of its expected duration.
-    ``workers``: polls in progress at once (the rate limiter still paces them).
-    ``callback_grace``: with callbacks on (``EvolinkClient(callbacks=...)``), polls are only
-    the safety net for a lost callback: a task is first polled this long after its expected
-    end, then every ``max_interval`` (see ``plan_safety_poll``).
-    """
-
-    min_interval: float = 2.0
-    #: long enough for a first poll at an honest ``estimated_time`` (clips take minutes): a
-    #: 60 s cap made ~3.6 GETs per task on the simulator's 1-5 min tasks, 300 s makes ~1.3
-    max_interval: float = 300.0
-    first_poll: float = 15.0
-    overdue_fraction: float = 0.08
-    jitter: float = 0.05
-    workers: int = 16
-    callback_grace: float = 60.0
-
-
 @attrs.define(slots=True, eq=False)
 class _Entry:
     task: Task
@@ -95,83 +74,67 @@ class _Entry:
     # a callback woke it while a poll was queued or in flight: poll again if still running
     woken: bool = False
 
+    def note(self, task: Task, now: float) -> None:
+        """Take in a state of the task (when it was last seen not started, its progress) and
+        tell ``on_update``."""
+        self.task = task
+        progress = task.progress or 0
+        if task.status is TaskStatus.PENDING or (progress <= 0 and not task.is_terminal):
+            self.zero_at = now
+        elif 0 < progress < 100:
+            if self.p1 is None:
+                self.p1 = (now, progress)
+            self.p2 = (now, progress)
+        if self.on_update is not None:
+            try:
+                self.on_update(task)
+            except Exception:  # a user's progress callback must not stop the poller
+                logger.exception("on_update callback failed for %s", task.id)
 
-def plan_next_poll(
-    *,
+    def resolve(self, result: TaskResult) -> None:
+        """Tracking ended: settle the waiters and tell ``on_done``."""
+        self.due = float("inf")
+        if not self.future.done():
+            self.future.set_result(result)
+        if self.on_done is not None:
+            try:
+                self.on_done(result)
+            except Exception:
+                logger.exception("poller on_done callback failed for %s", self.task.id)
+
+
+def _plan_entry(
+    entry: _Entry,
     now: float,
-    start: float,
-    estimated: float | None,
-    zero_at: float,
-    p1: tuple[float, int] | None,
-    p2: tuple[float, int] | None,
     policy: PollPolicy,
-    scale: float = 1.0,
-    rng: random.Random | None = None,
-) -> float:
-    """Seconds from ``now`` until the next poll of one task (pure; ``scale`` = time_scale).
-
-    ``estimated`` is the service's ``estimated_time`` in local seconds; ``p1``/``p2`` are the
-    first and the latest (time, progress) observations with progress above 0.
-    """
-    lo, hi = policy.min_interval * scale, policy.max_interval * scale
-    expected_total = estimated if estimated else policy.first_poll * scale
-    left: float
-    if p2 is not None and p1 is not None and p2[1] > p1[1] and p2[0] > p1[0]:
-        rate = (p2[1] - p1[1]) / (p2[0] - p1[0])
-        left = (100 - p2[1]) / rate - (now - p2[0])
-    elif p2 is not None and p2[1] > 0:
-        # one observation: progress started somewhere after the last time it was seen at 0
-        t, p = p2
-        started = zero_at if zero_at > start else start
-        left = (t - started) * (100 - p) / p
-        left -= now - t
-    else:
-        left = start + expected_total - now
-    if left <= 0:
-        left = expected_total * policy.overdue_fraction
-    delay = min(max(left, lo), hi)
-    if policy.jitter:
-        delay *= 1.0 + policy.jitter * ((rng or random).random() - 0.5)
-    return max(delay, 0.0)
-
-
-def plan_safety_poll(
+    scale: float,
     *,
-    now: float,
-    start: float,
-    estimated: float | None,
-    zero_at: float,
-    p1: tuple[float, int] | None,
-    p2: tuple[float, int] | None,
-    policy: PollPolicy,
-    scale: float = 1.0,
-    rng: random.Random | None = None,
-    polls: int = 0,
+    callbacks: bool,
+    rng: random.Random,
 ) -> float:
-    """Seconds from ``now`` until the next poll of one task when callbacks are on (pure).
-
-    A callback wakes the task when it ends; polls only catch a callback that was lost. So the
-    first poll comes ``callback_grace`` after the expected end (planned like ``plan_next_poll``
-    but not capped at ``max_interval``); once a task has been polled (``polls`` > 0), it is
-    late and its callback will still come: the next polls wait at least ``max_interval``.
-    """
-    unclamped = attrs.evolve(policy, max_interval=float("inf"), jitter=0.0)
-    expected = plan_next_poll(
-        now=now,
-        start=start,
-        estimated=estimated,
-        zero_at=zero_at,
-        p1=p1,
-        p2=p2,
-        policy=unclamped,
-        scale=scale,
+    """Seconds until the next poll of a tracked task (see the two planners)."""
+    est = entry.task.estimated_time
+    planner = (
+        functools.partial(plan_safety_poll, polls=entry.polls) if callbacks else plan_next_poll
     )
-    delay = expected + policy.callback_grace * scale
-    if polls > 0:
-        delay = max(delay, policy.max_interval * scale)
-    if policy.jitter:
-        delay *= 1.0 + policy.jitter * ((rng or random).random() - 0.5)
-    return max(delay, 0.0)
+    return planner(
+        now=now,
+        start=entry.start,
+        estimated=None if est is None else est * scale,
+        zero_at=entry.zero_at,
+        p1=entry.p1,
+        p2=entry.p2,
+        policy=policy,
+        scale=scale,
+        rng=rng,
+    )
+
+
+def _failed_poll_wait(policy: PollPolicy, scale: float, failures: int) -> float:
+    """After a failed poll: 2, 4, 8, then 16 times ``min_interval`` (zero under
+    ``set_testing``)."""
+    step = policy.min_interval * scale
+    return backoff(failures, initial=2 * step, maximum=16 * step, jitter=0.0)
 
 
 class TrackedTask:
@@ -347,22 +310,8 @@ class Poller:
     # -- scheduling -----------------------------------------------------------------------
 
     def _plan(self, entry: _Entry, now: float) -> float:
-        est = entry.task.estimated_time
-        planner = (
-            functools.partial(plan_safety_poll, polls=entry.polls)
-            if self.callbacks
-            else plan_next_poll
-        )
-        return planner(
-            now=now,
-            start=entry.start,
-            estimated=None if est is None else est * self.time_scale,
-            zero_at=entry.zero_at,
-            p1=entry.p1,
-            p2=entry.p2,
-            policy=self.policy,
-            scale=self.time_scale,
-            rng=self._rng,
+        return _plan_entry(
+            entry, now, self.policy, self.time_scale, callbacks=self.callbacks, rng=self._rng
         )
 
     def _schedule(self, task_id: str, entry: _Entry, delay: float) -> None:
@@ -469,8 +418,9 @@ class Poller:
             # The transport already retried; the task still exists: try again later.
             entry.failures += 1
             logger.debug("poll of %s failed (%s); retrying later", task_id, exc)
-            backoff = self.policy.min_interval * self.time_scale * min(2**entry.failures, 16)
-            self._reschedule(task_id, entry, backoff)
+            self._reschedule(
+                task_id, entry, _failed_poll_wait(self.policy, self.time_scale, entry.failures)
+            )
             return
         except EvolinkError as exc:  # any other answer (400, 402, 4xx...): polling won't help
             self._finish(task_id, entry, exc)
@@ -485,19 +435,7 @@ class Poller:
     def _observe(self, task_id: str, entry: _Entry, task: Task) -> None:
         """Take in a state of the task (polled, or reported by a trusted callback)."""
         now = self._clock()
-        entry.task = task
-        progress = task.progress or 0
-        if task.status is TaskStatus.PENDING or (progress <= 0 and not task.is_terminal):
-            entry.zero_at = now
-        elif 0 < progress < 100:
-            if entry.p1 is None:
-                entry.p1 = (now, progress)
-            entry.p2 = (now, progress)
-        if entry.on_update is not None:
-            try:
-                entry.on_update(task)
-            except Exception:  # a user's progress callback must not stop the poller
-                logger.exception("on_update callback failed for %s", task_id)
+        entry.note(task, now)
         if task.is_terminal:
             self._finish(task_id, entry, task)
         else:
@@ -511,13 +449,6 @@ class Poller:
 
     def _finish(self, task_id: str, entry: _Entry, result: TaskResult) -> None:
         self._entries.pop(task_id, None)
-        entry.due = float("inf")
-        if not entry.future.done():
-            entry.future.set_result(result)
-        if entry.on_done is not None:
-            try:
-                entry.on_done(result)
-            except Exception:
-                logger.exception("poller on_done callback failed for %s", task_id)
+        entry.resolve(result)
         if not self._entries and self._wakeup is not None:
             self._wakeup.set()  # let the loop see it is idle and stop

@@ -207,7 +207,7 @@ async def test_200_prompts_stay_within_the_client_rate_in_every_second() -> None
     async with service(rate=rate, burst=burst, max_in_flight=50) as (sim, client):
         gate = client.rate_limiter
         log = GrantLog(gate.rate, gate.burst)  # the client's limiter, logged
-        client.transport.rate_gate = log
+        client.limits.rate = log  # the gate of every request (white box)
         outcomes, _ = await collect(client, prompts(200))
 
     assert (rate, burst) == (gate.rate, gate.burst)

@@ -15,6 +15,7 @@ from typing import Any
 import attrs
 import pytest
 
+from evolink_async._retry import is_testing, set_testing
 from evolink_async.errors import (
     APIConnectionError,
     BadRequestError,
@@ -300,6 +301,29 @@ async def test_connection_and_server_errors_keep_polling() -> None:
     assert done(tid) == result
     assert 4 == fetch.fetches[tid]
     await poller.aclose()
+
+
+@pytest.mark.parametrize(("testing", "fetches"), [(True, 2), (False, 1)])
+async def test_the_wait_after_a_failed_poll_comes_from_the_one_retry_engine(
+    testing: bool, fetches: int
+) -> None:
+    # The clock never moves: a poll is due again only if the wait after the failure is 0,
+    # which ``set_testing(True)`` makes it (it zeroes every retry wait of the package).
+    tid = "task-unified-1-aaaaaaaa"
+    fetch = Script({tid: [ServerError(503, "unavailable"), done(tid)]})
+    poller = Poller(fetch, POLICY, time_scale=SCALE, seed=1, clock=lambda: 50.0)
+    before = is_testing()
+    set_testing(testing)
+    try:
+        tracked = poller.track(task(tid, estimated=1e6))
+        poller.wake(tid)  # due now, at the frozen time
+        await until(lambda: fetch.fetches[tid] >= fetches)
+        for _ in range(20):  # room for a poll that must not come
+            await asyncio.sleep(0.002)
+        assert (fetches, testing) == (fetch.fetches[tid], tracked.done())
+    finally:
+        set_testing(before)
+        await poller.aclose()
 
 
 async def test_a_status_the_sdk_does_not_know_keeps_being_polled() -> None:

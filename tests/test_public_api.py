@@ -88,3 +88,24 @@ def test_every_exception_class_of_errors_derives_from_evolink_error() -> None:
     classes = [getattr(errors, n) for n in errors.__all__ if inspect.isclass(getattr(errors, n))]
     assert len(classes) >= 20
     assert [] == [c.__name__ for c in classes if not issubclass(c, errors.EvolinkError)]
+
+
+def test_the_retry_names_of_the_package_are_those_of_the_one_retry_engine() -> None:
+    from evolink_async import _retry, _transport  # noqa: PLC0415 - the private homes checked
+
+    assert (_retry.RetryPolicy, _retry.set_testing, _transport.RetryEvent) == (
+        evolink_async.RetryPolicy,
+        evolink_async.set_testing,
+        evolink_async.RetryEvent,
+    )
+
+
+def test_the_layers_below_the_client_are_importable_from_their_modules() -> None:
+    from evolink_async.api import EvolinkAPI  # noqa: PLC0415
+    from evolink_async.callbacks import CallbackReceiver, TaskWaker  # noqa: PLC0415
+    from evolink_async.dispatcher import Attach, Dispatcher  # noqa: PLC0415
+    from evolink_async.limits import Limits, Throttle  # noqa: PLC0415
+
+    assert evolink_async.CallbackReceiver is CallbackReceiver
+    assert all(inspect.isclass(c) for c in (EvolinkAPI, TaskWaker, Attach, Dispatcher))
+    assert all(inspect.isclass(c) for c in (Limits, Throttle))

@@ -24,8 +24,7 @@ from typing import Any
 
 import pytest
 
-from evolink_async import EvolinkClient, RetryPolicy
-from evolink_async._http import RetryEvent
+from evolink_async import EvolinkClient, RetryEvent, RetryPolicy
 from evolink_async.batch import MANIFEST_FILENAME, BatchJob, parse_prompts, video_filename
 from evolink_async.errors import ServerError
 from evolink_async.journal import JOURNAL_FILENAME, replay

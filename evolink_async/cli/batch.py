@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ipaddress
-import os
 from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
 
-from .._env import CALLBACK_SECRET_ENV
+from .._env import CALLBACK_SECRET_ENV, env_callback_secret
 from ..batch import BatchInputError, BatchJob, BatchLine, BatchSummary, load_prompts
+from ..callbacks import CallbackReceiver, parse_listen
 from ..client import EvolinkClient
 from ..errors import (
     InvalidRequestError,
@@ -21,7 +20,7 @@ from ..errors import (
     JournalLockedError,
     redact_url,
 )
-from ..webhooks import CallbackReceiver, parse_listen
+from ..models import is_loopback_host
 from .app import (
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -70,17 +69,6 @@ def batch_command(args: argparse.Namespace) -> int:
     return run(lambda interrupts: _batch_async(args, lines, interrupts, receiver))
 
 
-def _is_loopback(host: str | None) -> bool:
-    if host is None:
-        return False
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _callback_receiver(args: argparse.Namespace) -> CallbackReceiver | None:
     """The receiver of ``--callback-url``/``--listen`` (not started), or None without them.
     Raises ValueError with a message for the user."""
@@ -93,14 +81,14 @@ def _callback_receiver(args: argparse.Namespace) -> CallbackReceiver | None:
     # the embedded simulator may call back over http, on loopback only (the real service
     # calls https URLs of public hosts, as the receiver checks otherwise)
     insecure = args.simulate and url.scheme.lower() == "http"
-    if insecure and not _is_loopback(url.hostname):
+    if insecure and not (url.hostname is not None and is_loopback_host(url.hostname)):
         raise ValueError("--callback-url: with --simulate, an http URL must be on loopback")
     try:
         return CallbackReceiver(
             args.callback_url,
             host=host,
             port=port,
-            secret=os.environ.get(CALLBACK_SECRET_ENV) or None,
+            secret=env_callback_secret(),
             allow_insecure=insecure,
         )
     except InvalidRequestError as exc:

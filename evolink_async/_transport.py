@@ -9,14 +9,15 @@ Retry rules (the "never pay twice" rule of the design):
   sending, a 504 from a gateway), ``APIConnectionError``/``APITimeoutError`` is raised with
   ``maybe_created=True`` and the request is **not** retried.
 
-Waits are exponential with full jitter, and at least what ``Retry-After`` (seconds or an HTTP
-date) or a "retry after N seconds" message asks. ``set_testing(True)`` zeroes every wait.
+Waits come from the one retry engine (``_retry``): exponential with full jitter, and at least
+what ``Retry-After`` (seconds or an HTTP date) or a "retry after N seconds" message asks.
+``set_testing(True)`` zeroes every wait. Every request first passes the gate of the limits, which
+is told of every 429 (it pauses the rate and shrinks concurrency itself).
 """
 
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import logging
 import random
 import re
@@ -30,6 +31,7 @@ import attrs
 
 from . import __about__
 from ._codec import loads_json
+from ._retry import RetryPolicy, is_testing, parse_retry_after
 from .errors import (
     APIConnectionError,
     APIError,
@@ -47,58 +49,22 @@ from .errors import (
 )
 
 __all__ = [
-    "RateGate",
+    "Gate",
     "RetryEvent",
-    "RetryPolicy",
     "Transport",
     "error_from_response",
-    "parse_retry_after",
-    "set_testing",
 ]
 
 logger = logging.getLogger("evolink_async")
 
-_TESTING = False
 
-
-def set_testing(enabled: bool) -> None:
-    """Zero every retry wait (for tests of code that uses the SDK). Affects all clients."""
-    global _TESTING  # noqa: PLW0603 - a process-wide testing switch, like stamina's
-    _TESTING = enabled
-
-
-@attrs.frozen
-class RetryPolicy:
-    """How requests are retried.
-
-    ``attempts`` counts the first try; ``wait_initial`` doubles each retry up to ``wait_max``;
-    ``jitter`` is the randomized fraction of each wait (1.0 = full jitter); a ``Retry-After``
-    longer than ``max_retry_after`` is not waited for: the error is raised instead.
-    """
-
-    attempts: int = attrs.field(default=5, validator=attrs.validators.ge(1))
-    wait_initial: float = attrs.field(default=0.5, validator=attrs.validators.ge(0))
-    wait_max: float = attrs.field(default=30.0, validator=attrs.validators.ge(0))
-    jitter: float = attrs.field(
-        default=1.0, validator=[attrs.validators.ge(0), attrs.validators.le(1)]
-    )
-    max_retry_after: float = attrs.field(default=300.0, validator=attrs.validators.ge(0))
-
-    def backoff(self, retry: int, rng: random.Random | None = None) -> float:
-        """The wait before retry number ``retry`` (1-based), jitter applied."""
-        if _TESTING:
-            return 0.0
-        base = min(self.wait_max, self.wait_initial * (2.0 ** (retry - 1)))
-        r: float = (rng or random).random()
-        return base * (1.0 - self.jitter) + base * self.jitter * r
-
-
-class RateGate(Protocol):
-    """What the transport needs of a rate limiter (``limits.RateLimiter`` is one)."""
+class Gate(Protocol):
+    """What the transport needs of the limits (``limits.Limits`` is one): a gate every request
+    passes, told of every 429."""
 
     async def acquire(self) -> None: ...
 
-    def on_rate_limited(self, retry_after: float | None) -> None: ...
+    def on_rate_limited(self, error: RateLimitError) -> None: ...
 
 
 @attrs.frozen
@@ -110,29 +76,6 @@ class RetryEvent:
     attempt: int
     error: EvolinkError
     wait: float
-
-
-_RETRY_MSG = re.compile(r"retry\s+after\s+(\d+(?:\.\d+)?)\s*(?:s\b|sec|second)", re.IGNORECASE)
-
-
-def parse_retry_after(header: str | None, message: str | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header (seconds or HTTP date) or an error message."""
-    if header:
-        header = header.strip()
-        try:
-            return max(0.0, float(header))
-        except ValueError:
-            try:
-                when = email.utils.parsedate_to_datetime(header)
-            except (TypeError, ValueError):
-                when = None
-            if when is not None:
-                return max(0.0, when.timestamp() - time.time())
-    if message:
-        match = _RETRY_MSG.search(message)
-        if match:
-            return float(match.group(1))
-    return None
 
 
 _STATUS_CLASSES: Mapping[int, type[APIError]] = {
@@ -193,8 +136,21 @@ _CREATE_RETRY_STATUSES = frozenset({429, 500, 502, 503})
 _GET_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
+@attrs.define(slots=True)
+class _Call:
+    """One API request as the retry loop sees it."""
+
+    method: Literal["GET", "POST"]
+    path: str
+    url: str
+    kind: str
+    json: Any
+    create: bool
+    headers: dict[str, str]
+
+
 class Transport:
-    """One aiohttp session, the API key, the retry policy and the shared rate gate."""
+    """One aiohttp session, the API key, the retry policy and the gate of the limits."""
 
     __slots__ = (
         "_api_key",
@@ -203,9 +159,9 @@ class Transport:
         "_session",
         "base_url",
         "counters",
+        "gate",
         "max_response_bytes",
         "on_retry",
-        "rate_gate",
         "retry",
         "timeout",
         "user_agent",
@@ -220,7 +176,7 @@ class Transport:
         session: aiohttp.ClientSession | None = None,
         timeout: float = 60.0,
         retry: RetryPolicy | None = None,
-        rate_gate: RateGate | None = None,
+        gate: Gate | None = None,
         verify_ssl: bool = True,
         max_response_bytes: int = 4 * 1024 * 1024,
         on_retry: Callable[[RetryEvent], None] | None = None,
@@ -232,7 +188,7 @@ class Transport:
         self._owns_session = session is None
         self.timeout = timeout
         self.retry = retry or RetryPolicy()
-        self.rate_gate = rate_gate
+        self.gate = gate
         self.verify_ssl = verify_ssl
         self.max_response_bytes = max_response_bytes
         self.on_retry = on_retry
@@ -244,6 +200,11 @@ class Transport:
     def __repr__(self) -> str:
         key = "set" if self._api_key else "missing"
         return f"<Transport base_url={self.base_url!r} api_key=<{key}> requests={self.requests}>"
+
+    @property
+    def has_api_key(self) -> bool:
+        """Whether an API key was given (its value is never shown)."""
+        return bool(self._api_key)
 
     @property
     def requests(self) -> int:
@@ -277,10 +238,6 @@ class Transport:
             "User-Agent": self.user_agent,
         }
 
-    async def _sleep(self, seconds: float) -> None:
-        if seconds > 0 and not _TESTING:
-            await asyncio.sleep(seconds)
-
     async def request(
         self,
         method: Literal["GET", "POST"],
@@ -295,81 +252,97 @@ class Transport:
         ``create=True`` applies the never-pay-twice rule (see the module docstring).
         """
         headers = self._headers()
-        url = self.base_url + path
-        kind = kind or path
-        retry_statuses = _CREATE_RETRY_STATUSES if create else _GET_RETRY_STATUSES
+        call = _Call(method, path, self.base_url + path, kind or path, json, create, headers)
         attempt = 0
         while True:
             attempt += 1
-            if self.rate_gate is not None:
-                await self.rate_gate.acquire()
-            start = time.monotonic()
-            error: EvolinkError
-            try:
-                status, resp_headers, body = await self._send(method, url, headers, json)
-            except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
-                # The connection was never opened: nothing reached the service.
-                self.counters[f"{method} {kind} error"] += 1
-                error = _connection_error(exc, maybe_created=False)
-                retryable = True
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                self.counters[f"{method} {kind} error"] += 1
-                error = _connection_error(exc, maybe_created=create)
-                retryable = not create
-            else:
-                self.counters[f"{method} {kind} {status}"] += 1
-                logger.debug(
-                    "%s %s -> %s attempt=%d elapsed=%.3fs",
-                    method,
-                    path,
-                    status,
-                    attempt,
-                    time.monotonic() - start,
-                )
-                if self._api_key:  # a server echoing the key must not put it in an error
-                    body = body.replace(self._api_key.encode(), b"[redacted]")
-                if 200 <= status < 300:
-                    if len(body) > self.max_response_bytes:
-                        raise DecodeError(
-                            f"{method} {path}: response body over {self.max_response_bytes} bytes"
-                        )
-                    return loads_json(body, f"{method} {path} response") if body else None
-                error = error_from_response(status, body, resp_headers)
-                if create and status == 504:
-                    error = APITimeoutError(
-                        f"{method} {path}: gateway timeout (HTTP 504): {error.message}",
-                        maybe_created=True,
-                    )
-                    retryable = False
-                else:
-                    retryable = status in retry_statuses
-                if isinstance(error, RateLimitError) and self.rate_gate is not None:
-                    ra = error.retry_after
-                    self.rate_gate.on_rate_limited(ra)
-            if isinstance(error, APIConnectionError):
-                logger.debug(
-                    "%s %s -> %s attempt=%d elapsed=%.3fs",
-                    method,
-                    path,
-                    type(error).__name__,
-                    attempt,
-                    time.monotonic() - start,
-                )
+            if self.gate is not None:
+                await self.gate.acquire()
+            value, retryable = await self._attempt(call, attempt)
+            if retryable is None:
+                return value
+            error: EvolinkError = value
             if not retryable or attempt >= self.retry.attempts:
                 raise error
-            wait = self.retry.backoff(attempt, self._rng)
-            retry_after = getattr(error, "retry_after", None)
-            if retry_after is not None:
-                if retry_after > self.retry.max_retry_after:
-                    raise error
-                if isinstance(error, RateLimitError) and self.rate_gate is not None:
-                    wait = 0.0  # the gate itself holds every request until Retry-After passed
-                else:
-                    wait = max(wait, retry_after)
+            wait = self._wait_before_retry(error, attempt)
             if self.on_retry is not None:
                 self.on_retry(RetryEvent(method, path, attempt, error, wait))
             logger.debug("%s %s retry %d in %.3fs: %s", method, path, attempt, wait, error)
             await self._sleep(wait)
+
+    async def _sleep(self, seconds: float) -> None:
+        if seconds > 0 and not is_testing():
+            await asyncio.sleep(seconds)
+
+    def _wait_before_retry(self, error: EvolinkError, attempt: int) -> float:
+        """The wait before the next try; raises ``error`` when its Retry-After is too long."""
+        wait = self.retry.backoff(attempt, self._rng)
+        retry_after = getattr(error, "retry_after", None)
+        if retry_after is not None:
+            if retry_after > self.retry.max_retry_after:
+                raise error
+            if isinstance(error, RateLimitError) and self.gate is not None:
+                wait = 0.0  # the gate itself holds every request until Retry-After passed
+            else:
+                wait = max(wait, retry_after)
+        return wait
+
+    async def _attempt(self, call: _Call, attempt: int) -> tuple[Any, bool | None]:
+        """One try: ``(decoded body, None)``, or ``(error, whether it may be retried)``."""
+        start = time.monotonic()
+        try:
+            status, resp_headers, body = await self._send(
+                call.method, call.url, call.headers, call.json
+            )
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            # The connection was never opened: nothing reached the service.
+            self.counters[f"{call.method} {call.kind} error"] += 1
+            error: EvolinkError = _connection_error(exc, maybe_created=False)
+            self._log(call, type(error).__name__, attempt, start)
+            return error, True
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            self.counters[f"{call.method} {call.kind} error"] += 1
+            error = _connection_error(exc, maybe_created=call.create)
+            self._log(call, type(error).__name__, attempt, start)
+            return error, not call.create
+        self.counters[f"{call.method} {call.kind} {status}"] += 1
+        self._log(call, status, attempt, start)
+        if self._api_key:  # a server echoing the key must not put it in an error
+            body = body.replace(self._api_key.encode(), b"[redacted]")
+        if 200 <= status < 300:
+            if len(body) > self.max_response_bytes:
+                raise DecodeError(
+                    f"{call.method} {call.path}: response body over {self.max_response_bytes} bytes"
+                )
+            label = f"{call.method} {call.path} response"
+            return (loads_json(body, label) if body else None), None
+        return self._answer_error(call, status, body, resp_headers)
+
+    def _answer_error(
+        self, call: _Call, status: int, body: bytes, headers: Mapping[str, str]
+    ) -> tuple[EvolinkError, bool]:
+        error = error_from_response(status, body, headers)
+        if isinstance(error, RateLimitError) and self.gate is not None:
+            self.gate.on_rate_limited(error)
+        if call.create and status == 504:
+            timeout = APITimeoutError(
+                f"{call.method} {call.path}: gateway timeout (HTTP 504): {error.message}",
+                maybe_created=True,
+            )
+            return timeout, False
+        retry_statuses = _CREATE_RETRY_STATUSES if call.create else _GET_RETRY_STATUSES
+        return error, status in retry_statuses
+
+    @staticmethod
+    def _log(call: _Call, result: object, attempt: int, start: float) -> None:
+        logger.debug(
+            "%s %s -> %s attempt=%d elapsed=%.3fs",
+            call.method,
+            call.path,
+            result,
+            attempt,
+            time.monotonic() - start,
+        )
 
     async def _send(
         self, method: str, url: str, headers: dict[str, str], json: Any

@@ -1,8 +1,8 @@
-"""HTTP layer of one request at a time, against aioresponses mocks.
+"""The transport, one request at a time, against aioresponses mocks.
 
 Status → exception mapping, non-JSON error bodies, Retry-After, the retry rules (GET retried,
-a create never retried when it may have reached the service), the testing switch, that the
-API key never leaks, and the client's single-request methods.
+a create never retried when it may have reached the service), the gate of the limits, the
+testing switch, and that the API key never leaks.
 
 No test sleeps: ``Transport._sleep`` is replaced by a recorder of the waits it is asked for.
 """
@@ -14,33 +14,37 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import inspect
-import json
 import logging
 import random
 import time
 import types
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import _http_fakes
 import aiohttp
 import pytest
-from aiohttp.client_reqrep import ConnectionKey
-from aioresponses import aioresponses
-from yarl import URL
-
-from evolink_async import _http
-from evolink_async._codec import decode_credits, decode_task
-from evolink_async._http import (
-    RetryEvent,
-    RetryPolicy,
-    Transport,
-    error_from_response,
-    parse_retry_after,
-    set_testing,
+from _http_fakes import (
+    _REAL_SLEEP,
+    BASE,
+    COMPLETED,
+    CREATE,
+    CREDITS,
+    CREDITS_ANSWER,
+    KEY,
+    SEED_CREATE_ANSWER,
+    TASK_PATH,
+    FakeAPI,
+    MakeTransport,
+    raised,
+    refused,
 )
-from evolink_async.client import DEFAULT_BASE_URL, EvolinkClient
+
+from evolink_async import _retry
+from evolink_async._retry import RetryPolicy, parse_retry_after, set_testing
+from evolink_async._transport import RetryEvent, Transport, error_from_response
+from evolink_async.client import EvolinkClient
 from evolink_async.errors import (
     APIConnectionError,
     APIError,
@@ -57,216 +61,16 @@ from evolink_async.errors import (
     RequestTooLargeError,
     ServerError,
 )
-from evolink_async.models import VideoRequest
 
-BASE = "https://api.evolink.test"
-KEY = "sk-evo-UNITTEST-s3cr3t-0123456789abcdef"
-CREATE = "/v1/videos/generations"
-CREDITS = "/v1/credits"
-TASK_ID = "task-unified-1757169743-7cvnl5zw"
-TASK_PATH = f"/v1/tasks/{TASK_ID}"
-
-SEED_CREATE_ANSWER: dict[str, Any] = {
-    "created": 1757169743,
-    "id": TASK_ID,
-    "model": "sora-2-preview",
-    "object": "video.generation.task",
-    "progress": 0,
-    "status": "pending",
-    "task_info": {"can_cancel": True, "estimated_time": 300, "video_duration": 9},
-    "type": "video",
-    "usage": {"billing_rule": "per_call", "credits_reserved": 7, "user_group": "default"},
-}
-COMPLETED: dict[str, Any] = {
-    "created": 1757169743,
-    "id": TASK_ID,
-    "model": "sora-2-preview",
-    "object": "video.generation.task",
-    "progress": 100,
-    "results": ["http://example.com/video.mp4"],
-    "status": "completed",
-    "task_info": {"can_cancel": False},
-    "type": "video",
-}
-CREDITS_ANSWER: dict[str, Any] = {
-    "data": {
-        "token": {
-            "remaining_credits": 99416.4429,
-            "unlimited_credits": False,
-            "used_credits": 583.5571,
-        },
-        "user": {"remaining_credits": 1095.3996, "used_credits": 135.9048},
-    },
-    "message": "",
-    "success": True,
-}
-
-
-# -- aioresponses, made to work with aiohttp 3.14 ---------------------------------------------
-
-_NEEDS_STREAM_WRITER = "stream_writer" in inspect.signature(aiohttp.ClientResponse).parameters
-
-
-class _Response(aiohttp.ClientResponse):
-    """aioresponses 0.7.9 builds responses without the ``stream_writer`` argument that
-    aiohttp 3.14 requires (pnuckowski/aioresponses#289); supply a stand-in."""
-
-    def __init__(self, method: str, url: URL, **kwargs: Any) -> None:
-        if _NEEDS_STREAM_WRITER:
-            kwargs.setdefault("stream_writer", types.SimpleNamespace(output_size=0))
-        super().__init__(method, url, **kwargs)
-
-
-class FakeAPI:
-    """The mocked service: queue answers or exceptions per method and path; count calls."""
-
-    def __init__(self, mock: aioresponses, base: str = BASE) -> None:
-        self.mock = mock
-        self.base = base
-
-    def reply(
-        self,
-        method: str,
-        path: str,
-        status: int = 200,
-        *,
-        json: Any = None,
-        body: str | bytes | None = None,
-        headers: dict[str, str] | None = None,
-        content_type: str = "application/json",
-        repeat: bool = False,
-    ) -> None:
-        if json is not None:
-            body = _json_dumps(json)
-        self.mock.add(
-            self.base + path,
-            method,
-            status=status,
-            body=b"" if body is None else body,
-            headers=headers,
-            content_type=content_type,
-            repeat=repeat,
-            response_class=_Response,
-        )
-
-    def fail(self, method: str, path: str, exc: Exception, *, repeat: bool = False) -> None:
-        self.mock.add(self.base + path, method, exception=exc, repeat=repeat)
-
-    def calls(self, method: str, path: str) -> int:
-        return len(self.mock.requests.get((method, URL(self.base + path)), []))
-
-    def sent(self, method: str, path: str, index: int = -1) -> dict[str, Any]:
-        """The keyword arguments of one request (json, headers, ...)."""
-        call = self.mock.requests[(method, URL(self.base + path))][index]
-        kwargs: dict[str, Any] = call.kwargs
-        return kwargs
-
-    @property
-    def total_calls(self) -> int:
-        return sum(len(calls) for calls in self.mock.requests.values())
-
-
-def _json_dumps(value: Any) -> str:
-    return json.dumps(value)
-
-
-def refused() -> aiohttp.ClientConnectorError:
-    key = ConnectionKey("api.evolink.test", 443, True, True, None, None, None)
-    return aiohttp.ClientConnectorError(key, ConnectionRefusedError(111, "Connection refused"))
-
-
-# -- fixtures ----------------------------------------------------------------------------------
-
-_REAL_SLEEP = Transport._sleep
-
-
-@pytest.fixture(autouse=True)
-def _testing_switch_is_reset() -> Iterator[None]:
-    before = _http._TESTING
-    set_testing(False)
-    yield
-    set_testing(before)
-
-
-@pytest.fixture(autouse=True)
-def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """Every wait the transport asks for, in order; nothing really sleeps."""
-    waits: list[float] = []
-
-    async def record(self: Transport, seconds: float) -> None:
-        waits.append(seconds)
-
-    monkeypatch.setattr(Transport, "_sleep", record)
-    return waits
-
-
-@pytest.fixture
-def api() -> Iterator[FakeAPI]:
-    with aioresponses() as mock:
-        yield FakeAPI(mock)
-
-
-MakeTransport = Callable[..., Transport]
-
-
-@pytest.fixture
-async def make_transport() -> AsyncIterator[MakeTransport]:
-    made: list[Transport] = []
-
-    def make(**kwargs: Any) -> Transport:
-        kwargs.setdefault("api_key", KEY)
-        kwargs.setdefault("base_url", BASE)
-        kwargs.setdefault("retry", RetryPolicy(attempts=3))
-        kwargs.setdefault("seed", 1)
-        transport = Transport(**kwargs)
-        made.append(transport)
-        return transport
-
-    yield make
-    for transport in made:
-        await transport.aclose()
-
-
-@pytest.fixture
-async def transport(make_transport: MakeTransport) -> Transport:
-    return make_transport()
-
-
-@pytest.fixture
-async def once(make_transport: MakeTransport) -> Transport:
-    """A transport that never retries: one request, one answer."""
-    return make_transport(retry=RetryPolicy(attempts=1))
-
-
-MakeClient = Callable[..., EvolinkClient]
-
-
-@pytest.fixture
-async def make_client() -> AsyncIterator[MakeClient]:
-    made: list[EvolinkClient] = []
-
-    def make(**kwargs: Any) -> EvolinkClient:
-        kwargs.setdefault("rate", None)
-        kwargs.setdefault("retry", RetryPolicy(attempts=3))
-        client = EvolinkClient(**kwargs)
-        made.append(client)
-        return client
-
-    yield make
-    for client in made:
-        await client.aclose()
-
-
-@pytest.fixture
-async def client(make_client: MakeClient) -> EvolinkClient:
-    return make_client(api_key=KEY, base_url=BASE)
-
-
-async def raised(awaitable: Awaitable[Any]) -> EvolinkError:
-    """The SDK exception an awaitable raises (fails the test if it raises nothing)."""
-    with pytest.raises(EvolinkError) as info:
-        await awaitable
-    return info.value
+# the fixtures of the mocked service, used by name
+_testing_switch_is_reset = _http_fakes.testing_switch_is_reset
+api = _http_fakes.api
+client = _http_fakes.client
+make_client = _http_fakes.make_client
+make_transport = _http_fakes.make_transport
+once = _http_fakes.once
+sleeps = _http_fakes.sleeps
+transport = _http_fakes.transport
 
 
 # -- status → exception class ----------------------------------------------------------------
@@ -496,9 +300,9 @@ NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
 
 @pytest.fixture
 def frozen_time(monkeypatch: pytest.MonkeyPatch) -> datetime:
-    """``time.time()`` as seen by the transport is NOW."""
+    """``time.time()`` as seen by the one retry engine (which reads Retry-After) is NOW."""
     fake = types.SimpleNamespace(time=NOW.timestamp, monotonic=time.monotonic)
-    monkeypatch.setattr(_http, "time", fake)
+    monkeypatch.setattr(_retry, "time", fake)
     return NOW
 
 
@@ -816,7 +620,7 @@ async def test_retry_after_is_http_seconds_not_scaled_by_time_scale(
 
 
 class RecordingGate:
-    """A rate gate that records what the transport tells it."""
+    """A gate (the limits) that records what the transport tells it."""
 
     def __init__(self) -> None:
         self.acquired = 0
@@ -825,15 +629,15 @@ class RecordingGate:
     async def acquire(self) -> None:
         self.acquired += 1
 
-    def on_rate_limited(self, retry_after: float | None) -> None:
-        self.limited.append(retry_after)
+    def on_rate_limited(self, error: RateLimitError) -> None:
+        self.limited.append(error.retry_after)
 
 
-async def test_a_429_is_told_to_the_rate_gate_with_its_retry_after(
+async def test_a_429_is_told_to_the_gate_of_the_limits_with_its_retry_after(
     api: FakeAPI, make_transport: MakeTransport, sleeps: list[float]
 ) -> None:
     gate = RecordingGate()
-    transport = make_transport(rate_gate=gate)
+    transport = make_transport(gate=gate)
     api.reply(
         "GET", CREDITS, 429, json={"error": {"message": "slow"}}, headers={"Retry-After": "7"}
     )
@@ -844,11 +648,11 @@ async def test_a_429_is_told_to_the_rate_gate_with_its_retry_after(
     assert ([7.0, None], 3, 0.0) == (gate.limited, gate.acquired, sleeps[0])
 
 
-async def test_a_503_is_not_told_to_the_rate_gate(
+async def test_a_503_is_not_told_to_the_gate_of_the_limits(
     api: FakeAPI, make_transport: MakeTransport
 ) -> None:
     gate = RecordingGate()
-    transport = make_transport(rate_gate=gate)
+    transport = make_transport(gate=gate)
     api.reply("GET", CREDITS, 503, body=b"", headers={"Retry-After": "1"})
     api.reply("GET", CREDITS, 200, json=CREDITS_ANSWER)
     await transport.request("GET", CREDITS)
@@ -1033,208 +837,8 @@ async def test_debug_logs_of_a_request_with_retries_do_not_contain_the_api_key(
     assert [] == leaked
 
 
-# -- the client: single requests ---------------------------------------------------------------
-
-
-async def test_create_video_sends_the_body_and_the_bearer_header(
-    api: FakeAPI, client: EvolinkClient
+@pytest.mark.parametrize(("key", "expected"), [(KEY, True), ("", False), (None, False)])
+def test_the_transport_says_whether_it_has_a_key_without_showing_it(
+    key: str | None, expected: bool
 ) -> None:
-    api.reply("POST", CREATE, 200, json=SEED_CREATE_ANSWER)
-    task = await client.create_video(prompt="A cat playing piano")
-    sent = api.sent("POST", CREATE)
-    assert decode_task(SEED_CREATE_ANSWER) == task
-    assert {"model": "sora-2-preview", "prompt": "A cat playing piano"} == sent["json"]
-    assert (f"Bearer {KEY}", "application/json") == (
-        sent["headers"]["Authorization"],
-        sent["headers"]["Accept"],
-    )
-    assert sent["headers"]["User-Agent"].startswith("evolink-async/")
-
-
-async def test_create_video_sends_extra_keywords_as_fields(
-    api: FakeAPI, client: EvolinkClient
-) -> None:
-    api.reply("POST", CREATE, 200, json=SEED_CREATE_ANSWER)
-    await client.create_video(
-        prompt="waves", model="veo-3.1-fast-generate-preview", duration=6, n=2, seed=9
-    )
-    expected = {
-        "model": "veo-3.1-fast-generate-preview",
-        "prompt": "waves",
-        "duration": 6,
-        "n": 2,
-        "seed": 9,
-    }
-    assert expected == api.sent("POST", CREATE)["json"]
-
-
-async def test_create_video_accepts_a_video_request(api: FakeAPI, client: EvolinkClient) -> None:
-    api.reply("POST", CREATE, 200, json=SEED_CREATE_ANSWER)
-    request = VideoRequest(prompt="dog", duration=8, aspect_ratio="9:16")
-    await client.create_video(request)
-    assert request.to_json() == api.sent("POST", CREATE)["json"]
-
-
-async def test_create_video_with_a_request_and_fields_is_a_type_error(
-    api: FakeAPI, client: EvolinkClient
-) -> None:
-    with pytest.raises(TypeError):
-        await client.create_video(VideoRequest(prompt="dog"), duration=8)
-    assert 0 == api.total_calls
-
-
-@pytest.mark.parametrize(
-    ("fields", "field"),
-    [
-        ({"prompt": "x", "duration": 5}, "duration"),
-        ({"prompt": ""}, "prompt"),
-        ({"prompt": "x", "callback_url": "https://127.0.0.1/hook"}, "callback_url"),
-        ({"prompt": "x", "image_urls": ["a", "b"]}, "image_urls"),
-        ({"duration": 4}, "prompt"),
-    ],
-)
-async def test_an_invalid_field_raises_before_any_http_call(
-    api: FakeAPI, client: EvolinkClient, fields: dict[str, Any], field: str
-) -> None:
-    with pytest.raises(InvalidRequestError) as info:
-        await client.create_video(**fields)
-    assert (field, 0, 0) == (info.value.field, api.total_calls, client.transport.requests)
-
-
-async def test_a_create_timeout_through_the_client_is_not_retried(
-    api: FakeAPI, client: EvolinkClient
-) -> None:
-    api.fail("POST", CREATE, asyncio.TimeoutError(), repeat=True)
-    err = await raised(client.create_video(prompt="A cat playing piano"))
-    assert isinstance(err, APITimeoutError)
-    assert (True, 1) == (err.maybe_created, api.calls("POST", CREATE))
-
-
-@pytest.mark.parametrize(
-    "task_id",
-    [
-        "abc",
-        "",
-        "task-1757169743-7cvnl5zw",
-        "TASK-UNIFIED-1757169743-7cvnl5zw",
-        " task-unified-1757169743-7cvnl5zw",
-        "task-unified-1/../../credits",
-        "task-unified-1?x=1",
-    ],
-)
-async def test_get_task_rejects_a_bad_id_locally(
-    api: FakeAPI, client: EvolinkClient, task_id: str
-) -> None:
-    with pytest.raises(InvalidRequestError) as info:
-        await client.get_task(task_id)
-    assert ("task_id", 0) == (info.value.field, api.total_calls)
-
-
-async def test_get_task_decodes_the_task(api: FakeAPI, client: EvolinkClient) -> None:
-    api.reply("GET", TASK_PATH, 200, json=COMPLETED)
-    task = await client.get_task(TASK_ID)
-    assert (decode_task(COMPLETED), "http://example.com/video.mp4") == (task, task.video_url)
-    assert f"Bearer {KEY}" == api.sent("GET", TASK_PATH)["headers"]["Authorization"]
-
-
-async def test_get_task_of_an_expired_task_raises_not_found(
-    api: FakeAPI, client: EvolinkClient
-) -> None:
-    api.reply(
-        "GET",
-        TASK_PATH,
-        404,
-        json={
-            "error": {
-                "code": "task_not_found",
-                "message": "Task not found or expired",
-                "type": "not_found_error",
-            }
-        },
-    )
-    err = await raised(client.get_task(TASK_ID))
-    assert (NotFoundError, "Task not found or expired", 1) == (
-        type(err),
-        getattr(err, "message", None),
-        api.calls("GET", TASK_PATH),
-    )
-
-
-async def test_get_credits_decodes_the_balance(api: FakeAPI, client: EvolinkClient) -> None:
-    api.reply("GET", CREDITS, 200, json=CREDITS_ANSWER)
-    credits = await client.get_credits()
-    assert (decode_credits(CREDITS_ANSWER), 99416.4429) == (credits, credits.remaining)
-
-
-async def test_client_retry_listeners_are_told_of_retries(
-    api: FakeAPI, client: EvolinkClient
-) -> None:
-    events: list[RetryEvent] = []
-    client.add_retry_listener(events.append)
-    api.reply("GET", CREDITS, 502, body=b"")
-    api.reply("GET", CREDITS, 200, json=CREDITS_ANSWER)
-    await client.get_credits()
-    assert [("GET", CREDITS, 1, 502)] == [
-        (e.method, e.path, e.attempt, getattr(e.error, "status", None)) for e in events
-    ]
-
-
-async def test_api_key_and_base_url_default_to_the_environment(
-    make_client: MakeClient, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    env_base = "https://env.evolink.test"
-    monkeypatch.setenv("EVOLINK_API_KEY", "sk-evo-from-env")
-    monkeypatch.setenv("EVOLINK_BASE_URL", env_base + "/")
-    client = make_client()
-    with aioresponses() as mock:
-        env_api = FakeAPI(mock, base=env_base)
-        env_api.reply("GET", CREDITS, 200, json=CREDITS_ANSWER)
-        await client.get_credits()
-        sent = env_api.sent("GET", CREDITS)
-    assert (env_base, True, "Bearer sk-evo-from-env") == (
-        client.base_url,
-        client.has_api_key,
-        sent["headers"]["Authorization"],
-    )
-
-
-async def test_explicit_key_and_base_url_win_over_the_environment(
-    api: FakeAPI, make_client: MakeClient, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("EVOLINK_API_KEY", "sk-evo-from-env")
-    monkeypatch.setenv("EVOLINK_BASE_URL", "https://env.evolink.test")
-    client = make_client(api_key=KEY, base_url=BASE)
-    api.reply("GET", CREDITS, 200, json=CREDITS_ANSWER)
-    await client.get_credits()
-    assert (BASE, f"Bearer {KEY}") == (
-        client.base_url,
-        api.sent("GET", CREDITS)["headers"]["Authorization"],
-    )
-
-
-def test_without_base_url_the_client_uses_the_public_service(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.delenv("EVOLINK_BASE_URL", raising=False)
-    client = EvolinkClient(api_key=KEY, rate=None)
-    assert ("https://api.evolink.ai", DEFAULT_BASE_URL) == (client.base_url, DEFAULT_BASE_URL)
-
-
-@pytest.mark.parametrize("method", ["create_video", "get_task", "get_credits"])
-async def test_a_missing_api_key_raises_authentication_error_without_a_request(
-    api: FakeAPI, make_client: MakeClient, monkeypatch: pytest.MonkeyPatch, method: str
-) -> None:
-    monkeypatch.delenv("EVOLINK_API_KEY", raising=False)
-    client = make_client(base_url=BASE)
-    calls: dict[str, Callable[[], Awaitable[Any]]] = {
-        "create_video": lambda: client.create_video(prompt="A cat playing piano"),
-        "get_task": lambda: client.get_task(TASK_ID),
-        "get_credits": client.get_credits,
-    }
-    err = await raised(calls[method]())
-    assert (AuthenticationError, 401, False, 0) == (
-        type(err),
-        getattr(err, "status", None),
-        client.has_api_key,
-        api.total_calls,
-    )
+    assert expected == Transport(api_key=key, base_url=BASE).has_api_key

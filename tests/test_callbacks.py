@@ -21,16 +21,17 @@ import pytest_asyncio
 from aiohttp import web
 
 from evolink_async import EvolinkClient, InvalidRequestError, PollPolicy, Task, TaskStatus
+from evolink_async.callbacks import (
+    DEFAULT_MAX_BODY,
+    CallbackReceiver,
+    ReceiverStats,
+    TaskWaker,
+    parse_listen,
+)
 from evolink_async.dispatcher import Event, Progress
 from evolink_async.poller import Poller, plan_safety_poll
 from evolink_async.testing import Simulator
 from evolink_async.testing.pytest_plugin import SimulatorFactory
-from evolink_async.webhooks import (
-    DEFAULT_MAX_BODY,
-    CallbackReceiver,
-    ReceiverStats,
-    parse_listen,
-)
 
 #: real seconds per simulated second, for the simulator and the client alike
 SCALE = 0.01
@@ -446,3 +447,61 @@ def test_parse_listen_reads_host_and_port(value: str, expected: tuple[str, int])
 def test_parse_listen_refuses_what_is_not_host_port(value: str) -> None:
     with pytest.raises(ValueError, match="--listen"):
         parse_listen(value)
+
+
+class RecordingWaker:
+    """A ``TaskWaker`` that is no poller: it tracks the ids it is given and records calls."""
+
+    def __init__(self, tracked: set[str]) -> None:
+        self.tracked = tracked
+        self.woken: list[str] = []
+        self.reported: list[Task] = []
+
+    def wake(self, task_id: str) -> bool:
+        self.woken.append(task_id)
+        return task_id in self.tracked
+
+    def report(self, task: Task) -> bool:
+        self.reported.append(task)
+        return task.id in self.tracked
+
+
+@pytest.mark.parametrize(
+    ("confirm", "body", "woken", "reported", "stats"),
+    [
+        (True, {"id": "task-unified-a", "status": "completed"}, 1, 0, {"woken": 1}),
+        (False, {"id": "task-unified-a", "status": "completed"}, 0, 1, {"accepted": 1}),
+        (False, {"id": "task-unified-a", "status": "processing"}, 1, 0, {"woken": 1}),
+        (True, {"id": "task-unified-z", "status": "completed"}, 1, 0, {"ignored": 1}),
+    ],
+    ids=["confirm", "trusted-terminal", "trusted-running", "untracked"],
+)
+async def test_a_receiver_talks_only_to_what_can_wake_a_task(
+    confirm: bool,
+    body: dict[str, Any],
+    woken: int,
+    reported: int,
+    stats: dict[str, int],
+) -> None:
+    waker = RecordingWaker({"task-unified-a"})
+    sink: TaskWaker = waker
+    async with CallbackReceiver(None, allow_insecure=True, confirm=confirm) as receiver:
+        receiver.bind(sink)
+        assert 204 == await post_json(receiver.callback_url, body)
+    assert (woken, reported) == (len(waker.woken), len(waker.reported))
+    assert ReceiverStats(received=1, **stats) == receiver.stats
+
+
+def test_a_receiver_binds_one_waker() -> None:
+    receiver = CallbackReceiver("https://bot.example.com/hook")
+    first = RecordingWaker(set())
+    receiver.bind(first)
+    receiver.bind(first)  # the same one again: fine
+    with pytest.raises(ValueError, match="another EvolinkClient"):
+        receiver.bind(RecordingWaker(set()))
+
+
+def test_the_old_module_name_still_gives_the_same_classes() -> None:
+    from evolink_async import webhooks  # noqa: PLC0415 - the old import path itself is tested
+
+    assert (CallbackReceiver, parse_listen) == (webhooks.CallbackReceiver, webhooks.parse_listen)

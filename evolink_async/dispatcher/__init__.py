@@ -1,0 +1,277 @@
+"""The dispatcher: admit requests within the limits, create tasks, hand them to the poller.
+
+A request is admitted when a concurrency slot, a credit reservation and a rate token (taken by
+the transport for every request) are all available. Once created, a task costs no coroutine of
+its own: the one poller tracks it and calls back when it ends. Retryable task failures are
+resubmitted (a new create, counted in ``attempts``); fatal ones end the request at once; a
+create whose outcome is unknown (the service may have taken it) is reported ``unknown`` and never
+resubmitted by the SDK. A task an earlier run created comes in as an ``Attach`` item and goes
+through the same admission and retry paths.
+
+``Dispatcher(api, poller, limits, price=...)`` gets its collaborators explicitly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from types import TracebackType
+from typing import Any
+
+from ..limits import ConcurrencyLimit, CreditBudget, Estimator, Limits, RateLimiter
+from ..models import Task, TaskStatus
+from ..poller import Poller
+from ._admission import Job, Run, Services, TaskAPI
+from ._run import BatchRun, SingleRun
+from .events import (
+    Attach,
+    BatchStats,
+    BeforeCreate,
+    BudgetSkipped,
+    Completed,
+    Event,
+    Failed,
+    Item,
+    Outcome,
+    OutcomeStatus,
+    Progress,
+    RateLimited,
+    RequestLike,
+    Retrying,
+    Submitted,
+    as_request,
+)
+
+__all__ = [
+    "Attach",
+    "Batch",
+    "BatchStats",
+    "BeforeCreate",
+    "BudgetSkipped",
+    "Completed",
+    "Dispatcher",
+    "Event",
+    "Failed",
+    "Item",
+    "Outcome",
+    "OutcomeStatus",
+    "Progress",
+    "RateLimited",
+    "RequestLike",
+    "Retrying",
+    "Submitted",
+    "TaskAPI",
+    "TaskHandle",
+    "as_request",
+]
+
+
+class TaskHandle:
+    """A request admitted by ``submit``: ``task_id``, ``status`` and ``progress`` follow the
+    latest poll; ``await handle`` (or ``await handle.result()``) gives the final ``Outcome``."""
+
+    __slots__ = ("_future", "_job")
+
+    def __init__(self, job: Job, future: asyncio.Future[Outcome]) -> None:
+        self._job = job
+        self._future = future
+
+    def __repr__(self) -> str:
+        return f"<TaskHandle task_id={self.task_id} status={self.status} progress={self.progress}>"
+
+    @property
+    def task_id(self) -> str | None:
+        return self._job.task_ids[-1] if self._job.task_ids else None
+
+    @property
+    def task(self) -> Task | None:
+        return self._job.task
+
+    @property
+    def status(self) -> TaskStatus | None:
+        return self._job.task.status if self._job.task is not None else None
+
+    @property
+    def progress(self) -> int | None:
+        return self._job.task.progress if self._job.task is not None else None
+
+    @property
+    def attempts(self) -> int:
+        return self._job.attempts
+
+    def done(self) -> bool:
+        return self._future.done()
+
+    async def result(self) -> Outcome:
+        return await asyncio.shield(self._future)
+
+    def __await__(self) -> Any:
+        return self.result().__await__()
+
+
+class Batch:
+    """The async iterator ``generate_many`` returns: yields one ``Outcome`` per request as each
+    finishes. ``stats()`` gives live counters; leaving ``async with`` or ``aclose()`` (or
+    breaking out of ``async for``) cancels what is left and awaits it."""
+
+    def __init__(self, run: BatchRun, agen: AsyncIterator[Outcome]) -> None:
+        self._run = run
+        self._agen = agen
+
+    def __aiter__(self) -> Batch:
+        return self
+
+    async def __anext__(self) -> Outcome:
+        return await self._agen.__anext__()
+
+    async def __aenter__(self) -> Batch:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        aclose = getattr(self._agen, "aclose", None)
+        if aclose is not None:
+            await aclose()
+        await self._run.aclose()
+
+    def stats(self) -> BatchStats:
+        return self._run.snapshot()
+
+
+class Dispatcher:
+    """Admits requests within the limits. ``api`` creates tasks, ``poller`` follows them,
+    ``limits`` are the client's (its concurrency and budget apply to every request; the
+    transport takes the rate), ``price`` tells what a create costs (``None``: unknown).
+    ``time_scale`` scales the regrowth of a batch's own concurrency limit; ``task_timeout`` is
+    the default deadline of a task. Reached as ``client.dispatcher``."""
+
+    def __init__(
+        self,
+        api: TaskAPI,
+        poller: Poller,
+        limits: Limits,
+        *,
+        price: Estimator,
+        time_scale: float = 1.0,
+        task_timeout: float | None = 1800.0,
+    ) -> None:
+        self._services = Services(api, poller, limits, price, time_scale, task_timeout)
+        self._runs: set[Run] = set()
+        self._single: SingleRun | None = None
+        self._index = 0
+
+    def __repr__(self) -> str:
+        return f"<Dispatcher runs={len(self._runs)}>"
+
+    def _client_limits(self) -> tuple[list[ConcurrencyLimit], list[CreditBudget]]:
+        limits = self._services.limits
+        conc = [limits.concurrency] if limits.concurrency is not None else []
+        budgets = [limits.budget] if limits.budget is not None else []
+        return conc, budgets
+
+    def stats(self) -> BatchStats:
+        """Counters of the requests made through ``submit``."""
+        return self._single.snapshot() if self._single is not None else BatchStats()
+
+    async def aclose(self) -> None:
+        for run in list(self._runs):
+            await run.aclose()
+        self._runs.clear()
+
+    async def submit(
+        self,
+        request: RequestLike,
+        *,
+        timeout: float | None = None,
+        max_attempts: int = 3,
+        on_event: Callable[[Event], object] | None = None,
+    ) -> TaskHandle:
+        req = as_request(request)
+        if self._single is None:
+            conc, budgets = self._client_limits()
+            self._single = SingleRun(self._services, concurrency=conc, budgets=budgets)
+            self._runs.add(self._single)
+        run = self._single
+        self._index += 1
+        limit = self._services.task_timeout if timeout is None else timeout
+        job = Job(index=self._index, request=req, max_attempts=max_attempts, timeout=limit)
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        run.futures[job.index] = future
+        if on_event is not None:
+            run.handlers[job.index] = on_event
+        await run.attempt(job)
+        return TaskHandle(job, future)
+
+    def generate_many(
+        self,
+        requests: Iterable[Item] | AsyncIterable[Item],
+        *,
+        max_in_flight: int | None = None,
+        rate: float | None = None,
+        budget: float | None = None,
+        max_attempts: int = 3,
+        timeout: float | None = None,
+        on_event: Callable[[Event], object] | None = None,
+        before_create: BeforeCreate | None = None,
+    ) -> Batch:
+        """One batch: requests (or ``Attach`` items) pulled lazily, numbered from 1 in the
+        order pulled; one ``Outcome`` each."""
+        conc, budgets = self._client_limits()
+        own: ConcurrencyLimit | None = None
+        if max_in_flight is not None:
+            # like the client's: shrunk by "too many concurrent tasks" 429s, it grows back
+            # (without grow_every a 429 caused by another user of the key shrank it for good)
+            own = ConcurrencyLimit(max_in_flight, grow_every=60.0 * self._services.time_scale)
+            conc.append(own)
+        if budget is not None:
+            budgets.append(CreditBudget(budget))
+        run = BatchRun(
+            self._services,
+            concurrency=conc,
+            budgets=budgets,
+            rate=RateLimiter(rate, 1) if rate is not None else None,
+            on_event=on_event,
+            before_create=before_create,
+        )
+        limit = self._services.task_timeout if timeout is None else timeout
+        return Batch(run, self._generate(run, own, requests, max_attempts, limit))
+
+    async def _generate(
+        self,
+        run: BatchRun,
+        own: ConcurrencyLimit | None,
+        requests: Iterable[Item] | AsyncIterable[Item],
+        max_attempts: int,
+        timeout: float | None,
+    ) -> AsyncIterator[Outcome]:
+        limits = self._services.limits
+        self._runs.add(run)
+        limits.subscribe(run.on_throttle)
+        if own is not None:
+            limits.add_concurrency(own)
+        run.spawn(run.feed(requests, max_attempts, timeout))
+        try:
+            while True:
+                while run.out:
+                    outcome = run.out.popleft()
+                    run.changed.set()  # room in the buffer: the feeder may go on
+                    yield outcome
+                if run.finished:
+                    return
+                run.ready.clear()
+                if run.out or run.finished:
+                    continue
+                await run.ready.wait()
+        finally:
+            limits.unsubscribe(run.on_throttle)
+            if own is not None:
+                limits.discard_concurrency(own)
+            await run.aclose()
+            self._runs.discard(run)

@@ -1,0 +1,413 @@
+"""Admission and the life of one request: a concurrency slot, a credit reservation and a rate
+token, then a create (or, for an ``Attach``, none), then the poller until the task ends.
+
+``Run`` is the machinery shared by a batch and by the dispatcher's single submits; it gets its
+collaborators (``Services``) explicitly and reads nothing of a client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Protocol
+
+import anyio
+import attrs
+
+from ..errors import (
+    APIConnectionError,
+    BudgetExceededError,
+    DecodeError,
+    EvolinkError,
+    RateLimitError,
+    ServerError,
+    TaskFailedError,
+)
+from ..limits import (
+    ConcurrencyLimit,
+    ConcurrencyPermit,
+    CreditBudget,
+    Estimator,
+    Limits,
+    RateLimiter,
+    Reservation,
+    Throttle,
+)
+from ..models import Task, TaskStatus, VideoRequest
+from ..poller import Poller, TaskResult
+from .events import (
+    BatchStats,
+    BeforeCreate,
+    BudgetSkipped,
+    Completed,
+    Event,
+    Failed,
+    Outcome,
+    OutcomeStatus,
+    Progress,
+    RateLimited,
+    Retrying,
+    Submitted,
+)
+
+__all__ = ["Job", "Run", "Services", "Signal", "TaskAPI"]
+
+logger = logging.getLogger("evolink_async")
+
+#: creates that fail with one of these (after the transport's own retries) are tried again
+#: later, up to ``max_attempts`` times: the service certainly did not take them.
+_REQUEUE_LIMIT = 50
+
+
+class TaskAPI(Protocol):
+    """What the dispatcher needs of the API (``api.EvolinkAPI`` is one)."""
+
+    @property
+    def requests(self) -> int: ...
+
+    def create_video(self, request: VideoRequest) -> Awaitable[Task]: ...
+
+
+@attrs.frozen
+class Services:
+    """The dispatcher's collaborators: the API, the one poller, the client's limits, what a
+    create costs, and the defaults of the client."""
+
+    api: TaskAPI
+    poller: Poller
+    limits: Limits
+    price: Estimator
+    time_scale: float = 1.0
+    task_timeout: float | None = 1800.0
+
+
+class Signal:
+    """Something changed: ``wait()`` returns at the next ``set()`` after the last ``clear()``
+    (an anyio event, renewed on each clear)."""
+
+    __slots__ = ("_event",)
+
+    def __init__(self) -> None:
+        self._event = anyio.Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    def clear(self) -> None:
+        if self._event.is_set():
+            self._event = anyio.Event()
+
+    async def wait(self) -> None:
+        await self._event.wait()
+
+
+@attrs.define(eq=False)
+class Job:
+    """One request of a run, over its attempts."""
+
+    index: int
+    request: VideoRequest
+    max_attempts: int
+    timeout: float | None
+    attempts: int = 0
+    requeues: int = 0
+    task_ids: list[str] = attrs.field(factory=list)
+    slots: list[ConcurrencyPermit] = attrs.field(factory=list)
+    reservations: list[Reservation] = attrs.field(factory=list)
+    task: Task | None = None
+    credits: float = 0.0
+    #: a task an earlier run created, to follow instead of creating one (``Attach``)
+    attach_id: str | None = None
+
+
+class Run:
+    """The shared machinery of one batch, or of the dispatcher's single submits."""
+
+    def __init__(
+        self,
+        services: Services,
+        *,
+        concurrency: list[ConcurrencyLimit],
+        budgets: list[CreditBudget],
+        rate: RateLimiter | None = None,
+        on_event: Callable[[Event], object] | None = None,
+        create_parallelism: int = 16,
+        before_create: BeforeCreate | None = None,
+    ) -> None:
+        self.services = services
+        self.concurrency = concurrency
+        self.budgets = budgets
+        self.rate = rate
+        self.on_event = on_event
+        self.before_create = before_create
+        self.stats = BatchStats()
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.live: dict[str, Job] = {}
+        #: set whenever something changed that a waiter (feeder, consumer) may care about
+        self.changed = Signal()
+        self.create_gate = anyio.Semaphore(create_parallelism, fast_acquire=True)
+        self.closed = False
+        self._requests_at_start = services.api.requests
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    def notify(self) -> None:
+        self.changed.set()
+
+    def emit(self, event: Event) -> None:
+        if self.on_event is None:
+            return
+        try:
+            self.on_event(event)
+        except Exception:  # a user's event handler must not break the batch
+            logger.exception("on_event handler failed on %r", event)
+
+    def deliver(self, outcome: Outcome) -> None:
+        raise NotImplementedError
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        # A loose task, not a task group: a batch is driven by an async generator whose steps
+        # may run in different tasks, where a task group cannot live. Every task is kept,
+        # cancelled and awaited by aclose().
+        task = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self._spawned_done)
+
+    def _spawned_done(self, task: asyncio.Task[Any]) -> None:
+        self.tasks.discard(task)
+        self.notify()
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("internal error in the dispatcher", exc_info=task.exception())
+
+    def on_throttle(self, throttle: Throttle) -> None:
+        """A 429, as the limits took it (they already paused and shrank what they hold)."""
+        self.stats.rate_limited += 1
+        self.emit(RateLimited(throttle.retry_after, throttle.effective_rate, throttle.concurrency))
+
+    def snapshot(self) -> BatchStats:
+        s = attrs.evolve(self.stats)
+        s.requests = self.services.api.requests - self._requests_at_start
+        s.effective_rate = self.services.limits.rate.effective_rate
+        s.credits_reserved = sum(b.reserved for b in self.budgets)
+        s.in_flight_task_ids = list(self.live)
+        return s
+
+    async def aclose(self) -> None:
+        """Cancel creates in progress, stop polling this run's tasks, release slots."""
+        self.closed = True
+        tasks = list(self.tasks)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for task_id, job in list(self.live.items()):
+            self.services.poller.forget(task_id)
+            # the task runs on at the service and may be billed: keep its credits
+            self._settle(job, commit=True)
+            self._release_slots(job)
+        self.live.clear()
+        self.notify()  # a consumer waiting for outcomes sees the run has ended
+
+    # -- one job -----------------------------------------------------------------------------
+
+    def _release_slots(self, job: Job) -> None:
+        for permit in job.slots:
+            permit.release()
+        job.slots.clear()
+        self.notify()
+
+    @staticmethod
+    def _settle(job: Job, *, commit: bool) -> None:
+        for r in job.reservations:
+            if commit:
+                r.commit()
+            else:
+                r.release()
+        job.reservations.clear()
+
+    def _price(self, request: VideoRequest) -> float | None:
+        return self.services.price(request.model, request.duration, request.extra)
+
+    def finish(self, job: Job, status: OutcomeStatus, error: EvolinkError | None) -> None:
+        outcome = Outcome(
+            index=job.index,
+            request=job.request,
+            status=status,
+            task=job.task,
+            error=error,
+            attempts=job.attempts,
+            credits=job.credits,
+            task_ids=tuple(job.task_ids),
+        )
+        setattr(self.stats, status, getattr(self.stats, status) + 1)
+        if status == "completed":
+            self.stats.credits_spent += job.credits
+            self.emit(Completed(outcome))
+        elif status != "skipped":
+            self.emit(Failed(outcome))
+        self.deliver(outcome)
+        self.notify()
+
+    def skip(self, job: Job, needed: float | None, error: EvolinkError) -> None:
+        self._settle(job, commit=False)
+        self._release_slots(job)
+        self.emit(BudgetSkipped(job.index, needed, str(error)))
+        self.finish(job, "skipped", error)
+
+    async def attempt(self, job: Job) -> None:
+        """Admit and create one attempt of a job (or attach it), then hand it to the poller."""
+        self.stats.submitting += 1
+        try:
+            for limit in self.concurrency:
+                job.slots.append(await limit.acquire())
+            if job.attach_id is not None:
+                self._attach(job, job.attach_id)
+            else:
+                await self._reserve_and_create(job)
+        except BaseException:
+            # Cancelled while waiting for a slot, credits or a rate token: nothing was sent, so
+            # give them back (they may be the client's, shared with later batches). A no-op
+            # after a create, which settles them itself.
+            self._settle(job, commit=False)
+            self._release_slots(job)
+            raise
+        finally:
+            self.stats.submitting -= 1
+            self.notify()
+
+    def _attach(self, job: Job, task_id: str) -> None:
+        """Follow a task an earlier run created: no credits, no create, no before_create."""
+        job.attach_id = None  # a retry after it goes through the ordinary create path
+        task = Task(id=task_id, status=TaskStatus.PENDING, raw_status="pending")
+        job.task = task
+        job.task_ids.append(task_id)
+        self._go_live(job, task)
+        self._track(job, task)
+
+    async def _reserve_and_create(self, job: Job) -> None:
+        price = self._price(job.request)
+        if not await self._reserve(job, price):
+            return
+        if self.rate is not None:
+            await self.rate.acquire()
+        job.attempts += 1
+        self.stats.creates += 1
+        try:
+            if self.before_create is not None:
+                await self.before_create(job.index, job.request, job.attempts)
+            task = await self.services.api.create_video(job.request)
+        except BaseException as exc:
+            self._create_failed(job, exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        job.task = task
+        job.task_ids.append(task.id)
+        actual = task.credits_reserved if task.credits_reserved is not None else (price or 0.0)
+        for r in job.reservations:
+            r.settle(actual)
+        job.credits = actual
+        self._go_live(job, task)
+        self.emit(Submitted(job.index, task.id, job.attempts, task.credits_reserved))
+        self._track(job, task)
+
+    async def _reserve(self, job: Job, price: float | None) -> bool:
+        """Hold the job's price in every budget; False when it was skipped instead."""
+        if not self.budgets:
+            return True
+        if price is None:
+            reason = (
+                f"no known price for {job.request.model} while a budget is set "
+                "(give the client an estimator=)"
+            )
+            self.skip(job, None, BudgetExceededError(reason))
+            return False
+        try:
+            for budget in self.budgets:
+                job.reservations.append(await budget.reserve(price))
+        except BudgetExceededError as exc:
+            self.skip(job, price, exc)
+            return False
+        return True
+
+    def _go_live(self, job: Job, task: Task) -> None:
+        self.live[task.id] = job
+        self.stats.in_flight += 1
+
+    def _track(self, job: Job, task: Task) -> None:
+        """Hand a created (or attached) task to the poller until it ends."""
+
+        def on_update(t: Task) -> None:
+            job.task = t
+            self.emit(Progress(job.index, t.id, t.status, t.progress))
+
+        def on_done(result: TaskResult) -> None:
+            self._task_done(job, task.id, result)
+
+        self.services.poller.track(
+            task, timeout=job.timeout, on_update=on_update, on_done=on_done, gate=self.rate
+        )
+
+    def _create_failed(self, job: Job, exc: BaseException) -> None:
+        maybe_created = isinstance(exc, DecodeError) or (
+            isinstance(exc, APIConnectionError) and exc.maybe_created
+        )
+        if not isinstance(exc, Exception) or maybe_created:
+            # The service may have created (and billed) it: keep its credits as spent.
+            self._settle(job, commit=True)
+            self._release_slots(job)
+            if isinstance(exc, EvolinkError):
+                self.finish(job, "unknown", exc)
+            else:
+                self.stats.unknown += 1  # cancelled in the middle of a create
+            return
+        self._settle(job, commit=False)
+        self._release_slots(job)
+        refused = isinstance(exc, (RateLimitError, ServerError, APIConnectionError))
+        if refused and job.requeues < _REQUEUE_LIMIT and not self.closed:
+            # The service certainly took nothing: try again later, not counted as an attempt.
+            job.requeues += 1
+            job.attempts -= 1
+            self.stats.retries += 1
+            self.emit(Retrying(job.index, job.attempts + 1, f"create refused: {exc}"))
+            self.resubmit(job)
+            return
+        self.finish(job, "failed", exc if isinstance(exc, EvolinkError) else _wrap(exc))
+
+    def _task_done(self, job: Job, task_id: str, result: TaskResult) -> None:
+        if self.live.pop(task_id, None) is None:
+            return
+        self.stats.in_flight -= 1
+        self._release_slots(job)
+        if not isinstance(result, Task):
+            # Tracking ended without a final status (deadline, task gone): it may be billed.
+            self._settle(job, commit=True)
+            self.finish(job, "failed", result)
+            return
+        job.task = result
+        if result.status is TaskStatus.COMPLETED:
+            self._settle(job, commit=True)
+            self.finish(job, "completed", None)
+            return
+        self._settle(job, commit=False)
+        job.credits = 0.0
+        if result.is_retryable_failure and job.attempts < job.max_attempts and not self.closed:
+            self.stats.retries += 1
+            code = result.error.code if result.error is not None else None
+            self.emit(Retrying(job.index, job.attempts + 1, f"task failed: {code}", task_id))
+            self.resubmit(job)
+            return
+        self.finish(job, "failed", TaskFailedError(result))
+
+    def resubmit(self, job: Job) -> None:
+        """A new attempt in its own coroutine (a batch queues it for its feeder instead)."""
+        self.spawn(self.attempt(job))
+
+
+def _wrap(exc: BaseException) -> EvolinkError:
+    err = EvolinkError(f"{type(exc).__name__}: {exc}")
+    err.__cause__ = exc
+    return err

@@ -1,0 +1,118 @@
+"""``Limits``: the rate, the client's tasks in flight and its credits, as one gate.
+
+The transport passes it before every request (:meth:`Limits.acquire`) and tells it of every 429
+(:meth:`Limits.on_rate_limited`). One 429 is handled here, in one place: the rate pauses for
+its Retry-After and slows down (AIMD); a "too many concurrent tasks" 429 also shrinks every
+concurrency limit in force. Whoever wants to know (a batch's statistics and events) subscribes
+with :meth:`Limits.subscribe`; :attr:`Limits.throttles` counts the 429s.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import attrs
+
+from ..errors import RateLimitError
+from .concurrency import ConcurrencyLimit
+from .credits import CreditBudget
+from .rate import RateLimiter
+
+__all__ = ["Limits", "Throttle"]
+
+logger = logging.getLogger("evolink_async")
+
+
+@attrs.frozen
+class Throttle:
+    """One 429 as the limits took it: the pause it asked for, the rate in force after it,
+    and whether it was the service's "too many concurrent tasks"."""
+
+    retry_after: float | None
+    effective_rate: float
+    concurrency: bool
+
+
+class Limits:
+    """The limits every request of one client shares (``None``: not limited locally).
+
+    ``running`` tells how many tasks run at the service now (the poller's count); a
+    concurrency 429 shrinks each concurrency limit to at most that, and below what it holds.
+    """
+
+    __slots__ = ("_extra", "_listeners", "budget", "concurrency", "rate", "running", "throttles")
+
+    def __init__(
+        self,
+        rate: RateLimiter | None = None,
+        concurrency: ConcurrencyLimit | None = None,
+        budget: CreditBudget | None = None,
+        *,
+        running: Callable[[], int] | None = None,
+    ) -> None:
+        self.rate = rate if rate is not None else RateLimiter.unlimited()
+        self.concurrency = concurrency
+        self.budget = budget
+        self.running = running
+        #: 429s seen so far
+        self.throttles = 0
+        self._listeners: list[Callable[[Throttle], object]] = []
+        self._extra: list[ConcurrencyLimit] = []
+
+    def __repr__(self) -> str:
+        return (
+            f"<Limits rate={self.rate!r} concurrency={self.concurrency!r}"
+            f" budget={self.budget!r} throttles={self.throttles}>"
+        )
+
+    async def acquire(self) -> None:
+        """Wait until a request may go (the rate, and any pause a 429 asked for)."""
+        await self.rate.acquire()
+
+    def on_rate_limited(self, error: RateLimitError) -> None:
+        """The service answered 429: pause and slow the rate, shrink concurrency on a
+        "too many concurrent tasks" answer, then tell the subscribers."""
+        self.throttles += 1
+        self.rate.on_rate_limited(error.retry_after)
+        concurrency = error.is_concurrency_limit
+        if concurrency:
+            self._shrink()
+        throttle = Throttle(error.retry_after, self.rate.effective_rate, concurrency)
+        for listener in list(self._listeners):
+            try:
+                listener(throttle)
+            except Exception:  # an observer must not break the request that saw the 429
+                logger.exception("a 429 listener failed on %r", throttle)
+
+    def _shrink(self) -> None:
+        # The service holds at most the tasks running there now. Slots also count creates
+        # still waiting for an answer (or retrying this very 429), so "in_flight - 1" alone
+        # never converged: one 429 per create, each halving the rate.
+        running = self.running() if self.running is not None else None
+        for limit in self.concurrency_limits():
+            target = limit.in_flight - 1 if running is None else min(limit.in_flight - 1, running)
+            limit.shrink(max(1, target))
+
+    def concurrency_limits(self) -> list[ConcurrencyLimit]:
+        """Every concurrency limit in force: the client's, then those of running batches."""
+        own = [self.concurrency] if self.concurrency is not None else []
+        return own + self._extra
+
+    def add_concurrency(self, limit: ConcurrencyLimit) -> None:
+        """Put a batch's own concurrency limit in force (shrunk by 429s too)."""
+        self._extra.append(limit)
+
+    def discard_concurrency(self, limit: ConcurrencyLimit) -> None:
+        """Take a limit of :meth:`add_concurrency` out of force (a no-op if it is not)."""
+        if limit in self._extra:
+            self._extra.remove(limit)
+
+    def subscribe(self, listener: Callable[[Throttle], object]) -> None:
+        """Call ``listener`` with every 429 from now on."""
+        self._listeners.append(listener)
+
+    def unsubscribe(self, listener: Callable[[Throttle], object]) -> None:
+        """Stop calling ``listener`` (a no-op when it is not subscribed)."""
+        if listener in self._listeners:
+            self._listeners.remove(listener)
