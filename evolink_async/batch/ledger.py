@@ -36,6 +36,7 @@ import attrs
 
 __all__ = [
     "FINAL",
+    "STATES",
     "TRANSITIONS",
     "BatchProgress",
     "Ledger",
