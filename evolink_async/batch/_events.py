@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import anyio
 
@@ -32,7 +32,7 @@ from ..errors import (
     TaskFailedError,
     TaskTimeoutError,
 )
-from ..models import TaskStatus
+from ..models import TaskStatus, VideoRequest
 from ._writer import JournalWriter, Op
 from .journal import Journal
 from .ledger import Ledger
@@ -75,7 +75,9 @@ class Recorder:
     """Turns the dispatcher's events and outcomes into ledger transitions and journal records.
 
     ``on_download`` is called with a line whose clip is to be fetched now; ``on_abort`` with
-    the reason the job must stop admitting (the service refused the key or the credits).
+    the reason the job must stop admitting (the service refused the key or the credits);
+    ``stopping()`` says whether the job stopped admitting; ``fingerprints`` are the lines'
+    request fingerprints, for their intents.
     """
 
     def __init__(
@@ -87,6 +89,8 @@ class Recorder:
         download: bool,
         on_download: Callable[[int], None],
         on_abort: Callable[[str], None],
+        stopping: Callable[[], bool],
+        fingerprints: Mapping[int, str],
     ) -> None:
         self.ledger = ledger
         self.journal = journal
@@ -94,6 +98,8 @@ class Recorder:
         self.download = download
         self.on_download = on_download
         self.on_abort = on_abort
+        self.stopping = stopping
+        self.fingerprints = fingerprints
         self.rate_limited = 0
         self.changed = anyio.Event()
 
@@ -103,6 +109,27 @@ class Recorder:
     def touched(self) -> None:
         self.changed.set()
         self.changed = anyio.Event()
+
+    async def before_create(
+        self, lines: Sequence[int], index: int, request: VideoRequest, attempt: int
+    ) -> None:
+        """The dispatcher's hook: the intent is on disk before the create is sent."""
+        line = lines[index - 1]
+        if self.stopping():
+            raise Stopped("not submitted: the batch was stopped")
+        self.ledger.post(line)
+        try:
+            await self.writer.write(
+                functools.partial(self.journal.intent, line, self.fingerprints[line])
+            )
+        except BaseException as exc:
+            if isinstance(exc, Exception):
+                self.ledger.intent_failed(line)
+            else:  # cancelled: the intent is written anyway
+                self.ledger.intent_cancelled(line)
+            self.touched()
+            raise
+        self.ledger.intent_written(line)
 
     def on_event(self, lines: Sequence[int], event: Event) -> None:
         """The dispatcher's ``on_event``: ``lines`` maps its 1-based index to line numbers."""

@@ -11,7 +11,7 @@ import contextlib
 import functools
 import os
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, cast
 
@@ -23,7 +23,7 @@ from ..dispatcher import Batch
 from ..errors import EvolinkError, JournalError, TaskFailedError
 from ..models import Task, TaskStatus, VideoRequest
 from ._downloads import Downloader, check_files
-from ._events import Recorder, Stopped
+from ._events import Recorder
 from ._writer import JournalWriter
 from .input import BatchLine, PromptFormat, load_prompts
 from .journal import Journal, LineState
@@ -45,6 +45,33 @@ __all__ = ["BatchJob", "run_batch"]
 
 #: seconds a stopping job waits for creates already sent to be answered
 _STOP_GRACE = 30.0
+
+
+async def _follow(
+    client: EvolinkClient,
+    task_id: str,
+    task_timeout: float | None,
+    on_processing: Callable[[], object],
+) -> Task:
+    """Wait for ``task_id`` to end, holding a place of the client's concurrency meanwhile."""
+    concurrency = client.concurrency
+    permit = None
+    try:
+        if concurrency is not None:
+            permit = await concurrency.acquire()
+
+        def on_progress(task: Task) -> None:
+            if task.status is TaskStatus.PROCESSING:
+                on_processing()
+
+        return await client.wait(task_id, timeout=task_timeout, on_progress=on_progress)
+    except BaseException:
+        with contextlib.suppress(RuntimeError):  # the client is closed already
+            client.poller.forget(task_id)
+        raise
+    finally:
+        if permit is not None:
+            permit.release()
 
 
 class BatchJob:
@@ -162,6 +189,8 @@ class BatchJob:
                 download=self.download,
                 on_download=self._start_download,
                 on_abort=self._abort,
+                stopping=lambda: self._stopping,
+                fingerprints={n: e.fingerprint for n, e in self._entries.items()},
             )
             self._downloads = Downloader(
                 self.client,
@@ -282,7 +311,7 @@ class BatchJob:
             max_attempts=max_attempts,
             timeout=self.task_timeout,
             on_event=functools.partial(self._rec.on_event, lines),
-            before_create=functools.partial(self._before_create, lines),
+            before_create=functools.partial(self._rec.before_create, lines),
         )
         try:
             while True:
@@ -295,29 +324,6 @@ class BatchJob:
             with anyio.CancelScope(shield=True):
                 await batch.aclose()
 
-    async def _before_create(
-        self, lines: list[int], index: int, request: VideoRequest, attempt: int
-    ) -> None:
-        """The dispatcher's hook: the intent is on disk before the create is sent."""
-        line = lines[index - 1]
-        if self._stopping:
-            raise Stopped("not submitted: the batch was stopped")
-        assert self._rec is not None
-        rec = self._rec
-        rec.ledger.post(line)
-        try:
-            await rec.writer.write(
-                functools.partial(rec.journal.intent, line, self._entries[line].fingerprint)
-            )
-        except BaseException as exc:
-            if isinstance(exc, Exception):
-                rec.ledger.intent_failed(line)
-            else:  # cancelled: the intent is written anyway
-                rec.ledger.intent_cancelled(line)
-            rec.touched()
-            raise
-        rec.ledger.intent_written(line)
-
     # -- re-attaching and downloading ----------------------------------------------------
 
     async def _reattach(self, line: int) -> None:
@@ -328,38 +334,20 @@ class BatchJob:
         assert self._rec is not None
         rec, ln = self._rec, self._ledger[line]
         assert ln.task_id is not None
-        task_id = ln.task_id
-        concurrency = self.client.concurrency
-        permit = None
         try:
-            if concurrency is not None:
-                permit = await concurrency.acquire()
-
-            def on_progress(task: Task) -> None:
-                if task.status is TaskStatus.PROCESSING:
-                    rec.ledger.processing(line)
-
-            try:
-                task = await self.client.wait(
-                    task_id, timeout=self.task_timeout, on_progress=on_progress
-                )
-            except TaskFailedError as exc:
-                if exc.retryable and ln.attempts < self.max_attempts and not self._stopping:
-                    rec.retry_later(line, exc)
-                    self._retry_later.append(line)
-                else:
-                    rec.failed(line, exc, from_create=False)
-            except EvolinkError as exc:
-                rec.failed(line, exc, from_create=False)
+            task = await _follow(
+                self.client, ln.task_id, self.task_timeout, lambda: rec.ledger.processing(line)
+            )
+        except TaskFailedError as exc:
+            if exc.retryable and ln.attempts < self.max_attempts and not self._stopping:
+                rec.retry_later(line, exc)
+                self._retry_later.append(line)
             else:
-                rec.completed(line, task.video_url)
-        except BaseException:
-            with contextlib.suppress(RuntimeError):  # the client is closed already
-                self.client.poller.forget(task_id)
-            raise
-        finally:
-            if permit is not None:
-                permit.release()
+                rec.failed(line, exc, from_create=False)
+        except EvolinkError as exc:
+            rec.failed(line, exc, from_create=False)
+        else:
+            rec.completed(line, task.video_url)
 
     def _start_download(self, line: int) -> None:
         if self._tg is not None and self._downloads is not None:
