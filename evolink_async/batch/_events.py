@@ -161,7 +161,7 @@ class Recorder:
             return
         err = outcome.error
         if outcome.task_id is not None:
-            ln.task_id = outcome.task_id
+            self.ledger.task_known(line, outcome.task_id)
         if outcome.status == "completed" and outcome.task is not None:
             self.completed(line, outcome.task.video_url, credits=outcome.credits)
         elif outcome.status == "skipped":

@@ -398,6 +398,10 @@ class Ledger:
             ln.error = error
         return ln is not None
 
+    def task_known(self, line: int, task_id: str) -> None:
+        """The service named the line's task (an outcome carries its id)."""
+        self[line].task_id = task_id
+
     def set_url(self, line: int, url: str) -> None:
         """A fresh result URL (the old link expired)."""
         self[line].url = url
