@@ -181,24 +181,7 @@ class BatchJob:
         journal = await Journal.aopen(self.out_dir)
         try:
             todo = await self._plan(journal.state)
-            writer = JournalWriter(lambda exc: self._abort(f"the journal cannot be written: {exc}"))
-            self._rec = Recorder(
-                self._ledger,
-                journal,
-                writer,
-                download=self.download,
-                on_download=self._start_download,
-                on_abort=self._abort,
-                stopping=lambda: self._stopping,
-                fingerprints={n: e.fingerprint for n, e in self._entries.items()},
-            )
-            self._downloads = Downloader(
-                self.client,
-                self.out_dir,
-                self._rec,
-                self._download_concurrency,
-                lambda: self._stopping,
-            )
+            writer = self._wire(journal)
             try:
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(writer.run)
@@ -225,6 +208,24 @@ class BatchJob:
             interrupted=self._interrupted,
             aborted=self._aborted,
         )
+
+    def _wire(self, journal: Journal) -> JournalWriter:
+        """Build the run's journal writer, event recorder and downloader."""
+        writer = JournalWriter(lambda exc: self._abort(f"the journal cannot be written: {exc}"))
+        self._rec = Recorder(
+            self._ledger,
+            journal,
+            writer,
+            download=self.download,
+            on_download=self._start_download,
+            on_abort=self._abort,
+            stopping=lambda: self._stopping,
+            fingerprints={n: e.fingerprint for n, e in self._entries.items()},
+        )
+        self._downloads = Downloader(
+            self.client, self.out_dir, self._rec, self._download_concurrency, lambda: self._stopping
+        )
+        return writer
 
     async def _plan(self, state: dict[int, LineState]) -> Plan:
         """Sort lines by what the journal says: submit, re-attach, download, or done."""
