@@ -185,6 +185,37 @@ async def test_records_without_a_line_or_of_unknown_events_are_kept_but_not_fold
     ]
 
 
+@pytest.mark.parametrize("how", ["method", "append"])
+async def test_a_download_failure_is_folded_keeping_the_completed_task(
+    tmp_path: Path, how: str
+) -> None:
+    """The job writes ``download_failed`` records: the fold keeps them (one schema), whether
+    written by ``download_failed()`` or, as earlier versions did, by ``append()``."""
+    task = "task-unified-6-ffffffff"
+    async with await Journal.aopen(tmp_path) as journal:
+        await journal.intent(6, FP)
+        await journal.created(6, task, 23.04)
+        await journal.finished(6, task, "completed", url="https://cdn/6.mp4")
+        if how == "method":
+            state = await journal.download_failed(6, task, "HTTP 403 for the link")
+        else:
+            record = {"event": "download_failed", "line": 6, "task_id": task}
+            state = await journal.append({**record, "reason": "HTTP 403 for the link"})
+    expected = LineState(
+        line=6,
+        phase="download_failed",
+        task_id=task,
+        attempts=1,
+        status="completed",
+        error="HTTP 403 for the link",
+        url="https://cdn/6.mp4",
+        credits=23.04,
+        fingerprint=FP,
+    )
+    assert (expected, {6: expected}) == (state, replay(tmp_path))
+    assert ["ts", "event", "line", "task_id", "reason"] == list(read_records(tmp_path)[-1])
+
+
 def test_replay_of_a_missing_journal_is_empty(tmp_path: Path) -> None:
     assert replay(tmp_path / "never-used") == {}
 

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
 from evolink_async import EvolinkClient, RetryEvent, RetryPolicy
@@ -375,6 +376,60 @@ def test_crash_soak_five_sigkills_then_resume_gives_a_complete_manifest_and_no_d
         f"\ncrash soak: {kills} SIGKILLs, {CRASH_PROMPTS} prompts, {len(sim.tasks)} creates, "
         f"{unknown} unknown (intent without created at a kill), 0 created twice"
     )
+
+
+BUDGET_PROMPTS = 12
+BUDGET_IN_FLIGHT = 8  # batch_argv's --concurrency
+BUDGET_CLIPS = 10
+BUDGET = BUDGET_CLIPS * PRICE + 1  # pays for ten clips, not eleven
+
+
+def test_a_rerun_after_a_sigkill_counts_intent_only_lines_as_spent_and_keeps_its_budget(
+    tmp_path: Path,
+) -> None:
+    """Issue 11: a batch killed while creates are in flight (intent journaled, no answer) is
+    rerun with the same budget: the intent-only lines count as spent at their price, so the
+    rerun reserves only what is left, and the service never creates more than the budget."""
+    prompts = [f"budget {i:02d}: a kite over the dunes" for i in range(BUDGET_PROMPTS)]
+    source = tmp_path / "prompts.txt"
+    source.write_text("\n".join(prompts) + "\n")
+    out = tmp_path / "clips"
+    # every answer comes after 30 real seconds: the creates stay in flight until the kill
+    with ThreadedSimulator(
+        time_scale=0.005, api_key=KEY, seed=11, slow_rate=1.0, slow_seconds=30
+    ) as sim:
+        argv = [*batch_argv(source, out, sim), "--budget", str(BUDGET)]
+        first = BatchProcess(argv, tmp_path, "first")
+        try:
+            assert wait_for_journal(out, BUDGET_IN_FLIGHT, first)
+        finally:
+            first.kill()
+        at_kill = replay(out)
+        created_before = len(sim.tasks)
+        sim.config = attrs.evolve(sim.config, slow_rate=0.0)  # the service answers again
+        rerun = BatchProcess(argv, tmp_path, "rerun")
+        code = rerun.wait()
+        created_after = len(sim.tasks)
+    assert KEY not in first.output + rerun.output
+    intent_only = {n for n, s in at_kill.items() if s.phase == "intent"}
+    assert BUDGET_IN_FLIGHT == len(intent_only)
+    assert created_before <= BUDGET_IN_FLIGHT
+    manifest = read_manifest(out)
+    assert list(range(1, BUDGET_PROMPTS + 1)) == [e["line"] for e in manifest]
+
+    # the intent-only lines are reported, not resubmitted
+    assert {n: ("unknown", "maybe_created") for n in intent_only} == {
+        e["line"]: (e["status"], e["error"]["code"]) for e in manifest if e["line"] in intent_only
+    }
+    # the rerun counted them as spent: the budget left room for two clips only
+    rest = [e for e in manifest if e["line"] not in intent_only]
+    assert Counter({"completed": 2, "skipped": 2}) == Counter(e["status"] for e in rest)
+    assert {"budget_exceeded"} == {e["error"]["code"] for e in rest if e["status"] == "skipped"}
+    assert 1 == code
+    # the service created two tasks in the rerun, and never more than the budget pays for
+    assert 2 == created_after - created_before
+    assert created_after * PRICE <= BUDGET
+    assert {} == {p: n for p, n in sim.stats.creates_per_prompt.items() if n > 1}
 
 
 async def test_a_rerun_removes_the_partial_downloads_a_killed_run_left_and_nothing_else(

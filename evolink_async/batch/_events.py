@@ -1,0 +1,224 @@
+"""From the dispatcher's events and outcomes to ledger transitions and journal records."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping, Sequence
+
+import anyio
+
+from ..dispatcher import (
+    BudgetSkipped,
+    Completed,
+    Event,
+    Failed,
+    Outcome,
+    Progress,
+    RateLimited,
+    Retrying,
+    Submitted,
+)
+from ..errors import (
+    APIConnectionError,
+    APIError,
+    AuthenticationError,
+    BudgetExceededError,
+    DecodeError,
+    DownloadError,
+    EvolinkError,
+    InsufficientCreditsError,
+    JournalError,
+    NotFoundError,
+    TaskFailedError,
+    TaskTimeoutError,
+)
+from ..models import TaskStatus, VideoRequest
+from ._writer import JournalWriter, Op
+from .journal import Journal
+from .ledger import Ledger
+
+__all__ = ["Recorder", "Stopped", "error_info"]
+
+
+class Stopped(EvolinkError):
+    """Raised by the create hook once the job stops admitting: nothing is sent."""
+
+
+def error_info(exc: BaseException) -> dict[str, str]:
+    """``{"code", "message"}`` for the manifest."""
+    if isinstance(exc, TaskFailedError):
+        err = exc.task.error
+        code = str(err.code) if err is not None and err.code is not None else "task_failed"
+        message = err.message if err is not None and err.message else str(exc)
+        return {"code": code, "message": message}
+    if isinstance(exc, TaskTimeoutError):
+        return {
+            "code": "task_timeout",
+            "message": f"{exc}; it may still finish: run the same command again to re-attach it",
+        }
+    if isinstance(exc, BudgetExceededError):
+        return {"code": "budget_exceeded", "message": str(exc)}
+    if isinstance(exc, APIError):
+        api_code = exc.code if exc.code is not None else (exc.type or f"http_{exc.status}")
+        return {"code": str(api_code), "message": str(exc)}
+    if isinstance(exc, APIConnectionError):
+        code = "maybe_created" if exc.maybe_created else "connection_error"
+        return {"code": code, "message": str(exc)}
+    if isinstance(exc, DecodeError):
+        return {"code": "maybe_created", "message": str(exc)}
+    if isinstance(exc, DownloadError):
+        return {"code": "download_failed", "message": str(exc)}
+    return {"code": type(exc).__name__, "message": str(exc)}
+
+
+class Recorder:
+    """Turns the dispatcher's events and outcomes into ledger transitions and journal records.
+
+    ``on_download`` is called with a line whose clip is to be fetched now; ``on_abort`` with
+    the reason the job must stop admitting (the service refused the key or the credits);
+    ``stopping()`` says whether the job stopped admitting; ``fingerprints`` are the lines'
+    request fingerprints, for their intents.
+    """
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        journal: Journal,
+        writer: JournalWriter,
+        *,
+        download: bool,
+        on_download: Callable[[int], None],
+        on_abort: Callable[[str], None],
+        stopping: Callable[[], bool],
+        fingerprints: Mapping[int, str],
+    ) -> None:
+        self.ledger = ledger
+        self.journal = journal
+        self.writer = writer
+        self.download = download
+        self.on_download = on_download
+        self.on_abort = on_abort
+        self.stopping = stopping
+        self.fingerprints = fingerprints
+        self.rate_limited = 0
+        self.changed = anyio.Event()
+
+    def _post(self, op: Op) -> None:
+        self.writer.post(op)
+
+    def touched(self) -> None:
+        self.changed.set()
+        self.changed = anyio.Event()
+
+    async def before_create(
+        self, lines: Sequence[int], index: int, request: VideoRequest, attempt: int
+    ) -> None:
+        """The dispatcher's hook: the intent is on disk before the create is sent."""
+        line = lines[index - 1]
+        if self.stopping():
+            raise Stopped("not submitted: the batch was stopped")
+        self.ledger.post(line)
+        try:
+            await self.writer.write(
+                functools.partial(self.journal.intent, line, self.fingerprints[line])
+            )
+        except BaseException as exc:
+            if isinstance(exc, Exception):
+                self.ledger.intent_failed(line)
+            else:  # cancelled: the intent is written anyway
+                self.ledger.intent_cancelled(line)
+            self.touched()
+            raise
+        self.ledger.intent_written(line)
+
+    def on_event(self, lines: Sequence[int], event: Event) -> None:
+        """The dispatcher's ``on_event``: ``lines`` maps its 1-based index to line numbers."""
+        if isinstance(event, RateLimited):
+            self.rate_limited += 1
+            return
+        if isinstance(event, (Completed, Failed)):
+            self.on_outcome(lines[event.outcome.index - 1], event.outcome)
+            return
+        line = lines[event.index - 1]
+        if isinstance(event, Submitted):
+            self.ledger.submitted(line, event.task_id, event.credits_reserved)
+            self._post(
+                functools.partial(self.journal.created, line, event.task_id, event.credits_reserved)
+            )
+        elif isinstance(event, Progress):
+            if event.status is TaskStatus.PROCESSING:
+                self.ledger.processing(line)
+        elif isinstance(event, Retrying):
+            self.ledger.retrying(line)
+        elif isinstance(event, BudgetSkipped):
+            self.ledger.budget_skipped(line, event.reason)
+        self.touched()
+
+    def on_outcome(self, line: int, outcome: Outcome) -> None:
+        """Record how a line ended (called once per outcome; repeats are ignored)."""
+        ln = self.ledger[line]
+        if ln.final or ln.state == "downloading":
+            return
+        err = outcome.error
+        if outcome.task_id is not None:
+            self.ledger.task_known(line, outcome.task_id)
+        if outcome.status == "completed" and outcome.task is not None:
+            self.completed(line, outcome.task.video_url, credits=outcome.credits)
+        elif outcome.status == "skipped":
+            default = {"code": "skipped", "message": ""}
+            self.ledger.skipped(line, error_info(err) if err is not None else default)
+        elif outcome.status == "unknown":
+            reason = str(err) if err is not None else "the create's outcome is unknown"
+            self._post(functools.partial(self.journal.unknown, line, reason))
+            self.ledger.unknown(line, {"code": "maybe_created", "message": reason})
+        elif isinstance(err, (Stopped, JournalError)):
+            self.ledger.stopped(line)  # nothing was sent for this attempt
+        else:
+            # No Submitted event for the latest attempt: its create itself failed.
+            self.failed(line, err, from_create=not ln.sent)
+        self.touched()
+
+    def completed(self, line: int, url: str | None, *, credits: float | None = None) -> None:
+        ln = self.ledger[line]
+        assert ln.task_id is not None
+        self._post(
+            functools.partial(self.journal.finished, line, ln.task_id, "completed", None, url)
+        )
+        if self.ledger.completed(line, ln.task_id, url, credits=credits, download=self.download):
+            self.on_download(line)
+
+    def failed(self, line: int, err: EvolinkError | None, *, from_create: bool) -> None:
+        task_id = self.ledger[line].task_id
+        info = error_info(err) if err is not None else {"code": "failed", "message": ""}
+        refused = isinstance(err, APIError) or (
+            isinstance(err, APIConnectionError) and not err.maybe_created
+        )
+        if not from_create and isinstance(err, (TaskFailedError, NotFoundError)) and task_id:
+            code = "task_not_found" if isinstance(err, NotFoundError) else info["code"]
+            info = {"code": code, "message": info["message"]}
+            self._post(functools.partial(self.journal.finished, line, task_id, "failed", info))
+        elif from_create and refused:
+            # The service answered the create with an error (or was never reached):
+            # nothing was created, so the next run may submit the line again.
+            record = {
+                "event": "finished",
+                "line": line,
+                "task_id": None,
+                "status": "rejected",
+                "error": info,
+            }
+            self._post(functools.partial(self.journal.append, record))
+            if isinstance(err, (AuthenticationError, InsufficientCreditsError)):
+                self.on_abort(f"the service refused a create: {err}")
+        # A task timeout (or an error that ended tracking) leaves ``created`` in the journal:
+        # the next run re-attaches the task.
+        self.ledger.failed(line, info)
+
+    def retry_later(self, line: int, exc: TaskFailedError) -> None:
+        """A re-attached task failed retryably: journal it and queue the line again."""
+        task_id = self.ledger[line].task_id
+        assert task_id is not None
+        self._post(
+            functools.partial(self.journal.finished, line, task_id, "failed", error_info(exc))
+        )
+        self.ledger.requeued(line)

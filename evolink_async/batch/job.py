@@ -1,0 +1,412 @@
+"""The batch job: plan (from the journal) → the dispatcher → downloads → the manifest.
+
+See :mod:`evolink_async.batch` for what a run does and how it resumes. The job keeps no line
+state of its own: every fact lives in the :class:`~.ledger.Ledger`; the job turns the
+dispatcher's events and outcomes into ledger transitions and journal records.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, cast
+
+import anyio
+import anyio.abc
+import anyio.to_thread
+
+from ..dispatcher import Batch
+from ..errors import EvolinkError, JournalError, TaskFailedError
+from ..models import Task, TaskStatus, VideoRequest
+from ._downloads import Downloader, check_files
+from ._events import Recorder
+from ._writer import JournalWriter
+from .input import BatchLine, PromptFormat, load_prompts
+from .journal import Journal, LineState
+from .ledger import BatchProgress, Ledger, LedgerLine
+from .manifest import (
+    BatchSummary,
+    ManifestEntry,
+    remove_stale_temps,
+    render,
+    summarize,
+    write_manifest,
+)
+from .plan import Plan, check_fingerprints, plan
+
+if TYPE_CHECKING:
+    from ..client import EvolinkClient
+
+__all__ = ["BatchJob", "run_batch"]
+
+#: seconds a stopping job waits for creates already sent to be answered
+_STOP_GRACE = 30.0
+
+
+async def _follow(
+    client: EvolinkClient,
+    task_id: str,
+    task_timeout: float | None,
+    on_processing: Callable[[], object],
+) -> Task:
+    """Wait for ``task_id`` to end, holding a place of the client's concurrency meanwhile."""
+    concurrency = client.concurrency
+    permit = None
+    try:
+        if concurrency is not None:
+            permit = await concurrency.acquire()
+
+        def on_progress(task: Task) -> None:
+            if task.status is TaskStatus.PROCESSING:
+                on_processing()
+
+        return await client.wait(task_id, timeout=task_timeout, on_progress=on_progress)
+    except BaseException:
+        with contextlib.suppress(RuntimeError):  # the client is closed already
+            client.poller.forget(task_id)
+        raise
+    finally:
+        if permit is not None:
+            permit.release()
+
+
+class BatchJob:
+    """One run of a batch over an output directory; see :mod:`evolink_async.batch`.
+
+    ``await job.run()`` returns a :class:`BatchSummary`; ``job.progress()`` gives live counts;
+    ``job.stop()`` (safe to call from a signal handler on the loop) stops admitting and makes
+    ``run`` return soon with the journal and manifest written.
+
+    Options: ``budget`` (credits for the whole batch, earlier runs included), ``max_attempts``
+    (creates per line, retryable task failures included), ``task_timeout`` (seconds per task;
+    default the client's ``task_timeout``), ``retry_unknown``, ``download`` (False: keep URLs
+    only), ``download_concurrency`` (files fetched at once).
+    """
+
+    def __init__(
+        self,
+        client: EvolinkClient,
+        lines: Iterable[BatchLine],
+        out_dir: str | os.PathLike[str],
+        *,
+        budget: float | None = None,
+        max_attempts: int = 3,
+        task_timeout: float | None = None,
+        retry_unknown: bool = False,
+        download: bool = True,
+        download_concurrency: int = 4,
+    ) -> None:
+        if max_attempts < 1:
+            raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
+        if download_concurrency < 1:
+            raise ValueError(f"download_concurrency must be at least 1, got {download_concurrency}")
+        if budget is not None and budget < 0:
+            raise ValueError(f"budget must not be negative, got {budget}")
+        self.client = client
+        self.out_dir = Path(out_dir)
+        self.budget = budget
+        self.max_attempts = max_attempts
+        self.task_timeout = task_timeout
+        self.retry_unknown = retry_unknown
+        self.download = download
+        self._entries = {entry.line: entry for entry in lines}
+        price = client.prices.price
+        self._ledger = Ledger(
+            LedgerLine(e.line, e.prompt, price(e.request.model, e.request.duration) or 0.0)
+            for e in self._entries.values()
+        )
+        self._download_concurrency = download_concurrency
+        self._rec: Recorder | None = None
+        self._downloads: Downloader | None = None
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._retry_later: list[int] = []
+        self._stop_requested: anyio.Event | None = None
+        self._stopping = False
+        self._halted = False
+        self._interrupted = False
+        self._aborted: str | None = None
+        self._started = False
+        self._start_time = time.monotonic()
+        self._requests_at_start = 0
+
+    def __repr__(self) -> str:
+        p = self.progress()
+        return f"<BatchJob {str(self.out_dir)!r} done={p.done}/{p.total} stopping={p.stopping}>"
+
+    # -- control -------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop admitting; ``run`` returns once creates on the wire are answered."""
+        self._interrupted = True
+        self._request_stop()
+
+    def _request_stop(self) -> None:
+        self._stopping = True
+        if self._stop_requested is not None:
+            self._stop_requested.set()
+
+    def _abort(self, reason: str) -> None:
+        if self._aborted is None and not self._interrupted:
+            self._aborted = reason
+        self._request_stop()
+
+    def progress(self) -> BatchProgress:
+        """Live counts, credits and requests of this run."""
+        requests = self.client.transport.requests - self._requests_at_start if self._started else 0
+        return self._ledger.progress(
+            requests=requests,
+            rate_limited=self._rec.rate_limited if self._rec is not None else 0,
+            elapsed=time.monotonic() - self._start_time,
+            stopping=self._stopping,
+        )
+
+    # -- the run -------------------------------------------------------------------------
+
+    async def run(self) -> BatchSummary:
+        """Run the job once. Raises ``JournalLockedError`` when another job holds the
+        directory, :class:`BatchInputError` when the journal holds other requests for these
+        lines (nothing is submitted then), and ``JournalError`` if the journal fails."""
+        if self._started:
+            raise RuntimeError("a BatchJob runs once")
+        self._started = True
+        self._start_time = time.monotonic()
+        self._requests_at_start = self.client.transport.requests
+        self._stop_requested = anyio.Event()
+        if self._stopping:
+            self._stop_requested.set()
+        journal = await Journal.aopen(self.out_dir)
+        try:
+            todo = await self._plan(journal.state)
+            writer = self._wire(journal)
+            try:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(writer.run)
+                    try:
+                        await self._execute(todo)
+                    finally:
+                        writer.close()
+            finally:
+                with anyio.CancelScope(shield=True):
+                    entries = self._manifest_entries()
+                    manifest = await anyio.to_thread.run_sync(write_manifest, self.out_dir, entries)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await journal.aclose()
+        if writer.error is not None:
+            err = writer.error
+            raise err if isinstance(err, JournalError) else JournalError(str(err))
+        return summarize(
+            entries,
+            manifest,
+            requests=self.client.transport.requests - self._requests_at_start,
+            elapsed=time.monotonic() - self._start_time,
+            download=self.download,
+            interrupted=self._interrupted,
+            aborted=self._aborted,
+        )
+
+    def _wire(self, journal: Journal) -> JournalWriter:
+        """Build the run's journal writer, event recorder and downloader."""
+        writer = JournalWriter(lambda exc: self._abort(f"the journal cannot be written: {exc}"))
+        self._rec = Recorder(
+            self._ledger,
+            journal,
+            writer,
+            download=self.download,
+            on_download=self._start_download,
+            on_abort=self._abort,
+            stopping=lambda: self._stopping,
+            fingerprints={n: e.fingerprint for n, e in self._entries.items()},
+        )
+        self._downloads = Downloader(
+            self.client, self.out_dir, self._rec, self._download_concurrency, lambda: self._stopping
+        )
+        return writer
+
+    async def _plan(self, state: dict[int, LineState]) -> Plan:
+        """Sort lines by what the journal says: submit, re-attach, download, or done."""
+        check_fingerprints(self._entries.values(), state, self.out_dir)
+        await anyio.to_thread.run_sync(remove_stale_temps, self.out_dir)
+        checks = [
+            (n, s) for n, s in state.items() if n in self._entries and s.phase == "downloaded"
+        ]
+        present = (
+            await anyio.to_thread.run_sync(check_files, self.out_dir, checks) if checks else {}
+        )
+        return plan(
+            self._ledger,
+            state,
+            present,
+            retry_unknown=self.retry_unknown,
+            download=self.download,
+        )
+
+    async def _execute(self, todo: Plan) -> None:
+        async with anyio.create_task_group() as watch:
+            watch.start_soon(self._watch_stop)
+            try:
+                await self._passes(todo)
+            finally:
+                watch.cancel_scope.cancel()
+
+    async def _passes(self, todo: Plan) -> None:
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            if self._stopping and self._halted:  # stopped before it began
+                tg.cancel_scope.cancel()
+            for line in todo.fetch:
+                self._start_download(line)
+            for line in todo.reattach:
+                tg.start_soon(self._reattach, line)
+            if todo.submit:
+                tg.start_soon(self._submit_pass, list(todo.submit), self.max_attempts)
+        # Re-attached tasks that failed with a retryable error and have attempts left.
+        try:
+            while self._retry_later and not self._stopping:
+                left = self.max_attempts - self._ledger[self._retry_later[0]].attempts
+                group = [
+                    n
+                    for n in self._retry_later
+                    if self.max_attempts - self._ledger[n].attempts == left
+                ]
+                self._retry_later = [n for n in self._retry_later if n not in group]
+                async with anyio.create_task_group() as tg:
+                    self._tg = tg
+                    tg.start_soon(self._submit_pass, group, left)
+        finally:
+            self._tg = None
+
+    async def _watch_stop(self) -> None:
+        """On stop: let creates on the wire be answered, then end the run's work."""
+        assert self._stop_requested is not None
+        assert self._rec is not None
+        await self._stop_requested.wait()
+        with anyio.move_on_after(_STOP_GRACE):
+            while self._ledger.count("posting"):
+                await self._rec.changed.wait()
+        self._halted = True
+        if self._tg is not None:
+            self._tg.cancel_scope.cancel()
+
+    # -- submitting through the dispatcher -----------------------------------------------
+
+    async def _submit_pass(self, lines: list[int], max_attempts: int) -> None:
+        """Send ``lines`` through the dispatcher and follow them until each ends."""
+        if self._stopping:
+            return
+        assert self._rec is not None
+
+        def source() -> Iterator[VideoRequest]:
+            for line in lines:
+                if self._stopping:
+                    return
+                yield self._entries[line].request
+
+        batch: Batch = self.client.dispatcher.generate_many(
+            source(),
+            budget=self._ledger.budget_left(self.budget),
+            max_attempts=max_attempts,
+            timeout=self.task_timeout,
+            on_event=functools.partial(self._rec.on_event, lines),
+            before_create=functools.partial(self._rec.before_create, lines),
+        )
+        try:
+            while True:
+                try:
+                    outcome = await batch.__anext__()
+                except StopAsyncIteration:
+                    return
+                self._rec.on_outcome(lines[outcome.index - 1], outcome)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await batch.aclose()
+
+    # -- re-attaching and downloading ----------------------------------------------------
+
+    async def _reattach(self, line: int) -> None:
+        """Follow a task an earlier run created, by id (never resubmitted).
+
+        The one place that goes around the dispatcher: to be replaced by feeding it the task.
+        """
+        assert self._rec is not None
+        rec, ln = self._rec, self._ledger[line]
+        assert ln.task_id is not None
+        try:
+            task = await _follow(
+                self.client, ln.task_id, self.task_timeout, lambda: rec.ledger.processing(line)
+            )
+        except TaskFailedError as exc:
+            if exc.retryable and ln.attempts < self.max_attempts and not self._stopping:
+                rec.retry_later(line, exc)
+                self._retry_later.append(line)
+            else:
+                rec.failed(line, exc, from_create=False)
+        except EvolinkError as exc:
+            rec.failed(line, exc, from_create=False)
+        else:
+            rec.completed(line, task.video_url)
+
+    def _start_download(self, line: int) -> None:
+        if self._tg is not None and self._downloads is not None:
+            self._tg.start_soon(self._downloads.download, line)
+
+    # -- results -------------------------------------------------------------------------
+
+    def _manifest_entries(self) -> list[ManifestEntry]:
+        why = "interrupted" if self._interrupted else "aborted"
+        reason = (
+            "the batch was interrupted"
+            if self._interrupted
+            else f"the batch stopped: {self._aborted or 'internal error'}"
+        )
+        return [render(ln, why, reason) for ln in self._ledger]
+
+
+async def run_batch(
+    client: EvolinkClient,
+    source: str | os.PathLike[str] | IO[str] | Sequence[BatchLine],
+    out_dir: str | os.PathLike[str],
+    *,
+    fmt: PromptFormat = "auto",
+    model: str | None = None,
+    duration: int | None = None,
+    aspect_ratio: str | None = None,
+    budget: float | None = None,
+    max_attempts: int = 3,
+    task_timeout: float | None = None,
+    retry_unknown: bool = False,
+    download: bool = True,
+    download_concurrency: int = 4,
+) -> BatchSummary:
+    """Load and validate ``source`` (a prompts file, ``"-"``, a text stream, or
+    :class:`BatchLine` objects), then run a :class:`BatchJob` on ``out_dir``."""
+    lines: list[BatchLine]
+    if isinstance(source, (list, tuple)):
+        lines = list(cast("Sequence[BatchLine]", source))
+    else:
+        lines = await anyio.to_thread.run_sync(
+            functools.partial(
+                load_prompts,
+                cast("str | os.PathLike[str] | IO[str]", source),
+                fmt=fmt,
+                model=model,
+                duration=duration,
+                aspect_ratio=aspect_ratio,
+            )
+        )
+    job = BatchJob(
+        client,
+        lines,
+        out_dir,
+        budget=budget,
+        max_attempts=max_attempts,
+        task_timeout=task_timeout,
+        retry_unknown=retry_unknown,
+        download=download,
+        download_concurrency=download_concurrency,
+    )
+    return await job.run()

@@ -1,0 +1,229 @@
+"""The manifest: one entry per input line, rendered from the ledger, written atomically.
+
+``manifest.jsonl`` has one object per input line, in input order, with exactly the keys
+``line``, ``prompt``, ``status`` (``completed``, ``failed``, ``unknown`` or ``skipped``),
+``task_id``, ``video`` (path relative to the directory, or null), ``url``, ``error``
+(``{"code", "message"}`` or null), ``attempts`` and ``credits``. The same entries are handed
+to the caller in :attr:`BatchSummary.entries`, so nobody needs to read the file back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import attrs
+
+from .._files import PART_FILE, atomic_write
+from .ledger import LedgerLine
+
+__all__ = [
+    "MANIFEST_FILENAME",
+    "BatchSummary",
+    "LineStatus",
+    "ManifestEntry",
+    "remove_stale_temps",
+    "render",
+    "summarize",
+    "write_manifest",
+]
+
+MANIFEST_FILENAME = "manifest.jsonl"
+
+LineStatus = Literal["completed", "failed", "unknown", "skipped"]
+
+#: a clip's file name (see ``video_filename``)
+_CLIP = re.compile(r"\d{5,}-[A-Za-z0-9._-]+\.mp4")
+
+
+@attrs.frozen
+class ManifestEntry:
+    """One line of ``manifest.jsonl``: how one input line ended."""
+
+    line: int
+    prompt: str
+    status: LineStatus
+    task_id: str | None
+    video: str | None
+    url: str | None
+    error: dict[str, str] | None
+    attempts: int
+    credits: float
+
+    def to_json(self) -> dict[str, Any]:
+        """The manifest's JSON object, keys in the manifest's order."""
+        return {
+            "line": self.line,
+            "prompt": self.prompt,
+            "status": self.status,
+            "task_id": self.task_id,
+            "video": self.video,
+            "url": self.url,
+            "error": self.error,
+            "attempts": self.attempts,
+            "credits": self.credits,
+        }
+
+
+def render(ln: LedgerLine, why: str, reason: str) -> ManifestEntry:
+    """The manifest entry of a ledger line; a line not final when the run ended is shown as
+    ``why`` (``interrupted`` or ``aborted``) because of ``reason``."""
+    status: LineStatus
+    error, credits, video = ln.error, ln.credits, ln.video
+    if ln.state in ("completed", "failed", "unknown", "skipped"):
+        status = ln.state
+    elif ln.state in ("submitted", "processing"):
+        status = "unknown"
+        error = {
+            "code": why,
+            "message": f"{reason} while task {ln.task_id} was running; "
+            "run the same command again to re-attach it",
+        }
+    elif ln.state == "downloading":
+        status, video = "completed", None
+        error = {
+            "code": why,
+            "message": f"{reason} before the clip was downloaded; "
+            "run the same command again to download it",
+        }
+    elif ln.state in ("posting", "maybe_sent"):
+        status = "unknown"
+        error = {
+            "code": "maybe_created",
+            "message": f"{reason} while this line's create request was being sent: the "
+            "task may exist (and be billed). Not resubmitted; pass --retry-unknown "
+            "(retry_unknown=True) to submit it again",
+        }
+    else:  # queued
+        status, credits = "skipped", 0.0
+        error = {"code": why, "message": f"not submitted: {reason}"}
+    if status in ("failed", "skipped"):
+        credits = 0.0
+    return ManifestEntry(
+        line=ln.line,
+        prompt=ln.prompt,
+        status=status,
+        task_id=ln.task_id,
+        video=video,
+        url=ln.url,
+        error=error,
+        attempts=ln.attempts,
+        credits=round(credits, 4),
+    )
+
+
+def write_manifest(out_dir: Path, entries: Iterable[ManifestEntry]) -> Path:
+    """Write ``manifest.jsonl`` atomically (blocking)."""
+    data = "".join(json.dumps(e.to_json(), ensure_ascii=False) + "\n" for e in entries)
+    return atomic_write(out_dir / MANIFEST_FILENAME, data.encode("utf-8"))
+
+
+def remove_stale_temps(out_dir: Path) -> None:
+    """Remove the manifest's temporary files and partial clip downloads a killed run left
+    (blocking; the directory's lock is held, so no download of ours is running). Also the
+    ``.manifest.jsonl.<pid>.tmp`` files of older versions."""
+    stale = [*out_dir.glob(f".{MANIFEST_FILENAME}.*.tmp")]
+    for path in out_dir.glob(".*.part"):
+        match = PART_FILE.fullmatch(path.name)
+        if match is not None and (
+            match["name"] == MANIFEST_FILENAME or _CLIP.fullmatch(match["name"])
+        ):
+            stale.append(path)
+    for path in stale:
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
+@attrs.frozen
+class BatchSummary:
+    """What a job did. Counts are by manifest status; ``downloaded`` counts lines with a file.
+
+    ``interrupted``: :meth:`BatchJob.stop` was called. ``aborted``: why the job stopped
+    admitting by itself (the key was refused, the account is out of credits, the journal
+    cannot be written), else ``None``. ``credits``: reserved by the batch's completed (and
+    possibly running) tasks, earlier runs included. ``requests``: API requests of this run.
+    ``entries``: the manifest's entries, in input order (what ``manifest.jsonl`` holds).
+    """
+
+    total: int
+    completed: int
+    failed: int
+    unknown: int
+    skipped: int
+    downloaded: int
+    download_failed: int
+    credits: float
+    requests: int
+    elapsed: float
+    manifest: Path
+    download: bool = True
+    interrupted: bool = False
+    aborted: str | None = None
+    entries: tuple[ManifestEntry, ...] = ()
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Lines by manifest status."""
+        return {
+            "completed": self.completed,
+            "failed": self.failed,
+            "unknown": self.unknown,
+            "skipped": self.skipped,
+        }
+
+    @property
+    def ok(self) -> bool:
+        """Every line completed (and downloaded, unless downloads were off)."""
+        if self.completed != self.total:
+            return False
+        return not self.download or self.downloaded == self.total
+
+    @property
+    def failures(self) -> tuple[ManifestEntry, ...]:
+        """The entries of the lines that did not complete, or completed without a file."""
+        return tuple(
+            e
+            for e in self.entries
+            if e.status != "completed" or (self.download and e.video is None)
+        )
+
+
+def summarize(
+    entries: Sequence[ManifestEntry],
+    manifest: Path,
+    *,
+    requests: int,
+    elapsed: float,
+    download: bool,
+    interrupted: bool,
+    aborted: str | None,
+) -> BatchSummary:
+    """The :class:`BatchSummary` of a run's manifest entries."""
+    by_status = Counter(e.status for e in entries)
+    return BatchSummary(
+        total=len(entries),
+        completed=by_status["completed"],
+        failed=by_status["failed"],
+        unknown=by_status["unknown"],
+        skipped=by_status["skipped"],
+        downloaded=sum(1 for e in entries if e.video is not None),
+        download_failed=sum(
+            1 for e in entries if e.error is not None and e.error.get("code") == "download_failed"
+        ),
+        credits=round(
+            sum(e.credits for e in entries if e.status in ("completed", "unknown")),
+            4,
+        ),
+        requests=requests,
+        elapsed=elapsed,
+        manifest=manifest,
+        download=download,
+        interrupted=interrupted,
+        aborted=aborted,
+        entries=tuple(entries),
+    )
