@@ -20,7 +20,7 @@ from typing import IO, Any, Literal
 import attrs
 
 from ..download import safe_filename
-from ..errors import EvolinkError, InvalidRequestError
+from ..errors import EvolinkError, InvalidRequestError, shorten
 from ..models import VideoRequest
 from .journal import fingerprint
 
@@ -89,13 +89,6 @@ class BatchLine:
         return fingerprint(self.request.to_json())
 
 
-def _short(value: Any, limit: int = 60) -> str:
-    if isinstance(value, str) and len(value) > limit:
-        return f"a string of {len(value)} characters"
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def _detect_format(first: str | None) -> Literal["txt", "jsonl"]:
     return "jsonl" if first is not None and first.lstrip().startswith("{") else "txt"
 
@@ -148,7 +141,7 @@ def parse_prompts(
         try:
             request = VideoRequest.from_json(fields)
         except InvalidRequestError as exc:
-            rule = exc.rule if exc.value is None else f"{exc.rule} (got {_short(exc.value)})"
+            rule = exc.rule if exc.value is None else f"{exc.rule} (got {shorten(exc.value, 60)})"
             problems.append(LineProblem(number, exc.field, rule))
             continue
         result.append(BatchLine(number, request))

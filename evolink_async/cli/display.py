@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import json
 import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from pathlib import Path
 from typing import Any, TextIO
 
 from ..batch import BatchProgress, BatchSummary
@@ -232,22 +230,9 @@ def failure_lines(entries: Iterable[Mapping[str, Any]], *, download: bool) -> It
         yield f"line {entry['line']}: {entry['status']} ({detail})"
 
 
-def _manifest_entries(path: Path) -> Iterator[dict[str, Any]]:
-    with path.open(encoding="utf-8") as f:
-        for raw in f:
-            yield json.loads(raw)
-
-
 def _not_completed(summary: BatchSummary) -> list[str]:
-    """The lines of the run that did not complete, as far as its manifest can be read."""
-    out: list[str] = []
-    try:
-        entries = _manifest_entries(summary.manifest)
-        for line in failure_lines(entries, download=summary.download):
-            out.append(line)
-    except (OSError, ValueError, KeyError):
-        return out
-    return out
+    """The lines of the run that did not complete (from the summary's manifest entries)."""
+    return list(failure_lines((e.to_json() for e in summary.entries), download=summary.download))
 
 
 def _print_rich_summary(title: str, rows: list[tuple[str, str]], problems: list[str]) -> None:
