@@ -24,8 +24,9 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff: lint and formatting."""
-    session.install("ruff")
+    """ruff (lint and formatting) and the layer contract (import-linter)."""
+    session.install("ruff", "import-linter", "-e", ".")
+    session.run("lint-imports")
     session.run("ruff", "check", "evolink_async", "tests", "benchmarks", "noxfile.py")
     session.run("ruff", "format", "--check", "evolink_async", "tests", "benchmarks", "noxfile.py")
 
