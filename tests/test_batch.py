@@ -392,6 +392,62 @@ async def test_a_reattached_task_that_failed_retryably_is_submitted_again(
     assert summary.ok
 
 
+async def test_a_reattached_task_and_new_submissions_share_the_clients_max_in_flight(
+    tmp_path: Path,
+) -> None:
+    """Re-attached tasks go through the dispatcher: with ``max_in_flight=1`` the service never
+    runs the old task and a new one at once, and the old task keeps its journaled credits."""
+    async with Simulator(time_scale=0.005, seed=11) as sim:
+        out = tmp_path / "clips"
+        lines = parse_prompts(["earlier", "new one", "new two"], fmt="txt")
+        async with client_for(sim, time_scale=0.005) as client:
+            task = await client.create_video(lines[0].request)
+        with Journal.open(out) as journal:
+            await journal.intent(1, lines[0].fingerprint)
+            await journal.created(1, task.id, task.credits_reserved)
+        assert 1 == sim.active_tasks  # still running when the rerun starts
+        async with client_for(sim, time_scale=0.005, max_in_flight=1) as client:
+            summary = await BatchJob(client, lines, out).run()
+        assert summary.ok
+        assert 1 == sim.stats.peak_active_tasks
+        manifest = read_manifest(out)
+        assert task.id == manifest[0]["task_id"]
+        assert task.credits_reserved == manifest[0]["credits"]
+        assert all(e["credits"] > 0 for e in manifest)
+        assert {"earlier": 1, "new one": 1, "new two": 1} == dict(sim.stats.creates_per_prompt)
+        check_clips(out, manifest)
+
+
+async def test_a_reattached_task_that_failed_retryably_is_journaled_failed_then_created_again(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    out = tmp_path / "clips"
+    [line] = parse_prompts(["flaky again"], fmt="txt")
+    async with client_for(sim) as client:
+        task = await client.create_video(line.request)
+    sim.fail_task(task.id, "service_error", "the GPU fell over")
+    with Journal.open(out) as journal:
+        await journal.intent(1, line.fingerprint)
+        await journal.created(1, task.id, task.credits_reserved)
+    async with client_for(sim) as client:
+        summary = await BatchJob(client, [line], out, max_attempts=2).run()
+    assert summary.ok
+    records = [json.loads(raw) for raw in (out / "journal.jsonl").read_text().splitlines()]
+    events = [(r["event"], r.get("task_id"), r.get("status")) for r in records]
+    [new_id] = {r["task_id"] for r in records if r.get("task_id") not in (None, task.id)}
+    assert [
+        ("intent", None, None),
+        ("created", task.id, None),
+        ("finished", task.id, "failed"),
+        ("intent", None, None),
+        ("created", new_id, None),
+        ("finished", new_id, "completed"),
+        ("downloaded", new_id, None),
+    ] == events
+    failed = records[2]["error"]
+    assert {"code": "service_error", "message": "the GPU fell over"} == failed
+
+
 async def test_a_directory_journaled_for_other_prompts_is_refused_before_any_request(
     sim: Simulator, tmp_path: Path
 ) -> None:

@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 import anyio
 
 from ..dispatcher import (
+    Attach,
     BudgetSkipped,
     Completed,
     Event,
@@ -78,6 +79,10 @@ class Recorder:
     the reason the job must stop admitting (the service refused the key or the credits);
     ``stopping()`` says whether the job stopped admitting; ``fingerprints`` are the lines'
     request fingerprints, for their intents.
+
+    A task an earlier run created is re-attached through the dispatcher (:meth:`attach`): it
+    keeps the credits journaled for it when it completes, and a retryable failure journals
+    ``finished failed`` for it before the line is submitted again.
     """
 
     def __init__(
@@ -102,6 +107,16 @@ class Recorder:
         self.fingerprints = fingerprints
         self.rate_limited = 0
         self.changed = anyio.Event()
+        #: ids of the tasks of earlier runs that this run re-attached, until they end
+        self.attached: set[str] = set()
+
+    def attach(self, line: int, request: VideoRequest) -> Attach:
+        """The dispatcher's item that re-attaches the task an earlier run created for ``line``
+        (``request``, the line's)."""
+        ln = self.ledger[line]
+        assert ln.task_id is not None
+        self.attached.add(ln.task_id)
+        return Attach(ln.task_id, request, attempts=ln.attempts)
 
     def _post(self, op: Op) -> None:
         self.writer.post(op)
@@ -149,7 +164,10 @@ class Recorder:
             if event.status is TaskStatus.PROCESSING:
                 self.ledger.processing(line)
         elif isinstance(event, Retrying):
-            self.ledger.retrying(line)
+            if event.task_id is not None and event.task_id in self.attached:
+                self._attached_failed(line, event)
+            else:
+                self.ledger.retrying(line)
         elif isinstance(event, BudgetSkipped):
             self.ledger.budget_skipped(line, event.reason)
         self.touched()
@@ -163,7 +181,10 @@ class Recorder:
         if outcome.task_id is not None:
             self.ledger.task_known(line, outcome.task_id)
         if outcome.status == "completed" and outcome.task is not None:
-            self.completed(line, outcome.task.video_url, credits=outcome.credits)
+            # a re-attached task keeps the credits journaled for it (its outcome says 0.0)
+            attached = outcome.task_id in self.attached
+            credits = None if attached else outcome.credits
+            self.completed(line, outcome.task.video_url, credits=credits)
         elif outcome.status == "skipped":
             default = {"code": "skipped", "message": ""}
             self.ledger.skipped(line, error_info(err) if err is not None else default)
@@ -213,6 +234,17 @@ class Recorder:
         # A task timeout (or an error that ended tracking) leaves ``created`` in the journal:
         # the next run re-attaches the task.
         self.ledger.failed(line, info)
+
+    def _attached_failed(self, line: int, event: Retrying) -> None:
+        """A re-attached task failed retryably and the dispatcher submits the line again."""
+        assert event.task_id is not None
+        assert event.task is not None
+        self.attached.discard(event.task_id)
+        exc = TaskFailedError(event.task)
+        if self.stopping():  # the line ends here; its new create will not be sent
+            self.failed(line, exc, from_create=False)
+        else:
+            self.retry_later(line, exc)
 
     def retry_later(self, line: int, exc: TaskFailedError) -> None:
         """A re-attached task failed retryably: journal it and queue the line again."""

@@ -7,11 +7,10 @@ dispatcher's events and outcomes into ledger transitions and journal records.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, cast
 
@@ -19,9 +18,8 @@ import anyio
 import anyio.abc
 import anyio.to_thread
 
-from ..dispatcher import Batch
-from ..errors import EvolinkError, JournalError, TaskFailedError
-from ..models import Task, TaskStatus, VideoRequest
+from ..dispatcher import Batch, Item
+from ..errors import JournalError
 from ._downloads import Downloader, check_files
 from ._events import Recorder
 from ._writer import JournalWriter
@@ -45,33 +43,6 @@ __all__ = ["BatchJob", "run_batch"]
 
 #: seconds a stopping job waits for creates already sent to be answered
 _STOP_GRACE = 30.0
-
-
-async def _follow(
-    client: EvolinkClient,
-    task_id: str,
-    task_timeout: float | None,
-    on_processing: Callable[[], object],
-) -> Task:
-    """Wait for ``task_id`` to end, holding a place of the client's concurrency meanwhile."""
-    concurrency = client.concurrency
-    permit = None
-    try:
-        if concurrency is not None:
-            permit = await concurrency.acquire()
-
-        def on_progress(task: Task) -> None:
-            if task.status is TaskStatus.PROCESSING:
-                on_processing()
-
-        return await client.wait(task_id, timeout=task_timeout, on_progress=on_progress)
-    except BaseException:
-        with contextlib.suppress(RuntimeError):  # the client is closed already
-            client.poller.forget(task_id)
-        raise
-    finally:
-        if permit is not None:
-            permit.release()
 
 
 class BatchJob:
@@ -123,7 +94,6 @@ class BatchJob:
         self._rec: Recorder | None = None
         self._downloads: Downloader | None = None
         self._tg: anyio.abc.TaskGroup | None = None
-        self._retry_later: list[int] = []
         self._stop_requested: anyio.Event | None = None
         self._stopping = False
         self._halted = False
@@ -254,29 +224,15 @@ class BatchJob:
                 watch.cancel_scope.cancel()
 
     async def _passes(self, todo: Plan) -> None:
-        async with anyio.create_task_group() as tg:
-            self._tg = tg
-            if self._stopping and self._halted:  # stopped before it began
-                tg.cancel_scope.cancel()
-            for line in todo.fetch:
-                self._start_download(line)
-            for line in todo.reattach:
-                tg.start_soon(self._reattach, line)
-            if todo.submit:
-                tg.start_soon(self._submit_pass, list(todo.submit), self.max_attempts)
-        # Re-attached tasks that failed with a retryable error and have attempts left.
         try:
-            while self._retry_later and not self._stopping:
-                left = self.max_attempts - self._ledger[self._retry_later[0]].attempts
-                group = [
-                    n
-                    for n in self._retry_later
-                    if self.max_attempts - self._ledger[n].attempts == left
-                ]
-                self._retry_later = [n for n in self._retry_later if n not in group]
-                async with anyio.create_task_group() as tg:
-                    self._tg = tg
-                    tg.start_soon(self._submit_pass, group, left)
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                if self._stopping and self._halted:  # stopped before it began
+                    tg.cancel_scope.cancel()
+                for line in todo.fetch:
+                    self._start_download(line)
+                if todo.reattach or todo.submit:
+                    tg.start_soon(self._dispatch, list(todo.reattach), list(todo.submit))
         finally:
             self._tg = None
 
@@ -292,27 +248,33 @@ class BatchJob:
         if self._tg is not None:
             self._tg.cancel_scope.cancel()
 
-    # -- submitting through the dispatcher -----------------------------------------------
+    # -- submitting and re-attaching through the dispatcher -----------------------------
 
-    async def _submit_pass(self, lines: list[int], max_attempts: int) -> None:
-        """Send ``lines`` through the dispatcher and follow them until each ends."""
+    async def _dispatch(self, reattach: list[int], submit: list[int]) -> None:
+        """Send the lines through ONE dispatcher batch and follow them until each ends: the
+        tasks earlier runs created (``reattach``) as ``Attach`` items, then new submissions.
+        Both are admitted through the same slots and retried through the same path."""
         if self._stopping:
             return
         assert self._rec is not None
+        rec = self._rec
+        lines = reattach + submit
+        attach = set(reattach)
 
-        def source() -> Iterator[VideoRequest]:
+        def source() -> Iterator[Item]:
             for line in lines:
                 if self._stopping:
                     return
-                yield self._entries[line].request
+                request = self._entries[line].request
+                yield rec.attach(line, request) if line in attach else request
 
         batch: Batch = self.client.dispatcher.generate_many(
             source(),
             budget=self._ledger.budget_left(self.budget),
-            max_attempts=max_attempts,
+            max_attempts=self.max_attempts,
             timeout=self.task_timeout,
-            on_event=functools.partial(self._rec.on_event, lines),
-            before_create=functools.partial(self._rec.before_create, lines),
+            on_event=functools.partial(rec.on_event, lines),
+            before_create=functools.partial(rec.before_create, lines),
         )
         try:
             while True:
@@ -320,35 +282,12 @@ class BatchJob:
                     outcome = await batch.__anext__()
                 except StopAsyncIteration:
                     return
-                self._rec.on_outcome(lines[outcome.index - 1], outcome)
+                rec.on_outcome(lines[outcome.index - 1], outcome)
         finally:
             with anyio.CancelScope(shield=True):
                 await batch.aclose()
 
-    # -- re-attaching and downloading ----------------------------------------------------
-
-    async def _reattach(self, line: int) -> None:
-        """Follow a task an earlier run created, by id (never resubmitted).
-
-        The one place that goes around the dispatcher: to be replaced by feeding it the task.
-        """
-        assert self._rec is not None
-        rec, ln = self._rec, self._ledger[line]
-        assert ln.task_id is not None
-        try:
-            task = await _follow(
-                self.client, ln.task_id, self.task_timeout, lambda: rec.ledger.processing(line)
-            )
-        except TaskFailedError as exc:
-            if exc.retryable and ln.attempts < self.max_attempts and not self._stopping:
-                rec.retry_later(line, exc)
-                self._retry_later.append(line)
-            else:
-                rec.failed(line, exc, from_create=False)
-        except EvolinkError as exc:
-            rec.failed(line, exc, from_create=False)
-        else:
-            rec.completed(line, task.video_url)
+    # -- downloading ---------------------------------------------------------------------
 
     def _start_download(self, line: int) -> None:
         if self._tg is not None and self._downloads is not None:

@@ -397,7 +397,8 @@ class Run:
         if result.is_retryable_failure and job.attempts < job.max_attempts and not self.closed:
             self.stats.retries += 1
             code = result.error.code if result.error is not None else None
-            self.emit(Retrying(job.index, job.attempts + 1, f"task failed: {code}", task_id))
+            reason = f"task failed: {code}"
+            self.emit(Retrying(job.index, job.attempts + 1, reason, task_id, result))
             self.resubmit(job)
             return
         self.finish(job, "failed", TaskFailedError(result))

@@ -127,12 +127,13 @@ class Progress:
 @attrs.frozen
 class Retrying:
     """Request ``index`` is submitted again after ``reason`` (a retryable task failure or a
-    create the service refused)."""
+    create the service refused); ``task`` is the failed task, if a task failed."""
 
     index: int
     attempt: int
     reason: str
     task_id: str | None = None
+    task: Task | None = attrs.field(default=None, eq=False, repr=False)
 
 
 @attrs.frozen
