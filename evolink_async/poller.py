@@ -13,21 +13,31 @@ limiter like every request (the transport's gate); a failed poll is retried afte
 the one retry engine (``_retry``). It knows tasks and due times, nothing of batches or files.
 A status the SDK does not know is polled like ``processing``.
 The loop stops when nothing is tracked and starts again on demand.
+
+Concurrency is anyio's: the scheduling loop and its workers run in an anyio task group, due
+task ids reach the workers through a memory object stream, the loop sleeps on an
+``anyio.Event`` (with ``move_on_after`` for the next due time) and stops through a
+``CancelScope``. One thing is asyncio's: the *host* task that holds the task group. The poller
+starts on demand from ``track`` (a plain function, called from any task), and anyio has no way
+to open a task group outside an ``async with`` of a running task, so ``track`` starts one
+asyncio task to host it; ``aclose`` cancels its scope and awaits it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import heapq
 import logging
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+import anyio
 import attrs
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._poll_plan import PollPolicy, plan_next_poll, plan_safety_poll
 from ._retry import backoff
@@ -60,7 +70,6 @@ class _Entry:
     task: Task
     start: float
     deadline: float | None
-    future: asyncio.Future[TaskResult]
     on_update: Callable[[Task], object] | None
     on_done: Callable[[TaskResult], object] | None
     gate: _Gate | None = None
@@ -73,6 +82,24 @@ class _Entry:
     p2: tuple[float, int] | None = None
     # a callback woke it while a poll was queued or in flight: poll again if still running
     woken: bool = False
+    #: how tracking ended, once it has; ``settled`` is made when a waiter first needs it
+    result: TaskResult | None = None
+    settled: anyio.Event | None = None
+
+    def settle(self, result: TaskResult) -> None:
+        """Give the waiters their result (the first one given stays)."""
+        if self.result is None:
+            self.result = result
+            if self.settled is not None:
+                self.settled.set()
+
+    async def wait(self) -> TaskResult:
+        if self.result is None:
+            if self.settled is None:
+                self.settled = anyio.Event()
+            await self.settled.wait()
+        assert self.result is not None
+        return self.result
 
     def note(self, task: Task, now: float) -> None:
         """Take in a state of the task (when it was last seen not started, its progress) and
@@ -94,8 +121,7 @@ class _Entry:
     def resolve(self, result: TaskResult) -> None:
         """Tracking ended: settle the waiters and tell ``on_done``."""
         self.due = float("inf")
-        if not self.future.done():
-            self.future.set_result(result)
+        self.settle(result)
         if self.on_done is not None:
             try:
                 self.on_done(result)
@@ -157,10 +183,10 @@ class TrackedTask:
         return self._entry.polls
 
     def done(self) -> bool:
-        return self._entry.future.done()
+        return self._entry.result is not None
 
     async def wait(self) -> TaskResult:
-        return await asyncio.shield(self._entry.future)
+        return await self._entry.wait()
 
 
 class Poller:
@@ -171,11 +197,11 @@ class Poller:
         "_closed",
         "_entries",
         "_heap",
-        "_loop_task",
-        "_queue",
+        "_host",
         "_rng",
+        "_scope",
         "_seq",
-        "_stopping",
+        "_sleep_until",
         "_wakeup",
         "_workers",
         "callbacks",
@@ -205,19 +231,20 @@ class Poller:
         self._entries: dict[str, _Entry] = {}
         self._heap: list[tuple[float, int, str]] = []
         self._seq = 0
-        self._wakeup: asyncio.Event | None = None
-        self._queue: asyncio.Queue[str] | None = None
-        self._loop_task: asyncio.Task[None] | None = None
-        self._workers: list[asyncio.Task[None]] = []
+        #: the one asyncio task, hosting the anyio task group (see the module's docstring)
+        self._host: asyncio.Task[None] | None = None
+        self._scope: anyio.CancelScope | None = None
+        #: set when the loop should look at the heap again; it sleeps until ``_sleep_until``
+        self._wakeup: anyio.Event | None = None
+        self._sleep_until = -math.inf
+        self._workers = 0
         self._closed = False
-        self._stopping = False
         self.polls = 0
 
     def __repr__(self) -> str:
-        running = self._loop_task is not None and not self._loop_task.done()
         return (
             f"<Poller tracked={len(self._entries)} polls={self.polls} "
-            f"workers={len(self._workers)} running={running}>"
+            f"workers={self._workers} running={self._host is not None}>"
         )
 
     @property
@@ -246,12 +273,10 @@ class Poller:
         if existing is not None:
             return TrackedTask(existing)
         now = self._clock()
-        loop = asyncio.get_running_loop()
         entry = _Entry(
             task=task,
             start=now,
             deadline=None if timeout is None else now + timeout,
-            future=loop.create_future(),
             on_update=on_update,
             on_done=on_done,
             gate=gate,
@@ -295,15 +320,20 @@ class Poller:
     def forget(self, task_id: str) -> None:
         """Stop tracking a task without a result (its waiters get ``TaskTimeoutError``)."""
         entry = self._entries.pop(task_id, None)
-        if entry is not None and not entry.future.done():
-            entry.future.set_result(TaskTimeoutError(task_id, 0.0, entry.task))
+        if entry is not None:
+            entry.settle(TaskTimeoutError(task_id, 0.0, entry.task))
         if not self._entries and self._wakeup is not None:
             self._wakeup.set()  # let the loop see it is idle and stop, not at the next due time
 
     async def aclose(self) -> None:
-        """Stop the loop and the workers; tasks still tracked end with ``TaskTimeoutError``."""
+        """Stop the loop and the workers (cancelled and awaited); tasks still tracked end with
+        ``TaskTimeoutError``."""
         self._closed = True
-        await self._stop()
+        host = self._host
+        if host is not None:
+            if self._scope is not None:
+                self._scope.cancel()
+            await host  # a host not started yet sees ``_closed`` and returns at once
         for task_id in list(self._entries):
             self.forget(task_id)
 
@@ -321,73 +351,67 @@ class Poller:
         entry.due = due
         self._seq += 1
         heapq.heappush(self._heap, (due, self._seq, task_id))
-        if self._wakeup is not None:
-            self._wakeup.set()
+        if due < self._sleep_until and self._wakeup is not None:
+            self._wakeup.set()  # due before the loop would look again: wake it
 
     def _ensure_running(self) -> None:
-        if self._loop_task is not None and not self._loop_task.done():
-            if self._stopping:  # the loop is winding down: start a new one once it has
-                self._loop_task.add_done_callback(self._restart_if_needed)
-            return
-        if not self._closed:
-            self._stopping = False
-            self._wakeup = asyncio.Event()
-            self._queue = asyncio.Queue()
-            self._loop_task = asyncio.get_running_loop().create_task(
-                self._run(), name="evolink-poller"
-            )
+        if self._host is None and not self._closed:
+            self._host = asyncio.get_running_loop().create_task(self._hold(), name="evolink-poller")
 
-    def _restart_if_needed(self, _: object) -> None:
-        if self._entries and not self._closed:
-            self._ensure_running()
-
-    async def _stop(self) -> None:
-        tasks = [t for t in (self._loop_task, *self._workers) if t is not None]
-        for t in tasks:
-            t.cancel()
-        current = asyncio.current_task()
-        for t in tasks:
-            if t is not current:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await t
-        self._workers = []
-        self._loop_task = None
+    async def _hold(self) -> None:
+        """The host task: runs the loop while anything is tracked (again if a task was tracked
+        while it wound down), until idle or closed."""
+        try:
+            with anyio.CancelScope() as self._scope:
+                while self._entries and not self._closed:
+                    await self._run()
+        finally:
+            self._scope = None
+            self._host = None
 
     async def _run(self) -> None:
-        assert self._wakeup is not None
-        assert self._queue is not None
-        queue = self._queue
-        loop = asyncio.get_running_loop()
-        self._workers = [
-            loop.create_task(self._worker(queue), name=f"evolink-poll-worker-{i}")
-            for i in range(max(1, self.policy.workers))
-        ]
-        try:
-            while self._entries:
-                now = self._clock()
-                while self._heap and self._heap[0][0] <= now:
-                    due, _, task_id = heapq.heappop(self._heap)
-                    entry = self._entries.get(task_id)
-                    if entry is None or entry.due != due:
-                        continue  # stale heap item: rescheduled or finished since
-                    entry.due = float("inf")  # in the queue; not due again until replanned
-                    queue.put_nowait(task_id)
-                self._wakeup.clear()
-                timeout = self._heap[0][0] - now if self._heap else None
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), timeout)
-        finally:
-            self._stopping = True
-            workers, self._workers = self._workers, []
-            for w in workers:
-                w.cancel()
-            for w in workers:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await w
+        """The scheduling loop in this task, the workers in an anyio task group beside it."""
+        send, receive = anyio.create_memory_object_stream[str](math.inf)
+        with send, receive:
+            async with anyio.create_task_group() as tg:
+                for i in range(max(1, self.policy.workers)):
+                    tg.start_soon(self._worker, receive, name=f"evolink-poll-worker-{i}")
+                self._workers = max(1, self.policy.workers)
+                try:
+                    await self._dispatch(send)
+                finally:
+                    self._workers = 0
+                    self._sleep_until = -math.inf
+                    tg.cancel_scope.cancel()
 
-    async def _worker(self, queue: asyncio.Queue[str]) -> None:
+    async def _dispatch(self, send: MemoryObjectSendStream[str]) -> None:
+        """Hand each task to the workers when due; sleep until the next due time or a wake."""
+        heap = self._heap
+        while self._entries:
+            now = self._clock()
+            while heap and heap[0][0] <= now:
+                due, _, task_id = heapq.heappop(heap)
+                entry = self._entries.get(task_id)
+                if entry is None or entry.due != due:
+                    continue  # stale heap item: rescheduled or finished since
+                entry.due = float("inf")  # in the stream; not due again until replanned
+                send.send_nowait(task_id)
+            wakeup = self._wakeup = anyio.Event()
+            if heap:
+                self._sleep_until = heap[0][0]
+                with anyio.move_on_after(heap[0][0] - now):
+                    await wakeup.wait()
+            else:
+                self._sleep_until = math.inf
+                await wakeup.wait()
+            self._sleep_until = -math.inf
+
+    async def _worker(self, receive: MemoryObjectReceiveStream[str]) -> None:
         while True:
-            task_id = await queue.get()
+            try:  # no checkpoint when a task is waiting: the poll itself yields
+                task_id = receive.receive_nowait()
+            except anyio.WouldBlock:
+                task_id = await receive.receive()
             entry = self._entries.get(task_id)
             if entry is None:
                 continue

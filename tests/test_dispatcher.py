@@ -39,6 +39,7 @@ from evolink_async import (
     TaskTimeoutError,
     VideoRequest,
 )
+from evolink_async.dispatcher._run import Promise
 from evolink_async.limits import RateSlot
 from evolink_async.testing import (
     FATAL_TASK_ERRORS,
@@ -776,3 +777,18 @@ async def test_an_async_iterable_is_pulled_lazily() -> None:
             await consumer
         await batch.aclose()
     assert pulled < 100  # 5 in flight, a few waiting for a slot: not 10 000 read at once
+
+
+async def test_a_handle_s_promise_gives_its_first_outcome_and_a_cancelled_one_raises() -> None:
+    kept, dropped = Promise(), Promise()
+    waiter = asyncio.create_task(kept.wait())
+    await asyncio.sleep(0)
+    first = Outcome(index=1, request=None, status="completed")
+    kept.set(first)
+    kept.set(Outcome(index=1, request=None, status="failed"))  # the first outcome stays
+    assert first is await waiter
+    assert first is await kept.wait()  # awaitable again
+    dropped.cancel()
+    assert dropped.done()
+    with pytest.raises(asyncio.CancelledError):
+        await dropped.wait()

@@ -473,3 +473,28 @@ async def test_forget_stops_tracking_without_calling_on_done() -> None:
     # nothing left to poll: the loop stops now, not when the forgotten poll was due (100 s)
     await until(lambda: not other_tasks())
     await poller.aclose()
+
+
+async def test_aclose_before_the_loop_ever_ran_leaves_no_task_behind() -> None:
+    poller = Poller(Script(), POLICY, time_scale=1.0)
+    tracked = poller.track(task(estimated=100.0))  # the host task is created, not yet run
+    await poller.aclose()
+    assert set() == other_tasks()
+    assert isinstance(await tracked.wait(), TaskTimeoutError)
+    assert "running=False" in repr(poller)
+
+
+async def test_a_waiter_cancelled_does_not_end_tracking() -> None:
+    tid = "task-unified-1-aaaaaaaa"
+    poller = Poller(Script(), POLICY, time_scale=1.0)
+    tracked = poller.track(task(tid, estimated=100.0))
+    waiter = asyncio.ensure_future(tracked.wait())
+    await asyncio.sleep(0)
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert 1 == poller.tracked
+    assert not tracked.done()
+    assert poller.wake(tid)
+    assert done(tid) == await asyncio.wait_for(tracked.wait(), 5)
+    await poller.aclose()

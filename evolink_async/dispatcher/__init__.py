@@ -13,7 +13,6 @@ through the same admission and retry paths.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from types import TracebackType
 from typing import Any
@@ -22,7 +21,7 @@ from ..limits import ConcurrencyLimit, CreditBudget, Estimator, Limits, RateLimi
 from ..models import Task, TaskStatus
 from ..poller import Poller
 from ._admission import Job, Run, Services, TaskAPI
-from ._run import BatchRun, SingleRun
+from ._run import BatchRun, Promise, SingleRun
 from .events import (
     Attach,
     BatchStats,
@@ -72,7 +71,7 @@ class TaskHandle:
 
     __slots__ = ("_future", "_job")
 
-    def __init__(self, job: Job, future: asyncio.Future[Outcome]) -> None:
+    def __init__(self, job: Job, future: Promise) -> None:
         self._job = job
         self._future = future
 
@@ -103,7 +102,7 @@ class TaskHandle:
         return self._future.done()
 
     async def result(self) -> Outcome:
-        return await asyncio.shield(self._future)
+        return await self._future.wait()
 
     def __await__(self) -> Any:
         return self.result().__await__()
@@ -202,7 +201,7 @@ class Dispatcher:
         self._index += 1
         limit = self._services.task_timeout if timeout is None else timeout
         job = Job(index=self._index, request=req, max_attempts=max_attempts, timeout=limit)
-        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        future = Promise()
         run.futures[job.index] = future
         if on_event is not None:
             run.handlers[job.index] = on_event

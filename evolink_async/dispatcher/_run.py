@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import logging
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Iterable
@@ -15,9 +14,48 @@ from ..errors import InvalidRequestError, TaskTimeoutError
 from ._admission import Job, Run, Services, Signal
 from .events import Attach, Completed, Event, Failed, Item, Outcome, as_request
 
-__all__ = ["BatchRun", "SingleRun", "aiter_items"]
+__all__ = ["BatchRun", "Promise", "SingleRun", "aiter_items"]
 
 logger = logging.getLogger("evolink_async")
+
+
+class Promise:
+    """One request's outcome, given once and awaited by any number of waiters (on an
+    ``anyio.Event`` made when first needed). ``cancel`` ends it without an outcome: its waiters
+    get the cancellation exception, as they did from a cancelled future."""
+
+    __slots__ = ("_event", "cancelled", "outcome")
+
+    def __init__(self) -> None:
+        self.outcome: Outcome | None = None
+        self.cancelled = False
+        self._event: anyio.Event | None = None
+
+    def done(self) -> bool:
+        return self.outcome is not None or self.cancelled
+
+    def set(self, outcome: Outcome) -> None:
+        if not self.done():
+            self.outcome = outcome
+            self._wake()
+
+    def cancel(self) -> None:
+        if not self.done():
+            self.cancelled = True
+            self._wake()
+
+    def _wake(self) -> None:
+        if self._event is not None:
+            self._event.set()
+
+    async def wait(self) -> Outcome:
+        if not self.done():
+            if self._event is None:
+                self._event = anyio.Event()
+            await self._event.wait()
+        if self.outcome is None:
+            raise anyio.get_cancelled_exc_class()("the dispatcher closed before it was created")
+        return self.outcome
 
 
 class SingleRun(Run):
@@ -25,7 +63,7 @@ class SingleRun(Run):
 
     def __init__(self, services: Services, **kw: Any) -> None:
         super().__init__(services, **kw)
-        self.futures: dict[int, asyncio.Future[Outcome]] = {}
+        self.futures: dict[int, Promise] = {}
         self.handlers: dict[int, Callable[[Event], object]] = {}
 
     def emit(self, event: Event) -> None:
@@ -42,8 +80,8 @@ class SingleRun(Run):
     def deliver(self, outcome: Outcome) -> None:
         self.handlers.pop(outcome.index, None)
         future = self.futures.pop(outcome.index, None)
-        if future is not None and not future.done():
-            future.set_result(outcome)
+        if future is not None:
+            future.set(outcome)
 
     async def aclose(self) -> None:
         """Also settle every handle still awaited: nobody would ever resolve it otherwise.
