@@ -84,22 +84,33 @@ class Services:
 
 
 class Signal:
-    """Something changed: ``wait()`` returns at the next ``set()`` after the last ``clear()``
-    (an anyio event, renewed on each clear)."""
+    """Something changed: ``wait()`` returns at the next ``set()`` after the last ``clear()``.
 
-    __slots__ = ("_event",)
+    The anyio event behind it is made only when somebody has to wait: ``set`` and ``clear``
+    run for every outcome, and making an event each time costs more than the rest of them.
+    """
+
+    __slots__ = ("_event", "_flag")
 
     def __init__(self) -> None:
-        self._event = anyio.Event()
+        self._flag = False
+        self._event: anyio.Event | None = None
 
     def set(self) -> None:
-        self._event.set()
+        self._flag = True
+        if self._event is not None:
+            self._event.set()
 
     def clear(self) -> None:
-        if self._event.is_set():
-            self._event = anyio.Event()
+        self._flag = False
+        if self._event is not None and self._event.is_set():
+            self._event = None
 
     async def wait(self) -> None:
+        if self._flag:
+            return
+        if self._event is None:
+            self._event = anyio.Event()
         await self._event.wait()
 
 
