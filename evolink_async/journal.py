@@ -2,28 +2,5 @@
 
 from __future__ import annotations
 
-from .batch.journal import (
-    JOURNAL_FILENAME,
-    LOCK_FILENAME,
-    Journal,
-    JournalCorruptError,
-    JournalError,
-    JournalLockedError,
-    LineState,
-    Phase,
-    fingerprint,
-    replay,
-)
-
-__all__ = [
-    "JOURNAL_FILENAME",
-    "LOCK_FILENAME",
-    "Journal",
-    "JournalCorruptError",
-    "JournalError",
-    "JournalLockedError",
-    "LineState",
-    "Phase",
-    "fingerprint",
-    "replay",
-]
+from .batch.journal import *  # noqa: F403 - the old module name, for users' imports
+from .batch.journal import __all__ as __all__  # noqa: PLC0414 - re-exported

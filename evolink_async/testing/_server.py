@@ -329,28 +329,8 @@ class Simulator:
         task = self.stats.tasks.get(name.removesuffix(".mp4")) if name.endswith(".mp4") else None
         if task is None or task.status_at(self.clock.now()) != "completed":
             raise ApiError(404, "file_not_found", "File not found", "not_found_error")
-        try:
-            expires = int(request.query.get("expires", ""))
-        except ValueError:
-            expires = -1
-        if not hmac.compare_digest(
-            request.query.get("sig", ""), sign(self._secret, task.id, expires)
-        ):
-            raise ApiError(403, "invalid_signature", "Invalid link signature", "permission_error")
-        if self.clock.now() > expires:
-            raise ApiError(403, "link_expired", "Result link expired", "permission_error")
-        failing = None
-        if request.method == "GET":  # HEAD is no download attempt
-            task.downloads += 1
-            failing = task.download_fault if task.downloads == 1 else None
-        if failing == "503":
-            raise ApiError(
-                503,
-                503,
-                "Service temporarily unavailable, retry after 1 seconds",
-                "service_unavailable_error",
-                retry_after=1,
-            )
+        _check_link(self._secret, task, request.query, self.clock.now())
+        failing = _download_fault(task, request.method)
         return await _send_video(request, truncate=failing == "truncate")
 
     async def _not_found(self, request: web.Request, call: _Call) -> web.StreamResponse:
@@ -361,6 +341,35 @@ class Simulator:
     async def _stats_json(self, request: web.Request) -> web.StreamResponse:
         self._state.settle()
         return web.json_response(self.stats.to_dict())
+
+
+def _check_link(secret: bytes, task: SimulatedTask, query: Mapping[str, str], now: float) -> None:
+    """Refuse a result link whose signature is wrong or whose time is up."""
+    try:
+        expires = int(query.get("expires", ""))
+    except ValueError:
+        expires = -1
+    if not hmac.compare_digest(query.get("sig", ""), sign(secret, task.id, expires)):
+        raise ApiError(403, "invalid_signature", "Invalid link signature", "permission_error")
+    if now > expires:
+        raise ApiError(403, "link_expired", "Result link expired", "permission_error")
+
+
+def _download_fault(task: SimulatedTask, method: str) -> str | None:
+    """Count a download attempt (HEAD is none) and draw its fault: the first GET may fail."""
+    if method != "GET":
+        return None
+    task.downloads += 1
+    failing = task.download_fault if task.downloads == 1 else None
+    if failing == "503":
+        raise ApiError(
+            503,
+            503,
+            "Service temporarily unavailable, retry after 1 seconds",
+            "service_unavailable_error",
+            retry_after=1,
+        )
+    return failing
 
 
 def _proxy_error(status: int, kind: float, html_fraction: float) -> web.Response:
