@@ -20,6 +20,7 @@ import anyio.to_thread
 
 from ..dispatcher import Batch, Item
 from ..errors import JournalError
+from ..limits import CreditBudget
 from ._downloads import Downloader, check_files
 from ._events import Recorder
 from ._writer import JournalWriter
@@ -268,21 +269,24 @@ class BatchJob:
                 request = self._entries[line].request
                 yield rec.attach(line, request) if line in attach else request
 
+        left = self._ledger.budget_left(self.budget)
+        # the batch's budget counts what re-attached tasks hold as spent; if one fails and the
+        # line is submitted again, the recorder gives its credits back to this budget
+        budget = CreditBudget(left) if left is not None else None
+        rec.refund = budget.grow if budget is not None else None
         batch: Batch = self.client.dispatcher.generate_many(
             source(),
-            budget=self._ledger.budget_left(self.budget),
+            budget=budget,
             max_attempts=self.max_attempts,
             timeout=self.task_timeout,
             on_event=functools.partial(rec.on_event, lines),
             before_create=functools.partial(rec.before_create, lines),
         )
         try:
-            while True:
-                try:
-                    outcome = await batch.__anext__()
-                except StopAsyncIteration:
-                    return
-                rec.on_outcome(lines[outcome.index - 1], outcome)
+            # the recorder took each outcome from its Completed/Failed/BudgetSkipped event,
+            # the moment it happened; iterating only drives the batch to its end
+            async for _ in batch:
+                pass
         finally:
             with anyio.CancelScope(shield=True):
                 await batch.aclose()
