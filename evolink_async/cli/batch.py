@@ -35,6 +35,7 @@ from .app import (
     service,
 )
 from .display import Display, make_display, print_summary
+from .gallery import write_batch_gallery
 
 __all__ = ["DEFAULT_LISTEN", "batch_command", "follow"]
 
@@ -121,6 +122,7 @@ async def _batch_async(
         return EXIT_SOME_FAILED
     if not args.quiet:
         print_summary(summary)
+    await write_batch_gallery(summary, quiet=args.quiet)
     if summary.interrupted:
         return EXIT_INTERRUPTED
     return EXIT_OK if summary.ok else EXIT_SOME_FAILED
