@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from .._files import atomic_write
-from .manifest import MANIFEST_FILENAME, ManifestEntry
+from .manifest import GALLERY_FILENAME, MANIFEST_FILENAME, ManifestEntry
 
 __all__ = [
     "GALLERY_FILENAME",
@@ -29,8 +29,6 @@ __all__ = [
     "render_gallery",
     "write_gallery",
 ]
-
-GALLERY_FILENAME = "index.html"
 
 #: the order of the filter buttons (other statuses follow, sorted)
 _STATUS_ORDER = ("completed", "failed", "cancelled", "unknown", "interrupted", "skipped")
