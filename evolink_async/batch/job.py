@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import os
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, cast
 
@@ -101,6 +101,7 @@ class BatchJob:
         self._interrupted = False
         self._aborted: str | None = None
         self._started = False
+        self._ready = False
         self._start_time = time.monotonic()
         self._requests_at_start = 0
 
@@ -137,10 +138,17 @@ class BatchJob:
 
     # -- the run -------------------------------------------------------------------------
 
-    async def run(self) -> BatchSummary:
+    @property
+    def ready(self) -> bool:
+        """True once the directory is locked, the journal read and the lines planned: every
+        error of the input and the output directory has been raised by then."""
+        return self._ready
+
+    async def run(self, *, on_ready: Callable[[], object] | None = None) -> BatchSummary:
         """Run the job once. Raises ``JournalLockedError`` when another job holds the
         directory, :class:`BatchInputError` when the journal holds other requests for these
-        lines (nothing is submitted then), and ``JournalError`` if the journal fails."""
+        lines (nothing is submitted then), and ``JournalError`` if the journal fails.
+        ``on_ready`` is called when the job is :attr:`ready`, before anything is sent."""
         if self._started:
             raise RuntimeError("a BatchJob runs once")
         self._started = True
@@ -152,6 +160,9 @@ class BatchJob:
         journal = await Journal.aopen(self.out_dir)
         try:
             todo = await self._plan(journal.state)
+            self._ready = True
+            if on_ready is not None:
+                on_ready()
             writer = self._wire(journal)
             try:
                 async with anyio.create_task_group() as tg:

@@ -82,8 +82,9 @@ def _add_connection(parser: argparse.ArgumentParser, *, simulate: bool) -> None:
         "--time-scale",
         type=positive_float,
         metavar="S",
-        help="local seconds per service second: match a simulator running faster than real "
-        f"time (default 1; {SIMULATE_TIME_SCALE} with --simulate)",
+        help="local seconds per service second, for a simulator running faster than real "
+        "time (default: $EVOLINK_TIME_SCALE, else the scale the simulator states on its "
+        f"answers, else 1; {SIMULATE_TIME_SCALE} with --simulate)",
     )
     if simulate:
         group.add_argument(

@@ -29,7 +29,9 @@ __all__ = [
 
 #: the duration a create without one gets, for each model with published prices
 _DEFAULT_DURATIONS: Final[Mapping[str, int]] = {
-    name: spec.default_duration for name, spec in MODEL_SPECS.items() if spec.prices
+    name: spec.default_duration
+    for name, spec in MODEL_SPECS.items()
+    if spec.prices and spec.default_duration is not None
 }
 
 

@@ -10,9 +10,11 @@ from attrs import validators as v
 
 from ._catalog import DEFAULT_FAILURE_CODES, DEFAULT_MODELS, ModelSpec
 
-__all__ = ["DEFAULT_API_KEY", "SimulatorConfig"]
+__all__ = ["DEFAULT_API_KEY", "TIME_SCALE_HEADER", "SimulatorConfig"]
 
 DEFAULT_API_KEY = "sk-evo-simulator-key"
+#: the header on which the simulator states its time scale (the real gateway never sends it)
+TIME_SCALE_HEADER = "X-Evolink-Simulator-Time-Scale"
 
 _rate = [v.instance_of(float), v.ge(0.0), v.le(1.0)]
 _positive = [v.instance_of(float), v.gt(0.0)]
@@ -47,6 +49,9 @@ class SimulatorConfig:
     seed: int = 0
     #: real seconds per simulated second (0.01: a "300 s" task takes 3 real s)
     time_scale: float = attrs.field(default=1.0, converter=float, validator=_positive)
+    #: state ``time_scale`` on every API answer (the X-Evolink-Simulator-Time-Scale header), so
+    #: that a client adopts it; False: a client must be told (as before)
+    state_time_scale: bool = True
     models: Mapping[str, ModelSpec] = DEFAULT_MODELS
 
     # timing of a task (simulated seconds, uniform in [low, high])
