@@ -49,14 +49,17 @@ from .errors import (
     RateLimitError,
     RequestTooLargeError,
     ServerError,
+    TaskCancelledError,
     TaskError,
     TaskFailedError,
+    TaskStalledError,
     TaskTimeoutError,
     redact_url,
     shorten,
 )
 from .limits import ConcurrencyLimit, CreditBudget, PriceTable, RateLimiter
 from .models import (
+    CANCELLED_CODE,
     DEFAULT_MODEL,
     FATAL_TASK_ERROR_CODES,
     MODEL_SPECS,
@@ -67,7 +70,9 @@ from .models import (
     Task,
     TaskErrorInfo,
     TaskInfo,
+    TaskPage,
     TaskStatus,
+    TaskSummary,
     Usage,
     VideoRequest,
     is_loopback_host,
@@ -77,6 +82,7 @@ from .models import (
 from .poller import PollPolicy
 
 __all__ = [
+    "CANCELLED_CODE",
     "DEFAULT_BASE_URL",
     "DEFAULT_MODEL",
     "FATAL_TASK_ERROR_CODES",
@@ -130,12 +136,16 @@ __all__ = [
     "ServerError",
     "Submitted",
     "Task",
+    "TaskCancelledError",
     "TaskError",
     "TaskErrorInfo",
     "TaskFailedError",
     "TaskHandle",
     "TaskInfo",
+    "TaskPage",
+    "TaskStalledError",
     "TaskStatus",
+    "TaskSummary",
     "TaskTimeoutError",
     "Usage",
     "VideoRequest",

@@ -74,6 +74,17 @@ class SimulatorConfig:
     )
     retryable_failure_rate: float = attrs.field(default=0.0, converter=float, validator=_rate)
     fatal_failure_rate: float = attrs.field(default=0.0, converter=float, validator=_rate)
+    #: fraction of tasks cancelled while running (refunded), reported as ``cancel_style`` says
+    cancel_rate: float = attrs.field(default=0.0, converter=float, validator=_rate)
+    #: how a cancelled task reads: status ``cancelled`` (Evolink's own client) or ``failed`` with
+    #: code ``request_cancelled`` (the docs; the default)
+    cancel_style: Literal["cancelled", "failed"] = attrs.field(
+        default="failed", validator=v.in_(("cancelled", "failed"))
+    )
+
+    # task reads
+    #: ``POST /v1/tasks/batch`` exists; False answers it 404 (a gateway without it)
+    batch_reads: bool = True
 
     # transport faults (fractions of API requests)
     error_5xx_rate: float = attrs.field(default=0.0, converter=float, validator=_rate)
@@ -103,7 +114,12 @@ class SimulatorConfig:
     allow_insecure_callbacks: bool = False
 
     def __attrs_post_init__(self) -> None:
-        total = self.failure_rate + self.retryable_failure_rate + self.fatal_failure_rate
+        total = (
+            self.failure_rate
+            + self.retryable_failure_rate
+            + self.fatal_failure_rate
+            + self.cancel_rate
+        )
         if total > 1.0:
             raise ValueError(f"the failure rates add up to {total} > 1")
         if self.error_5xx_rate + self.slow_rate + self.ghost_rate > 1.0:

@@ -24,6 +24,7 @@ from ._files import UnsatisfiableRange, parse_range, sign, task_video
 from ._state import ServiceState
 from ._stats import DROPPED, SimulatorStats
 from ._task import SimulatedTask
+from ._task_reads import TaskReads
 from ._validation import validate_create
 
 __all__ = ["Simulator"]
@@ -33,7 +34,7 @@ _PROXY_HTML = (
     "<center><h1>{status} {reason}</h1></center>\r\n<hr><center>nginx</center>\r\n"
     "</body>\r\n</html>\r\n"
 )
-_API_ENDPOINTS = frozenset({"create", "get_task", "credits"})
+_API_ENDPOINTS = frozenset({"create", "get_task", "credits", "tasks_batch", "tasks_list"})
 
 
 @attrs.define
@@ -89,8 +90,11 @@ class Simulator:
         if self._runner is not None or self._closed:
             raise RuntimeError("a Simulator starts once")
         app = web.Application()
+        reads = TaskReads(self.config, self.clock, self.stats, self._authorize, self._settled_body)
         routes: list[tuple[str, str, str, _Handler]] = [
             ("POST", "/v1/videos/generations", "create", self._create),
+            ("POST", "/v1/tasks/batch", "tasks_batch", reads.batch),
+            ("GET", "/v1/tasks", "tasks_list", reads.listing),
             ("GET", "/v1/tasks/{task_id}", "get_task", self._get_task),
             ("GET", "/v1/credits", "credits", self._credits),
             ("GET", "/files/{name}", "files", self._file),
@@ -180,7 +184,8 @@ class Simulator:
         self._finish(task_id, code, message)
 
     def cancel_task(self, task_id: str) -> None:
-        """Cancel a task: it fails with ``request_cancelled``, as the service reports it."""
+        """Cancel a task now (refunded): status ``cancelled``, or ``failed`` with
+        ``request_cancelled`` under ``cancel_style="failed"``, as the service reports it."""
         self._finish(task_id, "request_cancelled", None)
 
     async def drain_callbacks(self) -> None:
@@ -317,10 +322,7 @@ class Simulator:
             raise ApiError(404, "task_not_found", "Task not found or expired", "not_found_error")
         body = self._settled_body(task)
         if call.fault != "ghost":  # an answer the client never gets shows it nothing
-            task.polls += 1
-            if task.first_seen_terminal_at is None and body["status"] in ("completed", "failed"):
-                task.first_seen_terminal_at = self.clock.now()
-                task.first_seen_terminal_real = time.monotonic()
+            task.read(body["status"], self.clock.now())
         return web.json_response(body)
 
     async def _credits(self, request: web.Request, call: _Call) -> web.StreamResponse:
