@@ -1,4 +1,4 @@
-"""nox sessions: tests, lint, typecheck, bench, docs."""
+"""nox sessions: tests, lint, typecheck, bench, fleet, docs."""
 
 from __future__ import annotations
 
@@ -48,6 +48,16 @@ def bench(session: nox.Session) -> None:
     profile = [] if full else ["--quick"]
     session.run("python", "benchmarks/bench_batch.py", *profile, *args)
     session.run("python", "benchmarks/bench_scale.py", *profile, *args)
+
+
+@nox.session
+def fleet(session: nox.Session) -> None:
+    """Processes on one key sharing its limits through Redis (needs redis-server; pass --full
+    for 192 clips a run instead of 48)."""
+    _install(session)
+    full = "--full" in session.posargs
+    args = [a for a in session.posargs if a != "--full"]
+    session.run("python", "benchmarks/bench_fleet.py", *([] if full else ["--quick"]), *args)
 
 
 @nox.session

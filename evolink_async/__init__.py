@@ -49,6 +49,7 @@ from .errors import (
     RateLimitError,
     RequestTooLargeError,
     ServerError,
+    SharedLimitsError,
     TaskCancelledError,
     TaskError,
     TaskFailedError,
@@ -57,7 +58,7 @@ from .errors import (
     redact_url,
     shorten,
 )
-from .limits import ConcurrencyLimit, CreditBudget, PriceTable, RateLimiter
+from .limits import ConcurrencyLimit, CreditBudget, PriceTable, RateLimiter, RedisLimits
 from .models import (
     CANCELLED_CODE,
     DEFAULT_MODEL,
@@ -129,11 +130,13 @@ __all__ = [
     "RateLimited",
     "RateLimiter",
     "ReceiverStats",
+    "RedisLimits",
     "RequestTooLargeError",
     "RetryEvent",
     "RetryPolicy",
     "Retrying",
     "ServerError",
+    "SharedLimitsError",
     "Submitted",
     "Task",
     "TaskCancelledError",

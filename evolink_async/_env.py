@@ -11,10 +11,12 @@ __all__ = [
     "BASE_URL_ENV",
     "CALLBACK_SECRET_ENV",
     "DEFAULT_BASE_URL",
+    "REDIS_URL_ENV",
     "TIME_SCALE_ENV",
     "env_api_key",
     "env_base_url",
     "env_callback_secret",
+    "env_redis_url",
     "env_time_scale",
 ]
 
@@ -23,6 +25,7 @@ API_KEY_ENV = "EVOLINK_API_KEY"
 BASE_URL_ENV = "EVOLINK_BASE_URL"
 CALLBACK_SECRET_ENV = "EVOLINK_CALLBACK_SECRET"
 TIME_SCALE_ENV = "EVOLINK_TIME_SCALE"
+REDIS_URL_ENV = "EVOLINK_REDIS_URL"
 
 
 def env_api_key() -> str | None:
@@ -38,6 +41,11 @@ def env_base_url() -> str:
 def env_callback_secret() -> str | None:
     """``$EVOLINK_CALLBACK_SECRET``, or ``None`` when unset or empty."""
     return os.environ.get(CALLBACK_SECRET_ENV) or None
+
+
+def env_redis_url() -> str | None:
+    """``$EVOLINK_REDIS_URL`` (the limits shared through Redis), or ``None`` when unset."""
+    return os.environ.get(REDIS_URL_ENV) or None
 
 
 def env_time_scale() -> float | None:

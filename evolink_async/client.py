@@ -18,8 +18,9 @@ from types import TracebackType
 from typing import Any
 
 import aiohttp
+import attrs
 
-from ._env import DEFAULT_BASE_URL, env_api_key, env_base_url, env_time_scale
+from ._env import DEFAULT_BASE_URL, env_api_key, env_base_url, env_redis_url, env_time_scale
 from ._retry import RetryPolicy
 from ._transport import RetryEvent, Transport
 from .api import EvolinkAPI
@@ -27,7 +28,19 @@ from .callbacks import CallbackReceiver
 from .dispatcher import Batch, Dispatcher, Event, Item, TaskHandle
 from .download import DownloadResult, download_file
 from .errors import DownloadError, TaskCancelledError, TaskFailedError
-from .limits import ConcurrencyLimit, CreditBudget, Estimator, Limits, PriceTable, RateLimiter
+from .limits import (
+    Budget,
+    ConcurrencyLimit,
+    CreditBudget,
+    Estimator,
+    Limits,
+    LimitSettings,
+    PriceTable,
+    RateGate,
+    RateLimiter,
+    RedisLimits,
+    SlotLimit,
+)
 from .models import Credits, Task, TaskStatus, TaskSummary, VideoRequest
 from .poller import Poller, PollPolicy
 
@@ -92,24 +105,29 @@ class _AdoptTimeScale:
                 self.poller.wake(task_id)
 
 
-def _build_limits(
-    rate: float | None,
-    burst: int,
-    max_in_flight: int | None,
-    budget: float | None,
-    poller: Poller,
-) -> Limits:
-    """The client's limits; a concurrency 429 shrinks to at most the poller's tasks."""
+def _build_limits(settings: LimitSettings, poller: Poller, limits: Limits | None) -> Limits:
+    """The client's limits: those given (``RedisLimits``: shared through Redis), else shared
+    through ``$EVOLINK_REDIS_URL`` when set, else in-process. A concurrency 429 shrinks to at
+    most the poller's tasks."""
+    settings = attrs.evolve(
+        settings, running=lambda: poller.tracked, grow_every=60.0 * poller.time_scale
+    )
+    if limits is None and env_redis_url() is not None:
+        limits = RedisLimits(env_redis_url() or "")
+    if limits is not None:
+        limits.configure(settings)
+        return limits
     conc = (
-        ConcurrencyLimit(max_in_flight, grow_every=60.0 * poller.time_scale)
-        if max_in_flight
+        ConcurrencyLimit(settings.max_in_flight, grow_every=settings.grow_every)
+        if settings.max_in_flight
         else None
     )
+    rate = settings.rate
     return Limits(
-        RateLimiter.unlimited() if rate is None else RateLimiter(rate, burst),
+        RateLimiter.unlimited() if rate is None else RateLimiter(rate, settings.burst),
         conc,
-        CreditBudget(budget) if budget is not None else None,
-        running=lambda: poller.tracked,
+        CreditBudget(settings.budget) if settings.budget is not None else None,
+        running=settings.running,
     )
 
 
@@ -192,6 +210,8 @@ class EvolinkClient(_Requests):
       requests for its Retry-After and lowers the rate, which then recovers slowly.
     * ``max_in_flight``: tasks pending or processing at once (submit/generate_many).
     * ``budget``: credits that may be reserved in all; each create reserves its price first.
+    * ``limits``: where they live: ``RedisLimits(url)`` shares them with every process on the
+      key (so does ``$EVOLINK_REDIS_URL``); by default, in this process.
 
     ``time_scale`` compresses the task timeline for a simulator that runs faster than real
     time: the service's ``estimated_time`` and the poll plan (``PollPolicy``, in the service's
@@ -221,6 +241,7 @@ class EvolinkClient(_Requests):
         time_scale: float | None = None,
         verify_ssl: bool = True,
         callbacks: CallbackReceiver | None = None,
+        limits: Limits | None = None,
     ) -> None:
         scale = _resolve_time_scale(time_scale)
         self.prices = prices or PriceTable()
@@ -231,10 +252,12 @@ class EvolinkClient(_Requests):
         self._poller = _build_poller(self, scale or 1.0, callbacks=callbacks is not None)
         if callbacks is not None:
             callbacks.bind(self._poller)  # the receiver wakes this client's tasks
-        self.limits = _build_limits(rate, burst, max_in_flight, budget, self._poller)
+        key = env_api_key() if api_key is None else api_key
+        settings = LimitSettings(rate, burst, max_in_flight, budget, api_key=key or "")
+        self.limits = _build_limits(settings, self._poller, limits)
         self._retry_listeners = _RetryListeners()
         self._transport = Transport(
-            api_key=env_api_key() if api_key is None else api_key,
+            api_key=key,
             base_url=env_base_url() if base_url is None else base_url,
             session=session,
             timeout=timeout,
@@ -285,6 +308,7 @@ class EvolinkClient(_Requests):
         await self._dispatcher.aclose()
         await self._poller.aclose()
         await self._transport.aclose()
+        await self.limits.aclose()
 
     @property
     def time_scale(self) -> float:
@@ -311,17 +335,17 @@ class EvolinkClient(_Requests):
         return self._transport.session
 
     @property
-    def rate_limiter(self) -> RateLimiter:
+    def rate_limiter(self) -> RateGate:
         """The request rate every request of this client shares."""
         return self.limits.rate
 
     @property
-    def concurrency(self) -> ConcurrencyLimit | None:
+    def concurrency(self) -> SlotLimit | None:
         """Tasks in flight at once (``None``: not limited locally)."""
         return self.limits.concurrency
 
     @property
-    def budget(self) -> CreditBudget | None:
+    def budget(self) -> Budget | None:
         """Credits that may be reserved in all (``None``: no budget)."""
         return self.limits.budget
 

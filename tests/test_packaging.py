@@ -46,11 +46,11 @@ def test_the_classifiers_name_every_supported_python_and_the_licence_file_is_mit
 def test_the_readme_starts_with_its_two_commands_then_the_pip_line() -> None:
     lines = (REPO / "README.md").read_text().splitlines()
     assert ["# 1.", "# 2."] == [lines[3][:4], lines[5][:4]]
-    install_browser = (
-        "(command -v chromium >/dev/null || (apt-get update -qq && "
-        "apt-get install -y -qq chromium >/dev/null)) && "
+    install_browser_and_redis = (
+        "(command -v chromium >/dev/null && command -v redis-server >/dev/null || "
+        "(apt-get update -qq && apt-get install -y -qq chromium redis-server >/dev/null)) && "
     )
-    assert lines[6].startswith(install_browser)
+    assert lines[6].startswith(install_browser_and_redis)
     assert "pytest" in lines[6]
     assert "```" == lines[7]
     assert "pip install 'evolink-async[cli]'" in "\n".join(lines[8:12])

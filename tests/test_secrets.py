@@ -26,7 +26,7 @@ from evolink_async.batch import BatchInputError, BatchJob, parse_prompts
 from evolink_async.download import download_file
 from evolink_async.errors import TaskStalledError
 from evolink_async.journal import Journal, replay
-from evolink_async.limits import CreditBudget
+from evolink_async.limits import CreditBudget, RedisLimits
 from evolink_async.models import TaskStatus, VideoRequest
 from evolink_async.testing import Simulator
 
@@ -235,6 +235,11 @@ async def test_a_faulty_batch_at_debug_level_and_every_error_class_never_show_th
     async with EvolinkClient(
         KEY, f"http://127.0.0.1:{closed_port()}", retry=ONCE, rate=None
     ) as client:
+        raised.append(await caught(client.get_credits()))
+        reprs.append(client)
+    # the shared limits unreachable (a Redis URL whose password is the key, even)
+    shared = RedisLimits(f"redis://:{KEY}@127.0.0.1:{closed_port()}/0")
+    async with EvolinkClient(KEY, f"http://127.0.0.1:{closed_port()}", limits=shared) as client:
         raised.append(await caught(client.get_credits()))
         reprs.append(client)
 

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 import anyio
 
-from .._env import CALLBACK_SECRET_ENV, env_callback_secret
+from .._env import CALLBACK_SECRET_ENV, env_callback_secret, env_redis_url
 from ..batch import BatchInputError, BatchJob, BatchLine, BatchSummary, load_prompts
 from ..callbacks import CallbackReceiver, parse_listen
 from ..client import EvolinkClient
@@ -20,8 +20,10 @@ from ..errors import (
     JournalCorruptError,
     JournalError,
     JournalLockedError,
+    SharedLimitsError,
     redact_url,
 )
+from ..limits import RedisLimits
 from ..models import is_loopback_host
 from .app import (
     EXIT_INTERRUPTED,
@@ -110,6 +112,9 @@ async def _batch_async(
         summary = await _run_job(args, lines, interrupts, receiver)
     except UsageError:
         return EXIT_USAGE
+    except SharedLimitsError as exc:  # another shared budget: exit 2; Redis unreachable: 1
+        err(str(exc))
+        return EXIT_SOME_FAILED if exc.unreachable else EXIT_USAGE
     except (JournalLockedError, JournalCorruptError, BatchInputError) as exc:
         err(str(exc))
         return EXIT_USAGE
@@ -149,6 +154,8 @@ async def _run_job(
         client = await stack.enter_async_context(
             service(args, state_dir=Path(args.out), **client_kwargs)
         )
+        if isinstance(client.limits, RedisLimits):
+            await client.limits.check()  # reach Redis, set or check the shared budget
         job = _make_job(client, lines, args)
         interrupts.on_first = job.stop
         interrupts.message = _STOPPING
@@ -174,6 +181,9 @@ async def _run_job(
 
 def _client_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"max_in_flight": args.concurrency}
+    redis_url = args.redis or env_redis_url()
+    if redis_url:  # the key's limits shared by every process on it; --budget is the fleet's
+        kwargs.update(limits=RedisLimits(redis_url, args.redis_namespace), budget=args.budget)
     if args.rate is not None:
         kwargs.update(rate=args.rate, burst=1)
     if args.timeout is not None:

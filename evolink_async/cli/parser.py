@@ -12,6 +12,7 @@ from .app import SIMULATE_TIME_SCALE
 from .batch import DEFAULT_LISTEN, batch_command
 from .gallery import gallery_command
 from .generate import generate_command
+from .limits import limits_command
 from .simulate import simulate_command
 from .tasks import credits_command, status_command, tasks_command
 
@@ -20,6 +21,7 @@ __all__ = [
     "add_credits",
     "add_gallery",
     "add_generate",
+    "add_limits",
     "add_simulate",
     "add_status",
     "add_tasks",
@@ -169,7 +171,19 @@ def _add_batch_limits(batch: argparse.ArgumentParser) -> None:
         "--budget",
         type=non_negative_float,
         metavar="CREDITS",
-        help="never reserve more credits for this batch (earlier runs included)",
+        help="never reserve more credits for this batch (earlier runs included); with --redis, "
+        "also the namespace's shared budget (the first process sets it, another total: exit 2)",
+    )
+    limits.add_argument(
+        "--redis",
+        metavar="URL",
+        help="share the key's rate, tasks in flight and budget with every process on it, "
+        "through Redis (default: $EVOLINK_REDIS_URL); Redis unreachable: requests fail",
+    )
+    limits.add_argument(
+        "--redis-namespace",
+        metavar="NAME",
+        help="the shared limits' name (default: a keyed hash of the API key)",
     )
     limits.add_argument(
         "--max-attempts",
@@ -307,6 +321,35 @@ def add_gallery(sub: _Commands) -> None:
     gallery.set_defaults(handler=gallery_command)
 
 
+def add_limits(sub: _Commands) -> None:
+    limits = sub.add_parser(
+        "limits",
+        help="show the limits processes share through Redis (or reset them)",
+        description="Show a namespace's shared state: the rate and any pause, the leases of "
+        "tasks in flight with their owners, the budget and its reservations.",
+    )
+    limits.add_argument("--redis", metavar="URL", help="default: $EVOLINK_REDIS_URL")
+    limits.add_argument(
+        "--namespace",
+        metavar="NAME",
+        help="default: the one derived from --api-key / $EVOLINK_API_KEY",
+    )
+    limits.add_argument("--api-key", metavar="KEY", help="the fleet's key (never printed)")
+    limits.add_argument(
+        "--reset-budget",
+        action="store_true",
+        help="forget the budget, what was spent and every reservation (asks first)",
+    )
+    limits.add_argument(
+        "--clear-leases",
+        action="store_true",
+        help="free every concurrency slot, live processes' too (asks first)",
+    )
+    limits.add_argument("--yes", "-y", action="store_true", help="do not ask")
+    limits.add_argument("--json", action="store_true", help="print JSON")
+    limits.set_defaults(handler=limits_command)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``evolink-async``."""
     parser = argparse.ArgumentParser(
@@ -321,6 +364,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     commands = (add_batch, add_generate, add_status, add_tasks, add_credits, add_simulate)
-    for add in (*commands, add_gallery):
+    for add in (*commands, add_gallery, add_limits):
         add(sub)
     return parser

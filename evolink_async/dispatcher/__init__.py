@@ -17,7 +17,15 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from types import TracebackType
 from typing import Any
 
-from ..limits import ConcurrencyLimit, CreditBudget, Estimator, Limits, RateLimiter
+from ..limits import (
+    Budget,
+    ConcurrencyLimit,
+    CreditBudget,
+    Estimator,
+    Limits,
+    RateLimiter,
+    SlotLimit,
+)
 from ..models import Task, TaskStatus
 from ..poller import Poller
 from ._admission import Job, Run, Services, TaskAPI
@@ -169,7 +177,7 @@ class Dispatcher:
     def __repr__(self) -> str:
         return f"<Dispatcher runs={len(self._runs)}>"
 
-    def _client_limits(self) -> tuple[list[ConcurrencyLimit], list[CreditBudget]]:
+    def _client_limits(self) -> tuple[list[SlotLimit], list[Budget]]:
         limits = self._services.limits
         conc = [limits.concurrency] if limits.concurrency is not None else []
         budgets = [limits.budget] if limits.budget is not None else []

@@ -23,17 +23,18 @@ from ..errors import (
     EvolinkError,
     RateLimitError,
     ServerError,
+    SharedLimitsError,
     TaskCancelledError,
     TaskFailedError,
 )
 from ..limits import (
-    ConcurrencyLimit,
-    ConcurrencyPermit,
-    CreditBudget,
+    Budget,
     Estimator,
+    Hold,
     Limits,
+    Permit,
     RateLimiter,
-    Reservation,
+    SlotLimit,
     Throttle,
 )
 from ..models import Task, TaskStatus, VideoRequest
@@ -126,8 +127,8 @@ class Job:
     attempts: int = 0
     requeues: int = 0
     task_ids: list[str] = attrs.field(factory=list)
-    slots: list[ConcurrencyPermit] = attrs.field(factory=list)
-    reservations: list[Reservation] = attrs.field(factory=list)
+    slots: list[Permit] = attrs.field(factory=list)
+    reservations: list[Hold] = attrs.field(factory=list)
     task: Task | None = None
     credits: float = 0.0
     #: a task an earlier run created, to follow instead of creating one (``Attach``)
@@ -141,8 +142,8 @@ class Run:
         self,
         services: Services,
         *,
-        concurrency: list[ConcurrencyLimit],
-        budgets: list[CreditBudget],
+        concurrency: list[SlotLimit],
+        budgets: list[Budget],
         rate: RateLimiter | None = None,
         on_event: Callable[[Event], object] | None = None,
         create_parallelism: int = 16,
@@ -279,6 +280,11 @@ class Run:
                 self._attach(job, job.attach_id)
             else:
                 await self._reserve_and_create(job)
+        except SharedLimitsError as exc:
+            # the shared limits cannot be used (Redis unreachable): nothing was sent
+            self._settle(job, commit=False)
+            self._release_slots(job)
+            self.finish(job, "failed", exc)
         except BaseException:
             # Cancelled while waiting for a slot, credits or a rate token: nothing was sent, so
             # give them back (they may be the client's, shared with later batches). A no-op

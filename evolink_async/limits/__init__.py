@@ -16,27 +16,40 @@ Each class works alone and shows its live state in its ``repr``:
 
 ``Limits`` (:mod:`.bundle`)
     The three as the transport's gate: one place where a 429 is handled.
+
+``RedisLimits`` (:mod:`.redis_limits`)
+    The same limits shared by every process on one API key, through Redis; the interface
+    both backends offer is in :mod:`.backend`.
 """
 
 from ..errors import BudgetExceededError
 from ._common import Estimator
-from .bundle import Limits, Throttle
+from .backend import Budget, Hold, Permit, RateGate, SlotLimit
+from .bundle import Limits, LimitSettings, Throttle
 from .concurrency import ConcurrencyLimit, ConcurrencyPermit
 from .credits import DEFAULT_PRICES, CreditBudget, PriceTable, Reservation, ReservationState
 from .rate import RateLimiter, RateSlot
+from .redis_limits import RedisLimits
 
 __all__ = [
     "DEFAULT_PRICES",
+    "Budget",
     "BudgetExceededError",
     "ConcurrencyLimit",
     "ConcurrencyPermit",
     "CreditBudget",
     "Estimator",
+    "Hold",
+    "LimitSettings",
     "Limits",
+    "Permit",
     "PriceTable",
+    "RateGate",
     "RateLimiter",
     "RateSlot",
+    "RedisLimits",
     "Reservation",
     "ReservationState",
+    "SlotLimit",
     "Throttle",
 ]

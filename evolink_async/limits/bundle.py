@@ -15,11 +15,10 @@ from collections.abc import Callable
 import attrs
 
 from ..errors import RateLimitError
-from .concurrency import ConcurrencyLimit
-from .credits import CreditBudget
+from .backend import Budget, RateGate, SlotLimit
 from .rate import RateLimiter
 
-__all__ = ["Limits", "Throttle"]
+__all__ = ["LimitSettings", "Limits", "Throttle"]
 
 logger = logging.getLogger("evolink_async")
 
@@ -34,6 +33,20 @@ class Throttle:
     concurrency: bool
 
 
+@attrs.frozen
+class LimitSettings:
+    """What a client asks of its limits, given to :meth:`Limits.configure` by the client (a
+    shared backend builds its parts from it). The API key never shows in a repr."""
+
+    rate: float | None
+    burst: int
+    max_in_flight: int | None
+    budget: float | None
+    api_key: str = attrs.field(repr=False)
+    running: Callable[[], int] | None = None
+    grow_every: float = 60.0
+
+
 class Limits:
     """The limits every request of one client shares (``None``: not limited locally).
 
@@ -45,26 +58,33 @@ class Limits:
 
     def __init__(
         self,
-        rate: RateLimiter | None = None,
-        concurrency: ConcurrencyLimit | None = None,
-        budget: CreditBudget | None = None,
+        rate: RateGate | None = None,
+        concurrency: SlotLimit | None = None,
+        budget: Budget | None = None,
         *,
         running: Callable[[], int] | None = None,
     ) -> None:
-        self.rate = rate if rate is not None else RateLimiter.unlimited()
+        self.rate: RateGate = rate if rate is not None else RateLimiter.unlimited()
         self.concurrency = concurrency
         self.budget = budget
         self.running = running
         #: 429s seen so far
         self.throttles = 0
         self._listeners: list[Callable[[Throttle], object]] = []
-        self._extra: list[ConcurrencyLimit] = []
+        self._extra: list[SlotLimit] = []
 
     def __repr__(self) -> str:
         return (
             f"<Limits rate={self.rate!r} concurrency={self.concurrency!r}"
             f" budget={self.budget!r} throttles={self.throttles}>"
         )
+
+    def configure(self, settings: LimitSettings) -> None:
+        """Take a client's settings: the in-process bundle keeps the parts it was built with
+        (a shared backend builds its parts here)."""
+
+    async def aclose(self) -> None:
+        """Give back what the limits hold outside this process (nothing here)."""
 
     async def acquire(self) -> None:
         """Wait until a request may go (the rate, and any pause a 429 asked for)."""
@@ -94,16 +114,16 @@ class Limits:
             target = limit.in_flight - 1 if running is None else min(limit.in_flight - 1, running)
             limit.shrink(max(1, target))
 
-    def concurrency_limits(self) -> list[ConcurrencyLimit]:
+    def concurrency_limits(self) -> list[SlotLimit]:
         """Every concurrency limit in force: the client's, then those of running batches."""
         own = [self.concurrency] if self.concurrency is not None else []
         return own + self._extra
 
-    def add_concurrency(self, limit: ConcurrencyLimit) -> None:
+    def add_concurrency(self, limit: SlotLimit) -> None:
         """Put a batch's own concurrency limit in force (shrunk by 429s too)."""
         self._extra.append(limit)
 
-    def discard_concurrency(self, limit: ConcurrencyLimit) -> None:
+    def discard_concurrency(self, limit: SlotLimit) -> None:
         """Take a limit of :meth:`add_concurrency` out of force (a no-op if it is not)."""
         if limit in self._extra:
             self._extra.remove(limit)

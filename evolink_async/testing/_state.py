@@ -69,7 +69,9 @@ class ServiceState:
             self._accepted.popleft()
         if len(self._accepted) >= limit:
             self.stats.rate_limited += 1
-            raise ApiError.rate_limited(_ceil_seconds(self._accepted[0] + window - now))
+            retry_after = _ceil_seconds(self._accepted[0] + window - now)
+            self.stats.rate_throttles.append((now, retry_after))
+            raise ApiError.rate_limited(retry_after)
         self._accepted.append(now)
 
     def _check_capacity(self, price: float) -> None:

@@ -71,6 +71,8 @@ class SimulatorStats:
     creates_per_prompt: Counter[str] = attrs.Factory(Counter)
     peak_active_tasks: int = 0
     rate_limited: int = 0  # 429 answers, rate and concurrency
+    #: each rate-limit 429 answered: (``time.monotonic()``, its Retry-After in seconds)
+    rate_throttles: list[tuple[float, int]] = attrs.Factory(list)
     credits_reserved: float = 0.0  # total ever reserved at creation
     credits_spent: float = 0.0  # by completed tasks
     credits_released: float = 0.0  # by failed tasks
@@ -131,6 +133,7 @@ class SimulatorStats:
             "creates_per_prompt": dict(self.creates_per_prompt),
             "peak_active_tasks": self.peak_active_tasks,
             "rate_limited": self.rate_limited,
+            "rate_throttles": self.rate_throttles,
             "credits_reserved": round(self.credits_reserved, 4),
             "credits_spent": round(self.credits_spent, 4),
             "credits_released": round(self.credits_released, 4),

@@ -1,0 +1,254 @@
+"""The connection of :class:`~.redis_limits.RedisLimits` to Redis: one script call per change,
+queued changes sent with the next call, a listener that wakes the waiters of this process.
+
+Every call counts one round trip (:attr:`Link.round_trips`). Changes made from synchronous code
+(a lease released, a reservation settled or closed) are queued and go out with the next call of
+this process, or at :meth:`Link.aclose`, in the same atomic script run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import os
+import socket
+import time
+import uuid
+from collections import Counter
+from typing import Any
+
+import anyio
+
+from ..errors import SharedLimitsError, redact_url
+from ._redis_lua import KEY_NAMES, SCRIPT
+
+__all__ = ["FLUSH_DELAY", "Link", "default_namespace"]
+
+_NAMESPACE_KEY = b"evolink-async/limits/v1"
+#: seconds a queued change (a release, a settle) may wait for a call to take it along
+FLUSH_DELAY = 0.02
+_KINDS = ("slot", "credit")
+
+
+def default_namespace(api_key: str) -> str:
+    """The namespace of an API key's limits: a keyed hash (HMAC-SHA256) of it, never the key."""
+    return hmac.new(_NAMESPACE_KEY, api_key.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+class Link:
+    """One Redis connection pool, the namespace's keys, this process's owner name."""
+
+    __slots__ = (
+        "_changed",
+        "_client",
+        "_keys",
+        "_listener",
+        "_my_turn",
+        "_outbox",
+        "_paused",
+        "_queued",
+        "_script",
+        "ahead",
+        "ahead_op",
+        "channel",
+        "held",
+        "lease_ttl",
+        "namespace",
+        "owner",
+        "round_trips",
+        "trips_by_op",
+        "url",
+    )
+
+    def __init__(
+        self, url: str, namespace: str, *, lease_ttl: float = 60.0, connect_timeout: float = 5.0
+    ) -> None:
+        try:
+            import redis.asyncio as aioredis  # noqa: PLC0415 (the optional extra)
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise SharedLimitsError(
+                "RedisLimits needs the redis package: pip install 'evolink-async[redis]'"
+            ) from exc
+        self.url = url
+        self.namespace = namespace
+        self._client: Any = aioredis.Redis.from_url(
+            url,
+            socket_connect_timeout=connect_timeout,
+            socket_timeout=max(connect_timeout, 10.0),
+        )
+        prefix = f"evolink:{{{namespace}}}:"
+        self._keys = [prefix + name for name in KEY_NAMES]
+        self.channel = prefix + "changed"
+        self._script: Any = self._client.register_script(SCRIPT)
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._my_turn = f"slot:{self.owner}".encode()
+        self._outbox: list[dict[str, Any]] = []
+        self._queued: anyio.Event | None = None
+        self._changed: dict[str, anyio.Event] = {}
+        #: the rate's book op, sent along a lease or reservation that is granted; the slot it
+        #: booked (a time.monotonic() deadline) until a request of this process takes it
+        self.ahead_op: dict[str, Any] | None = None
+        self.ahead: float | None = None
+        self._paused: anyio.Event | None = None
+        self.lease_ttl = lease_ttl
+        #: this process's leases (id -> when taken), renewed every third of the lease time
+        self.held: dict[str, float] = {}
+        self._listener: asyncio.Task[None] | None = None
+        #: script calls sent so far (one round trip each), and by the call's own operation
+        self.round_trips = 0
+        self.trips_by_op: Counter[str] = Counter()
+
+    def key(self, name: str) -> str:
+        return self._keys[KEY_NAMES.index(name)]
+
+    @property
+    def client(self) -> Any:
+        return self._client
+
+    def queue(self, op: dict[str, Any]) -> None:
+        """A change made from synchronous code: sent with the next call of this process, or
+        by the flusher within ``FLUSH_DELAY`` (changes close in time share one round trip).
+        Waiters, here and elsewhere, wake on what Redis then publishes."""
+        self._outbox.append(op)
+        if self._queued is not None:
+            self._queued.set()
+
+    def wake(self, kind: str) -> None:
+        """Wake this process's waiters for a slot (``kind="slot"``) or for credits."""
+        event = self._changed.pop(kind, None)
+        if event is not None:
+            event.set()
+
+    def wake_pause(self) -> None:
+        """A pause began: rate sleepers book again; a slot booked ahead is given up."""
+        self.ahead = None
+        if self._paused is not None:
+            self._paused.set()
+            self._paused = None
+
+    async def wait_pause(self, seconds: float) -> bool:
+        """Sleep ``seconds``; True when a pause began meanwhile."""
+        if self._paused is None:
+            self._paused = anyio.Event()
+        event = self._paused
+        with anyio.move_on_after(max(0.0, seconds)):
+            await event.wait()
+            return True
+        return False
+
+    async def call(self, op: dict[str, Any] | None, *, book_ahead: bool = False) -> dict[str, Any]:
+        """Run the queued changes and ``op`` in one atomic script call; return its result.
+
+        ``book_ahead``: if ``op`` is granted, book this process's next rate slot with it.
+        """
+        ops = self._outbox
+        self._outbox = []
+        if op is not None:
+            if book_ahead and self.ahead is None and self.ahead_op is not None:
+                op = dict(op, book=self.ahead_op)
+            ops.append(op)
+        if not ops:
+            return {}
+        self._start_listener()
+        self.round_trips += 1
+        self.trips_by_op[op["op"] if op is not None else "flush"] += 1
+        try:
+            raw = await self._script(keys=self._keys, args=[json.dumps(ops), self.channel])
+        except Exception as exc:
+            if op is not None:
+                ops.pop()
+            self._outbox[:0] = ops  # not applied: kept for the next call
+            raise self._error(exc) from None
+        text = raw.decode() if isinstance(raw, bytes) else str(raw)
+        result = json.loads(text)
+        if not isinstance(result, dict):
+            return {}
+        slot = result.get("slot")
+        if isinstance(slot, dict):
+            self.ahead = time.monotonic() + float(slot.get("wait", 0.0))
+        return result
+
+    def _error(self, exc: Exception) -> SharedLimitsError:
+        return SharedLimitsError(
+            f"the shared limits at {redact_url(self.url)} cannot be reached"
+            f" ({type(exc).__name__}: {exc}); no request is sent without them",
+            unreachable=True,
+        )
+
+    async def wait_change(self, kind: str, seconds: float) -> None:
+        """Wait until a slot (``kind="slot"``) or credits may have been freed, here or in
+        another process; at most ``seconds``."""
+        event = self._changed.get(kind)
+        if event is None:
+            event = self._changed[kind] = anyio.Event()
+        with anyio.move_on_after(max(0.0, seconds)):
+            await event.wait()
+
+    def _start_listener(self) -> None:
+        if self._listener is None or self._listener.done():
+            # owned by this link, cancelled and awaited by aclose(): the limits have no
+            # async entry of their own in which a task group could be opened
+            self._listener = asyncio.get_running_loop().create_task(self._background())
+
+    async def _background(self) -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._listen)
+            tg.start_soon(self._renew)
+            tg.start_soon(self._flush)
+
+    async def _listen(self) -> None:
+        """Wake this process's waiters on every change another process published."""
+        while True:
+            try:
+                pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+                async with pubsub:
+                    await pubsub.subscribe(self.channel)
+                    for kind in _KINDS:  # anything missed while not subscribed
+                        self.wake(kind)
+                    async for message in pubsub.listen():
+                        data = message.get("data")
+                        if data == b"pause":
+                            self.wake_pause()
+                        elif data == b"credit":
+                            self.wake("credit")
+                        elif data == self._my_turn:
+                            self.wake("slot")
+            except Exception:  # reconnect after a pause; calls report the outage themselves
+                await anyio.sleep(1.0)
+
+    async def _flush(self) -> None:
+        """Send queued changes soon after they are made (unless a call took them first)."""
+        while True:
+            self._queued = anyio.Event()
+            if not self._outbox:
+                await self._queued.wait()
+            await anyio.sleep(FLUSH_DELAY)
+            if self._outbox:
+                try:
+                    await self.call(None)
+                except SharedLimitsError:  # kept queued; try again in a while
+                    await anyio.sleep(1.0)
+
+    async def _renew(self) -> None:
+        """Renew this process's leases every third of the lease time while it holds any."""
+        while True:
+            await anyio.sleep(self.lease_ttl / 3)
+            if self.held:
+                op = {"op": "renew", "ids": list(self.held), "ttl": self.lease_ttl}
+                with contextlib.suppress(SharedLimitsError):
+                    await self.call(op)
+
+    async def aclose(self) -> None:
+        """Send the queued changes, stop the listener, close the connections."""
+        with contextlib.suppress(SharedLimitsError):
+            if self._outbox:
+                await self.call(None)
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+            self._listener = None
+        await self._client.aclose()

@@ -1,0 +1,283 @@
+"""The three shared limits of :class:`~.redis_limits.RedisLimits`: rate, slots, budget.
+
+Each waits cheaply: a script call says how long to wait (the rate: until its booked slot; a
+lease or credits: until the earliest lease expiry) and the process sleeps until then or until
+a change is published. In a process only the first waiter asks Redis (an anyio lock: FIFO).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import anyio
+
+from ..errors import BudgetExceededError, SharedLimitsError
+from ._common import fmt
+from ._redis_link import Link
+
+__all__ = ["RedisBudget", "RedisPermit", "RedisRate", "RedisReservation", "RedisSlots"]
+
+#: the longest sleep of a waiter that heard nothing (a lost notification costs no more)
+_MAX_WAIT = 30.0
+#: a slot booked ahead and not taken within this many seconds is given up (sent later, it
+#: would crowd the slots booked after it)
+_AHEAD_GRACE = 0.02
+
+
+class RedisRate:
+    """The namespace's request rate (GCRA in Redis), paused by any process's 429 (AIMD shared)."""
+
+    __slots__ = ("_link", "_op", "_paused_until", "_throttle", "effective_rate", "rate")
+
+    def __init__(
+        self,
+        link: Link,
+        rate: float | None,
+        burst: int,
+        *,
+        default_pause: float = 2.0,
+        decrease_factor: float = 0.5,
+        min_factor: float = 1 / 16,
+        increase: float = 1 / 30,
+        cooldown: float = 1.0,
+    ) -> None:
+        self._link = link
+        self.rate = 0.0 if rate is None else float(rate)
+        self.effective_rate = self.rate
+        self._op: dict[str, Any] = {
+            "op": "book",
+            "rate": self.rate,
+            "burst": burst,
+            "inc": increase,
+        }
+        self._throttle: dict[str, Any] = {
+            "op": "throttle",
+            "inc": increase,
+            "decrease": decrease_factor,
+            "min_factor": min_factor,
+            "cooldown": cooldown,
+            "default_pause": default_pause,
+        }
+        self._paused_until = 0.0
+        link.ahead_op = self._op
+
+    @property
+    def pause_left(self) -> float:
+        """Seconds of a pause this process knows of (its own 429s and the last answer)."""
+        return max(0.0, self._paused_until - time.monotonic())
+
+    async def acquire(self) -> None:
+        """Take the slot booked ahead with a lease or a reservation, or book the next shared
+        slot (one round trip); sleep until it. A pause published meanwhile makes the waiter
+        book again."""
+        ahead, self._link.ahead = self._link.ahead, None
+        now = time.monotonic()
+        if ahead is not None and now <= ahead + _AHEAD_GRACE and now >= self._paused_until:
+            left = ahead - now
+        else:
+            left = float((await self._book(recheck=False)).get("wait", 0.0))
+        while left > 0:
+            if not await self._link.wait_pause(left):
+                return
+            left = float((await self._book(recheck=True)).get("wait", 0.0))
+
+    async def _book(self, *, recheck: bool) -> dict[str, Any]:
+        op = dict(self._op, recheck=recheck) if recheck else self._op
+        result = await self._link.call(op)
+        if self.rate > 0:
+            self.effective_rate = float(result.get("rate", self.rate))
+        self._paused_until = time.monotonic() + float(result.get("paused", 0.0))
+        return result
+
+    def on_rate_limited(self, retry_after: float | None = None) -> None:
+        """A 429: pause here now; the shared pause and slow-down go with the next call (the
+        retry of this very request, at once), and this process's sleepers book again."""
+        pause = self._throttle["default_pause"] if retry_after is None else float(retry_after)
+        pause = max(0.0, pause)
+        self._paused_until = max(self._paused_until, time.monotonic() + pause)
+        self._link.queue(dict(self._throttle, pause=pause))
+        self._link.wake_pause()
+
+    def __repr__(self) -> str:
+        return (
+            f"<RedisRate rate={fmt(self.effective_rate)}/s (configured {fmt(self.rate)})"
+            f" namespace={self._link.namespace}>"
+        )
+
+
+class RedisPermit:
+    """A lease in the namespace's sorted set; renewed while held, freed by :meth:`release`."""
+
+    __slots__ = ("_link", "id")
+
+    def __init__(self, link: Link, lease_id: str) -> None:
+        self._link = link
+        self.id = lease_id
+
+    def release(self) -> None:
+        if self._link.held.pop(self.id, None) is not None:
+            self._link.queue({"op": "unlease", "id": self.id})
+
+    def __repr__(self) -> str:
+        return f"<RedisPermit {self.id} {'held' if self.id in self._link.held else 'released'}>"
+
+
+class RedisSlots:
+    """Tasks in flight for the whole namespace: leases that expire with a dead process."""
+
+    __slots__ = ("_grow_every", "_link", "_lock", "cap", "configured")
+
+    def __init__(self, link: Link, max_in_flight: int, *, grow_every: float = 60.0) -> None:
+        self._link = link
+        self.configured = max_in_flight
+        self.cap = max_in_flight
+        self._grow_every = grow_every
+        self._lock: anyio.Lock | None = None
+
+    @property
+    def in_flight(self) -> int:
+        """Leases this process holds."""
+        return len(self._link.held)
+
+    async def acquire(self) -> RedisPermit:
+        if self._lock is None:
+            self._lock = anyio.Lock()
+        async with self._lock:
+            try:
+                return await self._take()
+            except BaseException:
+                # gave up waiting (cancelled, Redis down): leave the line
+                self._link.queue({"op": "unqueue", "owner": self._link.owner})
+                raise
+
+    async def _take(self) -> RedisPermit:
+        # a waiter in line is forgotten after a lease time unseen: ask again before that
+        longest = min(_MAX_WAIT, self._link.lease_ttl / 2)
+        while True:
+            lease_id = f"{self._link.owner}:{uuid.uuid4().hex[:12]}"
+            op = {"op": "lease", "configured": self.configured, "id": lease_id}
+            op.update(ttl=self._link.lease_ttl, owner=self._link.owner)
+            op.update(grow_every=self._grow_every)
+            result = await self._link.call(op, book_ahead=True)
+            self.cap = int(result.get("cap", self.cap))
+            if result.get("ok") == 1:
+                self._link.held[lease_id] = time.monotonic()
+                return RedisPermit(self._link, lease_id)
+            wait = float(result.get("wait", 0.0))
+            await self._link.wait_change("slot", min(longest, wait) or longest)
+
+    def shrink(self, new_max: int) -> int:
+        """A "too many concurrent tasks" 429: the shared cap shrinks in Redis with the 429's
+        own pause (once for all processes; ``new_max``, a local figure, is not used)."""
+        self._link.queue({"op": "shrink", "configured": self.configured})
+        return self.cap
+
+    def __repr__(self) -> str:
+        return (
+            f"<RedisSlots held_here={self.in_flight} cap={self.cap} (configured {self.configured})>"
+        )
+
+
+class RedisReservation:
+    """Credits held in the namespace's budget for one create; closing is idempotent."""
+
+    __slots__ = ("_budget", "amount", "id", "state")
+
+    def __init__(self, budget: RedisBudget, reservation_id: str, amount: float) -> None:
+        self._budget = budget
+        self.id = reservation_id
+        self.amount = amount
+        self.state = "open"
+
+    def settle(self, actual: float) -> None:
+        if self.state == "open":
+            self._budget.queue({"op": "settle", "id": self.id, "amount": float(actual)})
+            self._budget.local += float(actual) - self.amount
+            self.amount = float(actual)
+
+    def commit(self) -> None:
+        self._close(spend=True, state="committed")
+
+    def release(self) -> None:
+        self._close(spend=not self._budget.release_on_failure, state="released")
+
+    def _close(self, *, spend: bool, state: str) -> None:
+        if self.state == "open":
+            self.state = state
+            self._budget.local -= self.amount
+            self._budget.queue({"op": "close", "id": self.id, "spend": spend})
+
+    def __repr__(self) -> str:
+        return f"<RedisReservation amount={fmt(self.amount)} {self.state}>"
+
+
+class RedisBudget:
+    """The namespace's credits: reserve -> settle -> commit/release, each atomic in Redis.
+
+    The first process sets the total; one that asks for another total is refused. A dead
+    process's reservations stay counted until settled or cleared by an operator.
+    """
+
+    __slots__ = ("_checked", "_link", "_lock", "local", "release_on_failure", "total")
+
+    def __init__(self, link: Link, total: float, *, release_on_failure: bool = True) -> None:
+        self._link = link
+        self.total = float(total)
+        self.release_on_failure = release_on_failure
+        self.local = 0.0  # held by this process's open reservations
+        self._checked = False
+        self._lock: anyio.Lock | None = None
+
+    @property
+    def reserved(self) -> float:
+        """Credits this process's open reservations hold."""
+        return max(0.0, self.local)
+
+    def queue(self, op: dict[str, Any]) -> None:
+        self._link.queue(op)
+
+    async def check(self) -> None:
+        """Set the namespace's total, or make sure it is the one asked for."""
+        result = await self._link.call({"op": "init_budget", "total": self.total})
+        shared = float(result.get("total", self.total))
+        if abs(shared - self.total) > 1e-9 * max(1.0, shared):
+            raise SharedLimitsError(
+                f"--budget {self.total:g}: the shared namespace {self._link.namespace} already"
+                f" has a budget of {shared:g} credits (reset it with"
+                " `evolink-async limits --reset-budget`)"
+            )
+        self._checked = True
+
+    async def reserve(self, amount: float) -> RedisReservation:
+        if not self._checked:
+            await self.check()
+        if self._lock is None:
+            self._lock = anyio.Lock()
+        async with self._lock:
+            rid = f"{self._link.owner}:{uuid.uuid4().hex[:12]}"
+            while True:
+                op = {"op": "reserve", "amount": float(amount), "id": rid}
+                op.update(owner=self._link.owner, release_on_failure=self.release_on_failure)
+                result = await self._link.call(op, book_ahead=True)
+                ok = result.get("ok")
+                if ok == 1:
+                    self.local += float(amount)
+                    return RedisReservation(self, rid, float(amount))
+                if ok == -1:
+                    raise BudgetExceededError(
+                        f"{amount:g} credits can never fit in the shared budget:"
+                        f" total={result.get('total', 0):g} spent={result.get('spent', 0):g}"
+                        f" reserved={result.get('reserved', 0):g}"
+                    )
+                if ok == -2:  # an operator reset the budget: set it again
+                    await self.check()
+                    continue
+                await self._link.wait_change("credit", _MAX_WAIT)
+
+    def __repr__(self) -> str:
+        return (
+            f"<RedisBudget total={fmt(self.total)} reserved_here={fmt(self.reserved)}"
+            f" namespace={self._link.namespace}>"
+        )

@@ -1,0 +1,98 @@
+"""``RedisLimits``: one API key's limits shared by every process that uses it, through Redis.
+
+``EvolinkClient(limits=RedisLimits("redis://host:6379/0"))``: the request rate, the 429
+pauses and slow-down, the tasks in flight and the credit budget live in Redis under a
+namespace, by default a keyed hash of the API key (never the key). Each change is one atomic
+Lua script run (:mod:`._redis_lua`); no lock is held across a round trip.
+
+Redis unreachable: every request that needs the limits fails with
+:class:`~evolink_async.errors.SharedLimitsError`; nothing runs unlimited.
+"""
+
+from __future__ import annotations
+
+from ._redis_link import Link, default_namespace
+from ._redis_parts import RedisBudget, RedisRate, RedisSlots
+from .bundle import Limits, LimitSettings
+
+__all__ = ["RedisLimits", "default_namespace"]
+
+
+class RedisLimits(Limits):
+    """Limits shared through Redis at ``url`` under ``namespace`` (default: from the API key).
+
+    ``lease_ttl``: seconds after which a dead process's concurrency slots come back (live
+    processes renew theirs every third of it). ``release_on_failure`` as for
+    :class:`~.credits.CreditBudget`. The client's ``rate``, ``burst``, ``max_in_flight`` and
+    ``budget`` become the namespace's; the first process sets the budget's total.
+    """
+
+    __slots__ = ("_link", "_namespace", "lease_ttl", "release_on_failure", "url")
+
+    def __init__(
+        self,
+        url: str,
+        namespace: str | None = None,
+        *,
+        lease_ttl: float = 60.0,
+        release_on_failure: bool = True,
+    ) -> None:
+        super().__init__()
+        self.url = url
+        self._namespace = namespace
+        self.lease_ttl = float(lease_ttl)
+        self.release_on_failure = release_on_failure
+        self._link: Link | None = None
+
+    def configure(self, settings: LimitSettings) -> None:
+        """Build the shared parts for a client's settings (once)."""
+        if self._link is not None:
+            raise RuntimeError("these RedisLimits already serve a client")
+        namespace = self._namespace or default_namespace(settings.api_key)
+        link = Link(self.url, namespace, lease_ttl=self.lease_ttl)
+        self._link = link
+        self.rate = RedisRate(link, settings.rate, settings.burst)
+        if settings.max_in_flight:
+            self.concurrency = RedisSlots(
+                link, settings.max_in_flight, grow_every=settings.grow_every
+            )
+        if settings.budget is not None:
+            self.budget = RedisBudget(
+                link, settings.budget, release_on_failure=self.release_on_failure
+            )
+        self.running = settings.running
+
+    @property
+    def namespace(self) -> str | None:
+        """The namespace in use (``None`` until a client configured these limits)."""
+        return self._link.namespace if self._link is not None else self._namespace
+
+    @property
+    def round_trips(self) -> int:
+        """Redis round trips (script calls) so far."""
+        return self._link.round_trips if self._link is not None else 0
+
+    @property
+    def trips_by_op(self) -> dict[str, int]:
+        """Round trips by the operation that made them (book, lease, reserve, ...)."""
+        return dict(self._link.trips_by_op) if self._link is not None else {}
+
+    async def check(self) -> None:
+        """Reach Redis now and set (or check) the shared budget: a client that asks for a
+        budget the namespace does not have fails here, before anything is sent."""
+        if isinstance(self.budget, RedisBudget):
+            await self.budget.check()
+        elif self._link is not None:
+            await self._link.call({"op": "renew", "ids": [], "ttl": self.lease_ttl})
+
+    async def aclose(self) -> None:
+        """Send what is queued (released leases, settled credits) and close the connection."""
+        if self._link is not None:
+            await self._link.aclose()
+
+    def __repr__(self) -> str:
+        return (
+            f"<RedisLimits namespace={self.namespace} rate={self.rate!r}"
+            f" concurrency={self.concurrency!r} budget={self.budget!r}"
+            f" round_trips={self.round_trips}>"
+        )

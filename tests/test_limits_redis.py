@@ -1,0 +1,265 @@
+"""The shared limits' Lua script and parts, against a real redis-server (tests/redis_support)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from typing import Any
+
+import anyio
+import pytest
+import redis.asyncio as aioredis
+from redis_support import redis_server_fixture, redis_url_fixture
+
+from evolink_async import EvolinkClient
+from evolink_async.errors import BudgetExceededError, SharedLimitsError
+from evolink_async.limits import LimitSettings, RedisLimits
+from evolink_async.limits._redis_link import Link, default_namespace
+from evolink_async.testing import Simulator
+
+__all__ = ["redis_server_fixture", "redis_url_fixture"]
+
+KEY = "sk-test-0123456789abcdef"
+
+
+def settings(**overrides: Any) -> LimitSettings:
+    values: dict[str, Any] = {"rate": 10.0, "burst": 1, "max_in_flight": 2, "budget": None}
+    values.update(overrides)
+    return LimitSettings(api_key=KEY, **values)
+
+
+def book(rate: float = 10.0, burst: int = 1) -> dict[str, Any]:
+    return {"op": "book", "rate": rate, "burst": burst, "inc": 0.0}
+
+
+def throttle(pause: float) -> dict[str, Any]:
+    return {
+        "op": "throttle",
+        "pause": pause,
+        "inc": 0.0,
+        "decrease": 0.5,
+        "min_factor": 1 / 16,
+        "cooldown": 0.0,
+        "default_pause": 2.0,
+    }
+
+
+def lease(i: int, cap: int = 2, ttl: float = 60.0) -> dict[str, Any]:
+    op = {"op": "lease", "configured": cap, "ttl": ttl, "id": f"L{i}", "owner": "test"}
+    return dict(op, grow_every=0.0)
+
+
+@pytest.fixture
+async def link(redis_url: str) -> Any:
+    link = Link(redis_url, "unit")
+    yield link
+    await link.aclose()
+
+
+# -- the rate --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("rate", "burst", "free"), [(10.0, 1, 1), (10.0, 3, 3), (4.0, 2, 2)])
+async def test_book_grants_burst_at_once_then_spaces_by_the_interval(
+    link: Link, rate: float, burst: int, free: int
+) -> None:
+    results = [await link.call(book(rate, burst)) for _ in range(free + 3)]
+    assert [r["wait"] == 0 for r in results[:free]] == [True] * free
+    slots = [float(r["at"]) for r in results[:1] + results[free:]]
+    gaps = [round(b - a, 6) for a, b in itertools.pairwise(slots)]
+    assert [round(1 / rate, 6)] * 3 == gaps
+
+
+async def test_a_throttle_pauses_every_booking_and_halves_the_rate_once_an_episode(
+    link: Link,
+) -> None:
+    await link.call(book())
+    paused = await link.call(throttle(5.0))
+    again = await link.call(throttle(5.0))  # the same 429 seen by another process
+    first, second = await link.call(book()), await link.call(book())
+    assert first["wait"] >= paused["paused"] - 0.01
+    assert first["wait"] >= again["paused"] - 0.01
+    assert 5.0 == round(first["rate"], 9)  # 10/s halved once, not twice
+    assert round(1 / 5.0, 6) == round(float(second["at"]) - float(first["at"]), 6)
+
+
+async def test_a_recheck_goes_at_once_unless_a_pause_began(link: Link) -> None:
+    assert 0 == (await link.call(dict(book(), recheck=True)))["wait"]
+    await link.call(throttle(3.0))
+    assert (await link.call(dict(book(), recheck=True)))["wait"] > 2.5
+
+
+# -- leases ----------------------------------------------------------------------------------
+
+
+async def test_leases_stop_at_the_cap_and_come_back_when_released(link: Link) -> None:
+    granted = [(await link.call(lease(i)))["ok"] for i in range(3)]
+    assert [1, 1, 0] == granted
+    full = await link.call(lease(3))
+    assert 59.0 < full["wait"] <= 60.0  # until the earliest lease expires
+    link.queue({"op": "unlease", "id": "L0"})
+    assert 1 == (await link.call(lease(4)))["ok"]  # the queued release went first
+
+
+async def test_an_expired_lease_frees_its_slot(link: Link) -> None:
+    assert 1 == (await link.call(lease(0, cap=1, ttl=0.05)))["ok"]
+    await anyio.sleep(0.1)
+    assert 1 == (await link.call(lease(1, cap=1)))["ok"]
+
+
+async def test_a_renewed_lease_outlives_its_first_expiry(link: Link) -> None:
+    await link.call(lease(0, cap=1, ttl=0.2))
+    await link.call({"op": "renew", "ids": ["L0"], "ttl": 60.0})
+    await anyio.sleep(0.3)
+    assert 0 == (await link.call(lease(1, cap=1)))["ok"]
+
+
+async def test_a_concurrency_429_shrinks_the_shared_cap_once(link: Link) -> None:
+    for i in range(3):
+        await link.call(lease(i, cap=4))
+    link.queue(throttle(1.0))
+    link.queue({"op": "shrink", "configured": 4})
+    shrunk = await link.call({"op": "shrink", "configured": 4})  # same 429, second report
+    assert {"ok": 1, "cap": 2} == shrunk
+    assert 2 == (await link.call(lease(9, cap=4)))["cap"]
+
+
+# -- credits ---------------------------------------------------------------------------------
+
+
+def reserve(rid: str, amount: float) -> dict[str, Any]:
+    op = {"op": "reserve", "amount": amount, "id": rid, "owner": "test"}
+    return dict(op, release_on_failure=True)
+
+
+async def test_budget_reserve_settle_commit_release(link: Link) -> None:
+    await link.call({"op": "init_budget", "total": 100.0})
+    assert [1, 1, 0] == [(await link.call(reserve(f"r{i}", 40.0)))["ok"] for i in range(3)]
+    assert -1 == (await link.call(reserve("big", 101.0)))["ok"]  # can never fit
+    link.queue({"op": "settle", "id": "r0", "amount": 30.0})
+    link.queue({"op": "close", "id": "r0", "spend": True})
+    link.queue({"op": "close", "id": "r1", "spend": False})
+    link.queue({"op": "close", "id": "r1", "spend": True})  # closing twice: no effect
+    state = await link.call({"op": "init_budget", "total": 100.0})
+    assert {"total": 100.0, "spent": 30.0, "reserved": 0.0} == state
+
+
+async def test_a_second_process_asking_another_budget_is_refused(redis_url: str) -> None:
+    first, second = RedisLimits(redis_url), RedisLimits(redis_url)
+    first.configure(settings(budget=100.0))
+    second.configure(settings(budget=50.0))
+    try:
+        await first.check()
+        with pytest.raises(SharedLimitsError, match=r"--budget 50: .* budget of 100 credits"):
+            await second.check()
+    finally:
+        await first.aclose()
+        await second.aclose()
+
+
+# -- the parts, through RedisLimits ----------------------------------------------------------
+
+
+async def test_two_clients_share_slots_and_credits(redis_url: str) -> None:
+    a, b = RedisLimits(redis_url), RedisLimits(redis_url)
+    a.configure(settings(budget=50.0, max_in_flight=2))
+    b.configure(settings(budget=50.0, max_in_flight=2))
+    assert a.concurrency is not None
+    assert b.concurrency is not None
+    assert a.budget is not None
+    assert b.budget is not None
+    try:
+        permits = [await a.concurrency.acquire(), await b.concurrency.acquire()]
+        held = await a.budget.reserve(30.0)
+        with anyio.move_on_after(0.2) as scope:  # both full: b waits
+            await b.concurrency.acquire()
+        assert scope.cancelled_caught
+        with pytest.raises(BudgetExceededError, match="can never fit"):
+            await b.budget.reserve(51.0)
+        permits[0].release()
+        with anyio.fail_after(5):  # woken by a's release, published by a's next call
+            await a.rate.acquire()
+            await b.concurrency.acquire()
+        held.release()
+        with anyio.fail_after(5):
+            await a.rate.acquire()
+            await b.budget.reserve(50.0)
+    finally:
+        await a.aclose()
+        await b.aclose()
+
+
+async def test_round_trips_are_counted(redis_url: str) -> None:
+    limits = RedisLimits(redis_url)
+    limits.configure(settings(rate=1000.0))
+    try:
+        for _ in range(3):
+            await limits.acquire()
+        assert 3 == limits.round_trips
+    finally:
+        await limits.aclose()
+
+
+async def test_unreachable_redis_fails_clearly_without_the_password(redis_url: str) -> None:
+    port = int(redis_url.rsplit(":", 1)[1].split("/", maxsplit=1)[0])
+    limits = RedisLimits(f"redis://user:hunter2@127.0.0.1:{port + 1}/0")
+    limits.configure(settings())
+    try:
+        with pytest.raises(SharedLimitsError, match="cannot be reached") as info:
+            await limits.acquire()
+        assert "hunter2" not in str(info.value)
+    finally:
+        await limits.aclose()
+
+
+async def test_the_namespace_is_a_keyed_hash_and_the_key_never_reaches_redis(
+    redis_url: str,
+) -> None:
+    limits = RedisLimits(redis_url)
+    limits.configure(settings(budget=10.0))
+    assert limits.budget is not None
+    assert limits.concurrency is not None
+    try:
+        await limits.acquire()
+        (await limits.concurrency.acquire()).release()
+        (await limits.budget.reserve(1.0)).commit()
+        await limits.acquire()
+    finally:
+        await limits.aclose()
+    assert default_namespace(KEY) == limits.namespace
+    assert KEY not in (limits.namespace or "")
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        dump = []
+        async for key in client.scan_iter():
+            dump.append(key)
+            kind = (await client.type(key)).decode()
+            if kind == "hash":
+                dump.append(
+                    json.dumps(
+                        {k.decode(): v.decode() for k, v in (await client.hgetall(key)).items()}
+                    )
+                )
+    finally:
+        await client.aclose()
+    assert dump
+    assert KEY not in repr(dump)
+    assert KEY not in repr(limits)
+
+
+async def test_a_batch_whose_shared_limits_are_unreachable_fails_each_line_sending_nothing(
+    redis_url: str, evolink_simulator: Simulator
+) -> None:
+    port = int(redis_url.rsplit(":", 1)[1].split("/", maxsplit=1)[0])
+    limits = RedisLimits(f"redis://127.0.0.1:{port + 1}/0")
+    async with (
+        EvolinkClient(
+            evolink_simulator.api_key, evolink_simulator.base_url, budget=100.0, limits=limits
+        ) as client,
+        client.generate_many(["a fox", "a crow"]) as batch,
+    ):
+        outcomes = [outcome async for outcome in batch]
+    assert [("failed", True)] * 2 == [
+        (o.status, isinstance(o.error, SharedLimitsError)) for o in outcomes
+    ]
+    assert 0 == evolink_simulator.stats.total_requests
