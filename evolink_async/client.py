@@ -15,11 +15,12 @@ import os
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
 from ._env import DEFAULT_BASE_URL, env_api_key, env_base_url, env_time_scale
+from ._generate import Generate
 from ._retry import RetryPolicy
 from ._transport import RetryEvent, Transport
 from .api import EvolinkAPI
@@ -28,8 +29,11 @@ from .dispatcher import Batch, Dispatcher, Event, Item, TaskHandle
 from .download import DownloadResult, download_file
 from .errors import DownloadError, TaskCancelledError, TaskFailedError
 from .limits import ConcurrencyLimit, CreditBudget, Estimator, Limits, PriceTable, RateLimiter
-from .models import Credits, Task, TaskStatus, TaskSummary, VideoRequest
+from .models import Credits, Task, TaskStatus, TaskSummary, VideoFields, VideoRequest
 from .poller import Poller, PollPolicy
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["DEFAULT_BASE_URL", "TIME_SCALE_HEADER", "EvolinkClient"]
 
@@ -130,16 +134,18 @@ class _Requests:
 
     api: EvolinkAPI
 
-    async def create_video(self, request: VideoRequest | None = None, /, **fields: Any) -> Task:
+    async def create_video(
+        self, request: VideoRequest | None = None, /, **fields: Unpack[VideoFields]
+    ) -> Task:
         """POST /v1/videos/generations. Give a ``VideoRequest`` or its fields as keywords
-        (``prompt=...``, ``duration=...``; unknown keywords go to ``extra``).
+        (``prompt=...``, ``duration=...``; fields of one model in ``extra={...}``).
 
         Raises ``InvalidRequestError`` before sending anything when a field breaks a rule. When
         the request may have reached the service but no answer came, raises
         ``APIConnectionError``/``APITimeoutError`` with ``maybe_created=True``, never retrying.
         """
         if request is None:
-            request = VideoRequest.from_json(fields)
+            request = VideoRequest.from_fields(fields)
         elif fields:
             raise TypeError("pass either a VideoRequest or keyword fields, not both")
         elif not isinstance(request, VideoRequest):
@@ -178,7 +184,7 @@ class _Requests:
         return await self.api.get_credits()
 
 
-class EvolinkClient(_Requests):
+class EvolinkClient(_Requests, Generate):
     """Async client for Evolink's video API. Use it as an async context manager::
 
         async with EvolinkClient() as client:            # key from $EVOLINK_API_KEY

@@ -13,7 +13,7 @@ through the same admission and retry paths.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Generator, Iterable
 from types import TracebackType
 from typing import Any
 
@@ -104,7 +104,7 @@ class TaskHandle:
     async def result(self) -> Outcome:
         return await self._future.wait()
 
-    def __await__(self) -> Any:
+    def __await__(self) -> Generator[Any, None, Outcome]:
         return self.result().__await__()
 
 
