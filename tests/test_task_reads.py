@@ -31,7 +31,9 @@ from evolink_async import (
     TaskStatus,
     TaskTimeoutError,
 )
+from evolink_async._transport import error_from_response
 from evolink_async.batch import MANIFEST_FILENAME, BatchJob, parse_prompts
+from evolink_async.batch._events import error_info
 from evolink_async.cli.display import failure_lines
 from evolink_async.models import Task, TaskInfo
 from evolink_async.poller import Poller
@@ -358,3 +360,33 @@ async def test_a_cancelled_task_ends_its_batch_line_cancelled_within_one_read(
     async with _client(sim) as client:
         again = await BatchJob(client, lines, out).run()
     assert (1, 3) == (again.cancelled, sim.stats.count("create", 200))
+
+
+def test_a_stalled_line_is_reported_task_stalled_and_left_to_re_attach() -> None:
+    paused = attrs.evolve(_pending(TID), status=TaskStatus.UNKNOWN, raw_status="paused")
+    info = error_info(TaskStalledError(paused, 900.0))
+    assert "task_stalled" == info["code"]
+    assert "'paused'" in info["message"]
+    assert "re-attach" in info["message"]
+
+
+@pytest.mark.parametrize("status", [404, 405])
+async def test_a_gateway_without_batch_reads_gets_single_gets_for_good(status: int) -> None:
+    ids = [f"task-unified-1-{i:08d}" for i in range(4)]
+    fake = FakeReads(missing=set())
+    batches: list[list[str]] = []
+
+    async def no_batch(task_ids: list[str]) -> list[Task]:
+        batches.append(task_ids)
+        await asyncio.sleep(0)
+        raise error_from_response(status, b"", {})
+
+    poller = Poller(fake.one, PollPolicy(jitter=0.0), fetch_many=no_batch, time_scale=0.001)
+    first = [poller.track(_pending(i)) for i in ids[:2]]
+    results = [await asyncio.wait_for(t.wait(), 10) for t in first]
+    later = [poller.track(_pending(i)) for i in ids[2:]]  # due together: still no batch read
+    results += [await asyncio.wait_for(t.wait(), 10) for t in later]
+    await poller.aclose()
+    assert 1 == len(batches)  # asked once, never again
+    assert Counter(dict.fromkeys(ids, 1)) == fake.singles
+    assert [TaskStatus.COMPLETED] * 4 == [r.status for r in results]  # type: ignore[union-attr]
