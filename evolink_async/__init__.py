@@ -6,6 +6,7 @@ adaptive poller, and download the clips; develop against the bundled simulator
 """
 
 from .__about__ import __version__
+from ._logging import configure_logging
 from ._retry import RetryPolicy, set_testing
 from ._transport import RetryEvent
 from .callbacks import CallbackReceiver, ReceiverStats
@@ -149,6 +150,7 @@ __all__ = [
     "Usage",
     "VideoRequest",
     "__version__",
+    "configure_logging",
     "is_loopback_host",
     "is_private_host",
     "redact_url",

@@ -24,6 +24,7 @@ from .._files import PART_FILE, atomic_write
 from .ledger import LedgerLine
 
 __all__ = [
+    "GALLERY_FILENAME",
     "MANIFEST_FILENAME",
     "BatchSummary",
     "LineStatus",
@@ -35,6 +36,8 @@ __all__ = [
 ]
 
 MANIFEST_FILENAME = "manifest.jsonl"
+#: the gallery beside the manifest (written by :mod:`.gallery`)
+GALLERY_FILENAME = "index.html"
 
 LineStatus = Literal["completed", "failed", "unknown", "skipped", "cancelled"]
 
@@ -125,14 +128,14 @@ def write_manifest(out_dir: Path, entries: Iterable[ManifestEntry]) -> Path:
 
 
 def remove_stale_temps(out_dir: Path) -> None:
-    """Remove the manifest's temporary files and partial clip downloads a killed run left
-    (blocking; the directory's lock is held, so no download of ours is running). Also the
-    ``.manifest.jsonl.<pid>.tmp`` files of older versions."""
+    """Remove the temporary files of the manifest and the gallery, and partial clip
+    downloads, a killed run left (blocking; the directory's lock is held, so no download of
+    ours is running). Also the ``.manifest.jsonl.<pid>.tmp`` files of older versions."""
     stale = [*out_dir.glob(f".{MANIFEST_FILENAME}.*.tmp")]
     for path in out_dir.glob(".*.part"):
         match = PART_FILE.fullmatch(path.name)
         if match is not None and (
-            match["name"] == MANIFEST_FILENAME or _CLIP.fullmatch(match["name"])
+            match["name"] in (MANIFEST_FILENAME, GALLERY_FILENAME) or _CLIP.fullmatch(match["name"])
         ):
             stale.append(path)
     for path in stale:

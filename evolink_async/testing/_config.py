@@ -95,6 +95,9 @@ class SimulatorConfig:
     ghost_rate: float = attrs.field(default=0.0, converter=float, validator=_rate)
 
     # result files
+    #: each task's clip is made for it (its duration, aspect ratio and colour: testing/_clip.py);
+    #: False serves the one packaged 1 s sample to every task
+    per_task_clips: bool = attrs.field(default=True, validator=v.instance_of(bool))
     link_ttl: float = attrs.field(default=86_400.0, converter=float, validator=_positive)
     #: fraction of tasks whose FIRST result download fails
     download_fail_rate: float = attrs.field(default=0.0, converter=float, validator=_rate)

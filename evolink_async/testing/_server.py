@@ -20,7 +20,7 @@ from ._callbacks import CallbackSender
 from ._clock import Clock, ManualClock, ScaledClock
 from ._config import TIME_SCALE_HEADER, SimulatorConfig
 from ._errors import ApiError, error_body
-from ._files import UnsatisfiableRange, parse_range, sample_video, sign
+from ._files import UnsatisfiableRange, parse_range, sign, task_video
 from ._state import ServiceState
 from ._stats import DROPPED, SimulatorStats
 from ._task import SimulatedTask
@@ -337,7 +337,8 @@ class Simulator:
             raise ApiError(404, "file_not_found", "File not found", "not_found_error")
         _check_link(self._secret, task, request.query, self.clock.now())
         failing = _download_fault(task, request.method)
-        return await _send_video(request, truncate=failing == "truncate")
+        data = task_video(task, per_task=self.config.per_task_clips)
+        return await _send_video(request, data, truncate=failing == "truncate")
 
     async def _not_found(self, request: web.Request, call: _Call) -> web.StreamResponse:
         raise ApiError(
@@ -398,9 +399,8 @@ def _proxy_error(status: int, kind: float, html_fraction: float) -> web.Response
     return web.Response(status=status, text=html, content_type="text/html")
 
 
-async def _send_video(request: web.Request, *, truncate: bool) -> web.StreamResponse:
+async def _send_video(request: web.Request, data: bytes, *, truncate: bool) -> web.StreamResponse:
     """200 or 206 with an exact Content-Length; ``truncate`` stops halfway and hangs up."""
-    data = sample_video()
     size = len(data)
     try:
         wanted = parse_range(request.headers.get("Range"), size)
