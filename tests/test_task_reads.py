@@ -390,3 +390,26 @@ async def test_a_gateway_without_batch_reads_gets_single_gets_for_good(status: i
     assert 1 == len(batches)  # asked once, never again
     assert Counter(dict.fromkeys(ids, 1)) == fake.singles
     assert [TaskStatus.COMPLETED] * 4 == [r.status for r in results]  # type: ignore[union-attr]
+
+
+async def test_an_answer_after_a_task_was_forgotten_ends_nothing_twice() -> None:
+    release = asyncio.Event()
+    started = asyncio.Event()
+
+    async def fetch(task_id: str) -> Task:
+        started.set()
+        await release.wait()
+        raise NotFoundError(404, "Task not found or expired")
+
+    ended: list[object] = []
+    poller = Poller(fetch, PollPolicy(target_delay=1.0, min_interval=1.0), time_scale=0.001)
+    tracked = poller.track(_pending(TID, 0.001), on_done=ended.append)
+    await asyncio.wait_for(started.wait(), 10)
+    poller.forget(TID)  # its waiters get TaskTimeoutError; on_done is not called
+    release.set()
+    for _ in range(20):
+        await asyncio.sleep(0)
+    result = await tracked.wait()
+    await poller.aclose()
+    assert isinstance(result, TaskTimeoutError)
+    assert [] == ended
