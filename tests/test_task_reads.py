@@ -413,3 +413,24 @@ async def test_an_answer_after_a_task_was_forgotten_ends_nothing_twice() -> None
     await poller.aclose()
     assert isinstance(result, TaskTimeoutError)
     assert [] == ended
+
+
+async def test_against_the_simulator_a_missing_id_is_confirmed_by_one_get(
+    make_simulator: SimulatorFactory,
+) -> None:
+    sim = await make_simulator(clock=ManualClock())  # its tasks never move
+    async with _client(sim) as client:
+        real = await client.create_video(prompt="still queued")
+        est = real.estimated_time
+        ghost = attrs.evolve(real, id="task-unified-1-nosuchtk")
+        assert est is not None
+        # both due at the same instant: one batch read of the two
+        results = await asyncio.gather(
+            client.wait(real, timeout=est * FAST_TIME_SCALE * 1.5),
+            client.wait(ghost),
+            return_exceptions=True,
+        )
+    assert isinstance(results[0], TaskTimeoutError)
+    assert isinstance(results[1], NotFoundError)
+    assert 2 == sim.stats.batch_reads[0]
+    assert 1 == sim.stats.count("get_task", 404)  # the confirmation
