@@ -325,6 +325,20 @@ async def test_task_timeout_cuts_off_a_read_in_flight(
     assert 1 <= len(started) <= 3
 
 
+async def test_task_timeout_cuts_off_the_first_read_of_a_task_given_by_id(
+    trickler: tuple[str, list[int]],
+) -> None:
+    url, started = trickler
+    retry = RetryPolicy(attempts=50, wait_initial=0.001, wait_max=0.001)
+    async with EvolinkClient(
+        "sk-evo-test", url, timeout=0.2, task_timeout=0.5, retry=retry, rate=None
+    ) as client:
+        with pytest.raises(TaskTimeoutError) as caught:
+            await asyncio.wait_for(client.wait(TID), 30)
+    assert (TID, 0.5) == (caught.value.task_id, caught.value.timeout)
+    assert 1 <= len(started) <= 3  # cut off at 0.5 s: not 50 attempts of 0.2 s
+
+
 # -- a cancelled line in a batch -----------------------------------------------------------------
 
 
