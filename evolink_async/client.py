@@ -21,6 +21,7 @@ import aiohttp
 
 from ._env import DEFAULT_BASE_URL, env_api_key, env_base_url, env_time_scale
 from ._generate import Generate
+from ._poll_read import read_within
 from ._retry import RetryPolicy
 from ._transport import RetryEvent, Transport
 from .api import EvolinkAPI
@@ -374,11 +375,11 @@ class EvolinkClient(_Requests, Generate):
         ``TaskTimeoutError`` when ``timeout`` (seconds; default the client's ``task_timeout``)
         passes first: a read in flight is cut off then.
         """
-        if isinstance(task, str):  # read it first: its estimate plans the next reads
-            task = await self.get_task(task)
+        limit = self.task_timeout if timeout is None else timeout
+        if isinstance(task, str):  # read it first (its estimate plans the next reads), in time
+            task, limit = await read_within(self.get_task, task, limit)
             if on_progress is not None:
                 on_progress(task)
-        limit = self.task_timeout if timeout is None else timeout
         handle = self.poller.track(task, timeout=limit, on_update=on_progress)
         result = await handle.wait()
         if isinstance(result, BaseException):
