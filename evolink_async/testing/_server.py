@@ -20,6 +20,7 @@ from ._clock import Clock, ManualClock, ScaledClock
 from ._config import SimulatorConfig
 from ._errors import ApiError, error_body
 from ._files import UnsatisfiableRange, parse_range, sample_video, sign
+from ._hostile import Echoes
 from ._state import ServiceState
 from ._stats import DROPPED, SimulatorStats
 from ._task import SimulatedTask
@@ -70,6 +71,7 @@ class Simulator:
         self.stats = SimulatorStats()
         self._state = ServiceState(self.config, self.clock, self.stats)
         self._faults = random.Random(f"{self.config.seed}/requests")
+        self._echoes = Echoes(self.config)
         self._secret = hashlib.sha256(f"evolink-simulator/{self.config.seed}".encode()).digest()
         self._callbacks = CallbackSender(
             self.config, self.clock, self.stats.tasks, self.stats.callbacks, self._settled_body
@@ -216,6 +218,7 @@ class Simulator:
     ) -> web.StreamResponse:
         """Faults, error bodies and counting around one handler."""
         call = _Call()
+        request_id = self._echoes.request_id(request)
         if endpoint in _API_ENDPOINTS:
             self.stats.request_times.append(time.monotonic())
             call.fault, proxy_error = self._draw_fault()
@@ -225,7 +228,9 @@ class Simulator:
         try:
             response = await handler(request, call)
         except ApiError as error:
-            response = web.json_response(error.body, status=error.status, headers=error.headers)
+            response = self._echoes.error_response(request, error, request_id)
+        if endpoint in _API_ENDPOINTS:
+            self._echoes.finish(response, request_id)
         if call.fault == "ghost":
             if call.task is not None:
                 call.task.ghost = True
@@ -291,6 +296,7 @@ class Simulator:
                 "Request body must be a JSON object",
                 "invalid_request_error",
             )
+        self._echoes.check_create(body)
         valid = validate_create(
             body, self.config.models, allow_insecure_callbacks=self.config.allow_insecure_callbacks
         )
