@@ -126,7 +126,10 @@ def test_hostile_lines_are_refused_naming_line_field_and_rule(
 
 @pytest.mark.parametrize(
     "text",
-    ['{"prompt": "tab\\there\\nand a newline\\r\\n"}', '{"prompt": "x", "a": [[[[1]]]]}'],
+    [
+        '{"prompt": "tab\\there\\nand a newline\\r\\n"}',
+        '{"prompt": "x", "model": "a-future-model", "a": [[[[1]]]]}',
+    ],
 )
 def test_tabs_newlines_and_sane_nesting_inside_json_are_accepted(text: str) -> None:
     [line] = parse_prompts([text], fmt="jsonl")

@@ -583,10 +583,10 @@ def test_extra_with_a_non_string_key_is_rejected() -> None:
 # -- unknown models -------------------------------------------------------------------------
 
 
-def test_an_unknown_model_is_sent_as_given_without_local_validation() -> None:
+def test_an_unknown_model_is_sent_with_only_the_shared_checks() -> None:
     images = [f"https://cdn.example.com/{i}.gif" for i in range(5)]
     request = VideoRequest(
-        prompt="p" * 6000,
+        prompt="p" * 5000,
         model="kling-v2-master",
         duration=7,
         aspect_ratio="21:9",
@@ -595,7 +595,7 @@ def test_an_unknown_model_is_sent_as_given_without_local_validation() -> None:
     )
     expected = {
         "model": "kling-v2-master",
-        "prompt": "p" * 6000,
+        "prompt": "p" * 5000,
         "aspect_ratio": "21:9",
         "duration": 7,
         "image_urls": images,
@@ -607,6 +607,41 @@ def test_an_unknown_model_is_sent_as_given_without_local_validation() -> None:
         request.spec,
         request.effective_duration,
     )
+
+
+@pytest.mark.parametrize(
+    ("field", "rule", "kwargs"),
+    [
+        # issue 12, attack 9: a 10 MB prompt and duration -5 were sent for an unknown --model
+        ("prompt", "must be at most 5000 characters", {"prompt": "p" * 10_000_000}),
+        ("prompt", "must be at most 5000 characters (got 5001)", {"prompt": "p" * 5001}),
+        ("prompt", "must not be blank", {"prompt": " "}),
+        ("duration", "must be a positive integer", {"duration": -5}),
+        ("duration", "must be a positive integer", {"duration": 0}),
+        ("duration", "must be a positive integer", {"duration": 4.5}),
+        ("image_urls", "at most 30 image URLs", {"image_urls": [IMAGE] * 31}),
+    ],
+)
+def test_an_unknown_model_still_gets_the_shared_checks(
+    field: str, rule: str, kwargs: dict[str, Any]
+) -> None:
+    rejected(field, rule, model="kling-v2-master", **kwargs)
+
+
+def test_an_unknown_model_is_logged_once_as_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="evolink_async"):
+        VideoRequest(prompt="x", model="brand-new-model-7")
+        VideoRequest(prompt="y", model="brand-new-model-7")
+    warnings = [r for r in caplog.records if "brand-new-model-7" in r.getMessage()]
+    assert (1, "WARNING") == (len(warnings), warnings[0].levelname)
+
+
+def test_a_listed_model_without_published_rules_is_not_warned_about(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level("WARNING", logger="evolink_async"):
+        VideoRequest(prompt="x", model="veo3-fast", duration=8)
+    assert [] == [r for r in caplog.records if "veo3-fast" in r.getMessage()]
 
 
 # -- JSON -----------------------------------------------------------------------------------
@@ -656,13 +691,41 @@ def test_from_json_of_to_json_gives_the_same_request(request_: VideoRequest) -> 
     assert request_ == VideoRequest.from_json(request_.to_json())
 
 
-def test_unknown_jsonl_fields_go_to_extra_and_are_sent() -> None:
-    line = {"prompt": "waves", "model": VEO, "seed": 42, "quality": "1080p", "my_tag": "x"}
+def test_documented_jsonl_fields_go_to_extra_and_are_sent() -> None:
+    line = {"prompt": "waves", "model": VEO, "seed": 42, "quality": "1080p"}
     request = VideoRequest.from_json(line)
-    assert ({"seed": 42, "quality": "1080p", "my_tag": "x"}, line) == (
-        dict(request.extra),
-        request.to_json(),
-    )
+    assert ({"seed": 42, "quality": "1080p"}, line) == (dict(request.extra), request.to_json())
+
+
+def test_any_field_of_a_model_the_registry_does_not_know_is_sent() -> None:
+    line = {"prompt": "waves", "model": "brand-new-model", "my_tag": "x", "durration": 8}
+    request = VideoRequest.from_json(line)
+    assert line == request.to_json()
+
+
+@pytest.mark.parametrize(
+    ("model", "typo", "meant"),
+    [
+        (SORA_PREVIEW, "durration", "duration"),
+        (SORA_PREVIEW, "aspectratio", "aspect_ratio"),
+        (VEO, "negative_promt", "negative_prompt"),
+        (VEO, "image_url", "image_urls"),
+    ],
+)
+def test_a_misspelled_field_of_a_known_model_is_refused_with_the_field_it_meant(
+    model: str, typo: str, meant: str
+) -> None:
+    with pytest.raises(InvalidRequestError) as info:
+        VideoRequest.from_json({"prompt": "waves", "model": model, typo: 8})
+    assert f"extra.{typo}" == info.value.field
+    assert f"is not a field of {model}; did you mean {meant!r}?" in str(info.value)
+
+
+def test_a_field_nothing_like_a_known_one_is_refused_with_the_models_fields() -> None:
+    with pytest.raises(InvalidRequestError, match="its other fields: generate_audio, "):
+        VideoRequest(prompt="waves", model=VEO, extra={"my_tag": "x"})
+    with pytest.raises(InvalidRequestError, match="it has no other fields"):
+        VideoRequest(prompt="waves", model=SORA_PREVIEW, extra={"my_tag": "x"})
 
 
 def test_unknown_jsonl_fields_are_validated_where_the_model_has_rules() -> None:

@@ -10,11 +10,12 @@ import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import anyio
 
-from .._env import env_api_key, env_base_url
+from .._env import env_api_key, env_base_url, env_time_scale
 from ..client import EvolinkClient
 
 __all__ = [
@@ -121,6 +122,10 @@ def run(command: Callable[[Interrupts], Awaitable[int]]) -> int:
         return EXIT_INTERRUPTED
 
 
+#: where ``--simulate`` keeps its simulator's tasks in a batch's output directory
+SIMULATOR_STATE = ".simulator.jsonl"
+
+
 def connection(args: argparse.Namespace) -> tuple[str, str] | None:
     """(base_url, api_key) from the flags and environment; None (after a message) when no
     key is available."""
@@ -128,12 +133,20 @@ def connection(args: argparse.Namespace) -> tuple[str, str] | None:
     if not api_key:
         err("no API key: pass --api-key or set $EVOLINK_API_KEY (or try --simulate)")
         return None
+    try:
+        env_time_scale()
+    except ValueError as exc:
+        err(str(exc))
+        return None
     return args.base_url or env_base_url(), api_key
 
 
 @contextlib.asynccontextmanager
-async def service(args: argparse.Namespace, **client_kwargs: Any) -> AsyncIterator[EvolinkClient]:
-    """A client for the real service, or for an embedded simulator with ``--simulate``.
+async def service(
+    args: argparse.Namespace, *, state_dir: Path | None = None, **client_kwargs: Any
+) -> AsyncIterator[EvolinkClient]:
+    """A client for the real service, or for an embedded simulator with ``--simulate`` (which
+    keeps its tasks in ``state_dir``, when given, so that a rerun there finds them again).
     Raises :class:`UsageError` (after a message) without an API key."""
     time_scale: float | None = args.time_scale
     if getattr(args, "simulate", False):
@@ -142,7 +155,10 @@ async def service(args: argparse.Namespace, **client_kwargs: Any) -> AsyncIterat
         scale = time_scale or SIMULATE_TIME_SCALE
         # with callbacks, the simulator calls the local receiver over http on loopback
         insecure = client_kwargs.get("callbacks") is not None
-        async with testing.Simulator(time_scale=scale, allow_insecure_callbacks=insecure) as sim:
+        state = str(state_dir / SIMULATOR_STATE) if state_dir is not None else None
+        async with testing.Simulator(
+            time_scale=scale, allow_insecure_callbacks=insecure, state_path=state
+        ) as sim:
             client_kwargs.setdefault("rate", _SIMULATE_RATE)
             client_kwargs.setdefault("burst", _SIMULATE_BURST)
             async with EvolinkClient(
@@ -154,7 +170,6 @@ async def service(args: argparse.Namespace, **client_kwargs: Any) -> AsyncIterat
     if conn is None:
         raise UsageError
     base_url, api_key = conn
-    async with EvolinkClient(
-        api_key, base_url, time_scale=time_scale or 1.0, **client_kwargs
-    ) as client:
+    # no --time-scale: $EVOLINK_TIME_SCALE, or the one a simulator states on its answers
+    async with EvolinkClient(api_key, base_url, time_scale=time_scale, **client_kwargs) as client:
         yield client

@@ -26,6 +26,7 @@ from ._errors import ApiError
 __all__ = ["Echoes"]
 
 _PLACEHOLDER = "\x00TOKEN\x00"
+REQUEST_ID_HEADER = "X-Request-Id"
 
 
 def _token(request: web.Request) -> str:
@@ -57,23 +58,28 @@ class Echoes:
             return _token(request)
         return f"req-{next(self._numbers)}" if self._config.request_ids else None
 
-    def error_response(
-        self, request: web.Request, error: ApiError, request_id: str | None
-    ) -> web.Response:
-        """The JSON answer of ``error``, with its request id and the body echo if on."""
+    def error_response(self, request: web.Request, error: ApiError) -> web.Response:
+        """The JSON answer of ``error``, with its request id (body and header) and the body
+        echo if on."""
         body = json.loads(json.dumps(error.body))
-        if request_id is not None and self._config.request_ids:
-            body["error"]["request_id"] = request_id
+        request_id = self.request_id(request)
+        headers = dict(error.headers)
+        if request_id is not None:
+            headers[REQUEST_ID_HEADER] = request_id
+            if self._config.request_ids:
+                body["error"]["request_id"] = request_id
         token = _token(request)
         if self._config.echo_key_body and token:
             body["error"]["message"] += f" (you sent {_PLACEHOLDER})"
         text = json.dumps(body).replace(json.dumps(_PLACEHOLDER)[1:-1], _json_escaped(token))
         return web.Response(
-            text=text, status=error.status, headers=error.headers, content_type="application/json"
+            text=text, status=error.status, headers=headers, content_type="application/json"
         )
 
-    @staticmethod
-    def finish(response: web.StreamResponse, request_id: str | None) -> None:
-        """Add the request id header to an answer not sent yet."""
-        if request_id is not None and not response.prepared:
-            response.headers["X-Request-Id"] = request_id
+    def finish(self, request: web.Request, response: web.StreamResponse) -> None:
+        """Give an answer not sent yet its request id header, unless it has one."""
+        if response.prepared or REQUEST_ID_HEADER in response.headers:
+            return
+        request_id = self.request_id(request)
+        if request_id is not None:
+            response.headers[REQUEST_ID_HEADER] = request_id

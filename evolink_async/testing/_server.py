@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import hmac
 import json
@@ -17,13 +18,15 @@ from aiohttp import web
 
 from ._callbacks import CallbackSender
 from ._clock import Clock, ManualClock, ScaledClock
-from ._config import SimulatorConfig
+from ._config import TIME_SCALE_HEADER, SimulatorConfig
 from ._errors import ApiError, error_body
-from ._files import UnsatisfiableRange, parse_range, sample_video, sign
+from ._files import UnsatisfiableRange, parse_range, sign, task_video
 from ._hostile import Echoes
+from ._persist import TaskFile
 from ._state import ServiceState
 from ._stats import DROPPED, SimulatorStats
 from ._task import SimulatedTask
+from ._task_reads import TaskReads
 from ._validation import validate_create
 
 __all__ = ["Simulator"]
@@ -33,7 +36,7 @@ _PROXY_HTML = (
     "<center><h1>{status} {reason}</h1></center>\r\n<hr><center>nginx</center>\r\n"
     "</body>\r\n</html>\r\n"
 )
-_API_ENDPOINTS = frozenset({"create", "get_task", "credits"})
+_API_ENDPOINTS = frozenset({"create", "get_task", "credits", "tasks_batch", "tasks_list"})
 
 
 @attrs.define
@@ -67,9 +70,12 @@ class Simulator:
         **knobs: Any,
     ) -> None:
         self.config = attrs.evolve(config or SimulatorConfig(), **knobs)
-        self.clock: Clock = clock or ScaledClock(self.config.time_scale)
+        path = self.config.state_path
+        store = TaskFile(path, self.config.time_scale) if path is not None else None
+        start = store.start if store is not None else None  # an earlier run's timeline, or now
+        self.clock: Clock = clock or ScaledClock(self.config.time_scale, start=start)
         self.stats = SimulatorStats()
-        self._state = ServiceState(self.config, self.clock, self.stats)
+        self._state = ServiceState(self.config, self.clock, self.stats, store)
         self._faults = random.Random(f"{self.config.seed}/requests")
         self._echoes = Echoes(self.config)
         self._secret = hashlib.sha256(f"evolink-simulator/{self.config.seed}".encode()).digest()
@@ -90,15 +96,21 @@ class Simulator:
         if self._runner is not None or self._closed:
             raise RuntimeError("a Simulator starts once")
         app = web.Application()
+        reads = TaskReads(self.config, self.clock, self.stats, self._authorize, self._settled_body)
         routes: list[tuple[str, str, str, _Handler]] = [
             ("POST", "/v1/videos/generations", "create", self._create),
+            ("POST", "/v1/tasks/batch", "tasks_batch", reads.batch),
+            ("GET", "/v1/tasks", "tasks_list", reads.listing),
             ("GET", "/v1/tasks/{task_id}", "get_task", self._get_task),
             ("GET", "/v1/credits", "credits", self._credits),
             ("GET", "/files/{name}", "files", self._file),
             ("HEAD", "/files/{name}", "files", self._file),
-            ("*", "/{tail:.*}", "other", self._not_found),
+            ("*", "/{tail:.*}", "other", _not_found),
         ]
-        app.router.add_get("/_simulator/stats", self._stats_json)
+        app.router.add_get(
+            "/_simulator/stats", functools.partial(_stats_json, self._state, self.stats)
+        )
+        app.router.add_get("/_simulator/info", functools.partial(_info_json, self.config))
         for method, path, endpoint, handler in routes:
             app.router.add_route(method, path, self._wrap(endpoint, handler))
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.25)
@@ -119,6 +131,7 @@ class Simulator:
         if self._closed:
             return
         self._closed = True
+        self._state.close()
         if self._runner is not None:
             await self._callbacks.close()
             await self._runner.cleanup()
@@ -180,7 +193,8 @@ class Simulator:
         self._finish(task_id, code, message)
 
     def cancel_task(self, task_id: str) -> None:
-        """Cancel a task: it fails with ``request_cancelled``, as the service reports it."""
+        """Cancel a task now (refunded): status ``cancelled``, or ``failed`` with
+        ``request_cancelled`` under ``cancel_style="failed"``, as the service reports it."""
         self._finish(task_id, "request_cancelled", None)
 
     async def drain_callbacks(self) -> None:
@@ -218,7 +232,6 @@ class Simulator:
     ) -> web.StreamResponse:
         """Faults, error bodies and counting around one handler."""
         call = _Call()
-        request_id = self._echoes.request_id(request)
         if endpoint in _API_ENDPOINTS:
             self.stats.request_times.append(time.monotonic())
             call.fault, proxy_error = self._draw_fault()
@@ -228,9 +241,10 @@ class Simulator:
         try:
             response = await handler(request, call)
         except ApiError as error:
-            response = self._echoes.error_response(request, error, request_id)
-        if endpoint in _API_ENDPOINTS:
-            self._echoes.finish(response, request_id)
+            response = self._echoes.error_response(request, error)
+        self._echoes.finish(request, response)
+        if self.config.state_time_scale:
+            response.headers[TIME_SCALE_HEADER] = repr(self.config.time_scale)
         if call.fault == "ghost":
             if call.task is not None:
                 call.task.ghost = True
@@ -319,10 +333,7 @@ class Simulator:
             raise ApiError(404, "task_not_found", "Task not found or expired", "not_found_error")
         body = self._settled_body(task)
         if call.fault != "ghost":  # an answer the client never gets shows it nothing
-            task.polls += 1
-            if task.first_seen_terminal_at is None and body["status"] in ("completed", "failed"):
-                task.first_seen_terminal_at = self.clock.now()
-                task.first_seen_terminal_real = time.monotonic()
+            task.read(body["status"], self.clock.now())
         return web.json_response(body)
 
     async def _credits(self, request: web.Request, call: _Call) -> web.StreamResponse:
@@ -337,16 +348,27 @@ class Simulator:
             raise ApiError(404, "file_not_found", "File not found", "not_found_error")
         _check_link(self._secret, task, request.query, self.clock.now())
         failing = _download_fault(task, request.method)
-        return await _send_video(request, truncate=failing == "truncate")
+        data = task_video(task, per_task=self.config.per_task_clips)
+        return await _send_video(request, data, truncate=failing == "truncate")
 
-    async def _not_found(self, request: web.Request, call: _Call) -> web.StreamResponse:
-        raise ApiError(
-            404, "not_found", f"No route for {request.method} {request.path}", "not_found_error"
-        )
 
-    async def _stats_json(self, request: web.Request) -> web.StreamResponse:
-        self._state.settle()
-        return web.json_response(self.stats.to_dict())
+async def _not_found(request: web.Request, call: _Call) -> web.StreamResponse:
+    raise ApiError(
+        404, "not_found", f"No route for {request.method} {request.path}", "not_found_error"
+    )
+
+
+async def _stats_json(
+    state: ServiceState, stats: SimulatorStats, request: web.Request
+) -> web.StreamResponse:
+    state.settle()
+    return web.json_response(stats.to_dict())
+
+
+async def _info_json(config: SimulatorConfig, request: web.Request) -> web.StreamResponse:
+    """What a client needs to know of the simulator: its time scale and models."""
+    info = {"time_scale": config.time_scale, "models": sorted(config.models)}
+    return web.json_response(info, headers={TIME_SCALE_HEADER: repr(config.time_scale)})
 
 
 def _check_link(secret: bytes, task: SimulatedTask, query: Mapping[str, str], now: float) -> None:
@@ -392,9 +414,8 @@ def _proxy_error(status: int, kind: float, html_fraction: float) -> web.Response
     return web.Response(status=status, text=html, content_type="text/html")
 
 
-async def _send_video(request: web.Request, *, truncate: bool) -> web.StreamResponse:
+async def _send_video(request: web.Request, data: bytes, *, truncate: bool) -> web.StreamResponse:
     """200 or 206 with an exact Content-Length; ``truncate`` stops halfway and hangs up."""
-    data = sample_video()
     size = len(data)
     try:
         wanted = parse_range(request.headers.get("Range"), size)

@@ -19,6 +19,7 @@ from ._catalog import FATAL_TASK_ERRORS, RETRYABLE_TASK_ERRORS, TASK_ERROR_MESSA
 from ._clock import Clock
 from ._config import SimulatorConfig
 from ._errors import ApiError
+from ._persist import TaskFile
 from ._stats import SimulatorStats
 from ._task import SimulatedTask
 from ._validation import CreateRequest
@@ -27,14 +28,22 @@ __all__ = ["ServiceState"]
 
 _ID_CHARS = string.ascii_lowercase + string.digits
 # A cancellation is the client's doing (cancel_task), never a random failure.
-_FATAL_DRAWN = tuple(code for code in FATAL_TASK_ERRORS if code != "request_cancelled")
+CANCELLED = "request_cancelled"
+_FATAL_DRAWN = tuple(code for code in FATAL_TASK_ERRORS if code != CANCELLED)
 
 
 class ServiceState:
     """Tasks, credits and limits of the one simulated account."""
 
-    def __init__(self, config: SimulatorConfig, clock: Clock, stats: SimulatorStats) -> None:
+    def __init__(
+        self,
+        config: SimulatorConfig,
+        clock: Clock,
+        stats: SimulatorStats,
+        store: TaskFile | None = None,
+    ) -> None:
         self.config = config
+        self.store = store
         self.clock = clock
         self.stats = stats
         self.tasks = stats.tasks
@@ -45,6 +54,8 @@ class ServiceState:
         self._active_ids: set[str] = set()
         self._accepted: deque[float] = deque()  # monotonic times inside the rate window
         self._created = 0
+        for task in store.tasks() if store is not None else ():
+            self._restore(task)
 
     # -- limits -----------------------------------------------------------------------------
 
@@ -81,14 +92,31 @@ class ServiceState:
         rng = random.Random(f"{self.config.seed}/task/{self._created}")
         self._created += 1
         task = self._plan(rng, request, price, now)
+        if self.store is not None:
+            self.store.append(task, now)
+        self._admit(task)
+        return task
+
+    def _admit(self, task: SimulatedTask) -> None:
         self.tasks[task.id] = task
-        self.available -= price
-        self.held += price
-        self.stats.credits_reserved += price
+        self.available -= task.price
+        self.held += task.price
+        self.stats.credits_reserved += task.price
         self.stats.creates_per_prompt[task.prompt] += 1
         self._activate(task)
         self.stats.peak_active_tasks = max(self.stats.peak_active_tasks, len(self._active_ids))
-        return task
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
+
+    def _restore(self, task: SimulatedTask) -> None:
+        """A task an earlier simulator created (``state_path``), on this clock."""
+        self._created += 1
+        task.created_real = self.clock.to_real(task.created_at) or 0.0
+        task.started_real = self.clock.to_real(task.started_at)
+        task.finished_real = self.clock.to_real(task.finished_at)
+        self._admit(task)
 
     def _plan(
         self, rng: random.Random, request: CreateRequest, price: float, now: float
@@ -115,6 +143,7 @@ class ServiceState:
             fault = mode if mode != "alternate" else ("truncate", "503")[self._created % 2]
         return SimulatedTask(
             id=task_id,
+            cancel_style=cfg.cancel_style,
             model=spec.name,
             prompt=request.prompt,
             duration=request.duration,
@@ -141,6 +170,7 @@ class ServiceState:
             (cfg.retryable_failure_rate, RETRYABLE_TASK_ERRORS),
             (cfg.fatal_failure_rate, _FATAL_DRAWN),
             (cfg.failure_rate, cfg.failure_codes),
+            (cfg.cancel_rate, (CANCELLED,)),
         ):
             if fail_draw < rate:
                 return codes[int(code_draw * len(codes))]
