@@ -119,7 +119,10 @@ class APIError(EvolinkError):
     """The service answered with a non-2xx HTTP status.
 
     Attributes mirror the documented error body ``{"error": {"code", "message", "type",
-    "param"}}``; for an HTML or empty body, ``message`` holds a short excerpt.
+    "param"}}``; for an HTML or empty body, ``message`` holds a short excerpt. ``request_id``
+    (the body's ``error.request_id``, else the ``x-request-id`` or ``x-oneapi-request-id``
+    header) and ``suggestion`` (``error.suggestion``, else ``error.fallback_suggestion``) are
+    set when the gateway gave them, and shown in ``str()``; all of it is redacted.
     """
 
     def __init__(
@@ -132,6 +135,7 @@ class APIError(EvolinkError):
         param: str | None = None,
         request_id: str | None = None,
         fallback_suggestion: str | None = None,
+        suggestion: str | None = None,
     ) -> None:
         self.status = status
         self.message = message
@@ -140,6 +144,7 @@ class APIError(EvolinkError):
         self.param = param
         self.request_id = request_id
         self.fallback_suggestion = fallback_suggestion
+        self.suggestion = suggestion or fallback_suggestion
         parts = [f"HTTP {status}"]
         if type:
             parts.append(type)
@@ -150,6 +155,8 @@ class APIError(EvolinkError):
         text = f"{' '.join(parts)}: {message}"
         if request_id:
             text += f" (request id {request_id})"
+        if self.suggestion:
+            text += f" [suggestion: {self.suggestion}]"
         super().__init__(text)
 
 

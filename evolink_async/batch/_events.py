@@ -67,7 +67,12 @@ def error_info(exc: BaseException) -> dict[str, str]:
         return {"code": "budget_exceeded", "message": str(exc)}
     if isinstance(exc, APIError):
         api_code = exc.code if exc.code is not None else (exc.type or f"http_{exc.status}")
-        return {"code": str(api_code), "message": str(exc)}
+        info = {"code": str(api_code), "message": str(exc)}
+        if exc.request_id:
+            info["request_id"] = exc.request_id
+        if exc.suggestion:
+            info["suggestion"] = exc.suggestion
+        return info
     if isinstance(exc, APIConnectionError):
         code = "maybe_created" if exc.maybe_created else "connection_error"
         return {"code": code, "message": str(exc)}

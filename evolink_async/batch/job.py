@@ -24,7 +24,7 @@ from ..limits import CreditBudget
 from ._downloads import Downloader, check_files
 from ._events import Recorder
 from ._writer import JournalWriter
-from .input import BatchLine, PromptFormat, load_prompts
+from .input import BatchLine, PromptFormat, duplicate_lines, load_prompts
 from .journal import Journal, LineState
 from .ledger import BatchProgress, Ledger, LedgerLine
 from .manifest import (
@@ -192,6 +192,7 @@ class BatchJob:
             download=self.download,
             interrupted=self._interrupted,
             aborted=self._aborted,
+            duplicates=duplicate_lines(self._entries.values()),
         )
 
     def _wire(self, journal: Journal) -> JournalWriter:

@@ -97,6 +97,16 @@ class SimulatorConfig:
     slow_seconds: float = attrs.field(default=5.0, converter=float, validator=_non_negative)
     ghost_rate: float = attrs.field(default=0.0, converter=float, validator=_rate)
 
+    # request ids and echoes of a careless gateway (see _hostile.py)
+    #: every API answer carries X-Request-Id (and an error body error.request_id)
+    request_ids: bool = True
+    #: X-Request-Id echoes the caller's API key
+    echo_key_header: bool = False
+    #: error bodies echo the caller's API key, JSON-escaped (\u0073\u006b-...)
+    echo_key_body: bool = False
+    #: a create with a callback_url gets a 400 whose message holds the URL (and its secret)
+    echo_callback_url: bool = False
+
     # result files
     #: each task's clip is made for it (its duration, aspect ratio and colour: testing/_clip.py);
     #: False serves the one packaged 1 s sample to every task

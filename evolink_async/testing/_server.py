@@ -21,6 +21,7 @@ from ._clock import Clock, ManualClock, ScaledClock
 from ._config import TIME_SCALE_HEADER, SimulatorConfig
 from ._errors import ApiError, error_body
 from ._files import UnsatisfiableRange, parse_range, sign, task_video
+from ._hostile import Echoes
 from ._persist import TaskFile
 from ._state import ServiceState
 from ._stats import DROPPED, SimulatorStats
@@ -76,6 +77,7 @@ class Simulator:
         self.stats = SimulatorStats()
         self._state = ServiceState(self.config, self.clock, self.stats, store)
         self._faults = random.Random(f"{self.config.seed}/requests")
+        self._echoes = Echoes(self.config)
         self._secret = hashlib.sha256(f"evolink-simulator/{self.config.seed}".encode()).digest()
         self._callbacks = CallbackSender(
             self.config, self.clock, self.stats.tasks, self.stats.callbacks, self._settled_body
@@ -239,7 +241,8 @@ class Simulator:
         try:
             response = await handler(request, call)
         except ApiError as error:
-            response = web.json_response(error.body, status=error.status, headers=error.headers)
+            response = self._echoes.error_response(request, error)
+        self._echoes.finish(request, response)
         if self.config.state_time_scale:
             response.headers[TIME_SCALE_HEADER] = repr(self.config.time_scale)
         if call.fault == "ghost":
@@ -307,6 +310,7 @@ class Simulator:
                 "Request body must be a JSON object",
                 "invalid_request_error",
             )
+        self._echoes.check_create(body)
         valid = validate_create(
             body, self.config.models, allow_insecure_callbacks=self.config.allow_insecure_callbacks
         )
