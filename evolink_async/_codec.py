@@ -18,7 +18,14 @@ import cattrs
 from .errors import DecodeError
 from .models import Credits, CreditsBalance, Task, TaskErrorInfo, TaskInfo, TaskStatus, Usage
 
-__all__ = ["converter", "decode_credits", "decode_task", "loads_json", "make_converter"]
+__all__ = [
+    "converter",
+    "decode_account_credits",
+    "decode_credits",
+    "decode_task",
+    "loads_json",
+    "make_converter",
+]
 
 
 def _opt_float(value: Any, _: Any = None) -> float | None:
@@ -164,6 +171,24 @@ def decode_credits(data: Any) -> Credits:
     if not isinstance(inner, Mapping):
         raise DecodeError("credits answer has no 'data' object")
     return converter.structure(dict(inner), Credits)
+
+
+def decode_account_credits(data: Any) -> Credits:
+    """Decode GET /v1/credits strictly, as ``get_credits`` needs it: ``success: false``, or an
+    answer without both ``data.user`` (the account) and ``data.token`` (this key), is an
+    error even with HTTP 200 (the message is the answer's ``message``)."""
+    if not isinstance(data, Mapping):
+        raise DecodeError(f"expected a credits object, got {type(data).__name__}")
+    message = data.get("message")
+    said = f": {message[:200]}" if isinstance(message, str) and message else ""
+    if data.get("success") is False:
+        raise DecodeError(f"the credits answer says success=false{said}")
+    inner = data.get("data")
+    if not isinstance(inner, Mapping) or not all(
+        isinstance(inner.get(part), Mapping) for part in ("user", "token")
+    ):
+        raise DecodeError(f"the credits answer lacks data.user or data.token{said}")
+    return decode_credits(data)
 
 
 def _leaves(exc: BaseException) -> list[str]:

@@ -33,6 +33,7 @@ from . import __about__
 from ._codec import loads_json
 from ._retry import RetryPolicy, is_testing, parse_retry_after
 from .errors import (
+    QUOTA_DETAILS,
     APIConnectionError,
     APIError,
     APITimeoutError,
@@ -46,6 +47,7 @@ from .errors import (
     RateLimitError,
     RequestTooLargeError,
     ServerError,
+    quota_error_class,
 )
 
 __all__ = [
@@ -125,6 +127,10 @@ def error_from_response(
     cls = _STATUS_CLASSES.get(status)
     if cls is None:
         cls = ServerError if status >= 500 else APIError
+    quota = quota_error_class(fields.get("code"), status)
+    if quota is not None:  # 402 sub-codes: by error.code first, status second
+        details = {k: err[k] for k in QUOTA_DETAILS if isinstance(err, dict) and k in err}
+        return quota(status, message, request_id=request_id, details=details, **fields)
     if cls in (RateLimitError, ServerError):
         retry_after = parse_retry_after(headers.get("Retry-After"), message)
         return cls(status, message, request_id=request_id, retry_after=retry_after, **fields)

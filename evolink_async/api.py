@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ._codec import decode_credits, decode_task
+from ._codec import decode_account_credits, decode_task
 from ._transport import Transport
 from .errors import InvalidRequestError
 from .models import Credits, Task, VideoRequest
@@ -64,5 +64,7 @@ class EvolinkAPI:
         return decode_task(await self.transport.request("GET", f"/v1/tasks/{task_id}", kind="task"))
 
     async def get_credits(self) -> Credits:
-        """GET /v1/credits: the key's and the account's balance."""
-        return decode_credits(await self.transport.request("GET", "/v1/credits", kind="credits"))
+        """GET /v1/credits: the account's balance and this key's spend and limit.
+        ``success: false`` or a missing ``data.user``/``data.token`` raises DecodeError."""
+        answer = await self.transport.request("GET", "/v1/credits", kind="credits")
+        return decode_account_credits(answer)

@@ -255,7 +255,10 @@ class EvolinkClient:
         return await self.api.get_task(task_id)
 
     async def get_credits(self) -> Credits:
-        """GET /v1/credits: the key's and the account's balance."""
+        """GET /v1/credits: the account's balance (``.balance``), this key's spend and what is
+        left of its limit (``.key_used``, ``.key_remaining``), and ``.available``, the smaller.
+        An answer with ``success: false`` or without ``data.user``/``data.token`` raises
+        ``DecodeError``."""
         return await self.api.get_credits()
 
     # -- waiting and downloading -------------------------------------------------------------

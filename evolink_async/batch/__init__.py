@@ -63,6 +63,7 @@ Modules: :mod:`.input` (prompts in), :mod:`.ledger` (the one state machine per l
 
 from __future__ import annotations
 
+from ._credits import CreditsShortError
 from .input import (
     BatchInputError,
     BatchLine,
@@ -83,6 +84,7 @@ __all__ = [
     "BatchLine",
     "BatchProgress",
     "BatchSummary",
+    "CreditsShortError",
     "LineProblem",
     "LineStatus",
     "ManifestEntry",

@@ -19,6 +19,7 @@ from ._catalog import FATAL_TASK_ERRORS, RETRYABLE_TASK_ERRORS, TASK_ERROR_MESSA
 from ._clock import Clock
 from ._config import SimulatorConfig
 from ._errors import ApiError
+from ._quota import KeyQuota
 from ._stats import SimulatorStats
 from ._task import SimulatedTask
 from ._validation import CreateRequest
@@ -45,6 +46,9 @@ class ServiceState:
         self._active_ids: set[str] = set()
         self._accepted: deque[float] = deque()  # monotonic times inside the rate window
         self._created = 0
+        self.quota = KeyQuota(
+            config.key_limit, config.daily_limit, config.daily_period, config.reset_timezone
+        )
 
     # -- limits -----------------------------------------------------------------------------
 
@@ -69,6 +73,7 @@ class ServiceState:
             raise ApiError.too_many_concurrent(limit, _ceil_seconds(wait))
         if price > self.available + 1e-9:
             raise ApiError.insufficient_quota(price, round(self.available, 4))
+        self.quota.check(price, self.clock.now())
 
     # -- tasks ------------------------------------------------------------------------------
 
@@ -84,6 +89,7 @@ class ServiceState:
         self.tasks[task.id] = task
         self.available -= price
         self.held += price
+        self.quota.charge(price, now)
         self.stats.credits_reserved += price
         self.stats.creates_per_prompt[task.prompt] += 1
         self._activate(task)
@@ -168,6 +174,7 @@ class ServiceState:
             else:
                 self.available += task.price
                 self.stats.credits_released += task.price
+                self.quota.refund(task.price, task.created_at)
 
     def finish_now(self, task_id: str, error_code: str | None, message: str | None) -> None:
         """End an active task at the current simulated time (control methods)."""
@@ -195,11 +202,7 @@ class ServiceState:
         remaining, used = round(self.available, 4), round(self.used, 4)
         return {
             "data": {
-                "token": {
-                    "remaining_credits": remaining,
-                    "unlimited_credits": False,
-                    "used_credits": used,
-                },
+                "token": self.quota.token_body(remaining, used),
                 "user": {"remaining_credits": remaining, "used_credits": used},
             },
             "message": "",
