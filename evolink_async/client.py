@@ -8,27 +8,32 @@ the dispatcher; this module only knows single requests.
 
 from __future__ import annotations
 
+import datetime
+import logging
+import math
 import os
-from collections.abc import AsyncIterable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import aiohttp
 
-from ._env import DEFAULT_BASE_URL, env_api_key, env_base_url
+from ._env import DEFAULT_BASE_URL, env_api_key, env_base_url, env_time_scale
 from ._retry import RetryPolicy
 from ._transport import RetryEvent, Transport
 from .api import EvolinkAPI
 from .callbacks import CallbackReceiver
 from .dispatcher import Batch, Dispatcher, Event, Item, TaskHandle
 from .download import DownloadResult, download_file
-from .errors import DownloadError, TaskFailedError
+from .errors import DownloadError, TaskCancelledError, TaskFailedError
 from .limits import ConcurrencyLimit, CreditBudget, Estimator, Limits, PriceTable, RateLimiter
-from .models import Credits, Task, TaskStatus, VideoRequest
+from .models import Credits, Task, TaskStatus, TaskSummary, VideoRequest
 from .poller import Poller, PollPolicy
 
-__all__ = ["DEFAULT_BASE_URL", "EvolinkClient"]
+__all__ = ["DEFAULT_BASE_URL", "TIME_SCALE_HEADER", "EvolinkClient"]
+
+logger = logging.getLogger("evolink_async")
 
 
 class _RetryListeners(list[Callable[[RetryEvent], None]]):
@@ -39,17 +44,68 @@ class _RetryListeners(list[Callable[[RetryEvent], None]]):
             listener(event)
 
 
+def _build_poller(client: EvolinkClient, time_scale: float, *, callbacks: bool) -> Poller:
+    """The client's one poller: single reads by ``get_task``, batch reads by ``get_tasks``."""
+    return Poller(
+        client.get_task,
+        client.poll_policy,
+        fetch_many=client.get_tasks,
+        time_scale=time_scale,
+        callbacks=callbacks,
+    )
+
+
+#: the header on which a simulator states its time scale (the real gateway never sends it)
+TIME_SCALE_HEADER = "X-Evolink-Simulator-Time-Scale"
+
+
+def _resolve_time_scale(time_scale: float | None) -> float | None:
+    """The fixed time scale (the argument, else ``$EVOLINK_TIME_SCALE``); ``None``: adopt the
+    one a simulator states on its answers (1.0 until then)."""
+    if time_scale is not None and not (0 < time_scale < math.inf):
+        raise ValueError("time_scale must be > 0")
+    return time_scale if time_scale is not None else env_time_scale()
+
+
+class _AdoptTimeScale:
+    """Shown the headers of every answer: applies a simulator's stated time scale to the poll
+    plan, so that a client pointed at ``evolink-async simulate --time-scale 0.05`` polls on the
+    simulator's timeline without being told. Only values in (0, 1] are taken."""
+
+    __slots__ = ("poller",)
+
+    def __init__(self, poller: Poller) -> None:
+        self.poller = poller
+
+    def __call__(self, headers: Mapping[str, str]) -> None:
+        raw = headers.get(TIME_SCALE_HEADER)
+        if raw is None:
+            return
+        try:
+            scale = float(raw)
+        except ValueError:
+            return
+        if 0 < scale <= 1 and scale != self.poller.time_scale:
+            logger.info("the simulator runs at time scale %g: polling on its timeline", scale)
+            self.poller.time_scale = scale
+
+
 def _build_limits(
     rate: float | None,
     burst: int,
-    concurrency: ConcurrencyLimit | None,
+    max_in_flight: int | None,
     budget: float | None,
     poller: Poller,
 ) -> Limits:
     """The client's limits; a concurrency 429 shrinks to at most the poller's tasks."""
+    conc = (
+        ConcurrencyLimit(max_in_flight, grow_every=60.0 * poller.time_scale)
+        if max_in_flight
+        else None
+    )
     return Limits(
         RateLimiter.unlimited() if rate is None else RateLimiter(rate, burst),
-        concurrency,
+        conc,
         CreditBudget(budget) if budget is not None else None,
         running=lambda: poller.tracked,
     )
@@ -67,7 +123,63 @@ def _video_url(task_or_url: Task | str) -> str:
     return url
 
 
-class EvolinkClient:
+class _Requests:
+    """The client's single requests, one per endpoint (``EvolinkClient`` inherits them)."""
+
+    api: EvolinkAPI
+
+    async def create_video(self, request: VideoRequest | None = None, /, **fields: Any) -> Task:
+        """POST /v1/videos/generations. Give a ``VideoRequest`` or its fields as keywords
+        (``prompt=...``, ``duration=...``; unknown keywords go to ``extra``).
+
+        Raises ``InvalidRequestError`` before sending anything when a field breaks a rule. When
+        the request may have reached the service but no answer came, raises
+        ``APIConnectionError``/``APITimeoutError`` with ``maybe_created=True``, never retrying.
+        """
+        if request is None:
+            request = VideoRequest.from_json(fields)
+        elif fields:
+            raise TypeError("pass either a VideoRequest or keyword fields, not both")
+        elif not isinstance(request, VideoRequest):
+            raise TypeError(f"expected a VideoRequest, got {type(request).__name__}")
+        return await self.api.create_video(request)
+
+    async def get_task(self, task_id: str) -> Task:
+        """GET /v1/tasks/{task_id}."""
+        return await self.api.get_task(task_id)
+
+    async def get_tasks(self, task_ids: Iterable[str]) -> list[Task]:
+        """POST /v1/tasks/batch: up to 50 tasks in one request. Ids the service does not know
+        (wrong, expired, another account's) are absent from the list."""
+        return await self.api.get_tasks(task_ids)
+
+    def list_tasks(
+        self,
+        *,
+        status: str | None = None,
+        type: str | None = None,
+        model: str | None = None,
+        since: float | datetime.datetime | datetime.timedelta | None = None,
+        page_size: int = 50,
+    ) -> AsyncIterator[TaskSummary]:
+        """The account's tasks, newest first, read page by page (GET /v1/tasks) as the loop
+        goes. ``status`` (``processing`` includes queued tasks), ``type`` and ``model`` filter
+        on the service; ``since`` (a Unix time, a datetime, or a timedelta back from now)
+        stops at the first older task. Items carry no result links (``get_tasks`` has them).
+        """
+        return self.api.iter_tasks(
+            status=status, type=type, model=model, since=since, page_size=page_size
+        )
+
+    async def get_credits(self) -> Credits:
+        """GET /v1/credits: the account's balance (``.balance``), this key's spend and what is
+        left of its limit (``.key_used``, ``.key_remaining``), and ``.available``, the smaller.
+        An answer with ``success: false`` or without ``data.user``/``data.token`` raises
+        ``DecodeError``."""
+        return await self.api.get_credits()
+
+
+class EvolinkClient(_Requests):
     """Async client for Evolink's video API. Use it as an async context manager::
 
         async with EvolinkClient() as client:            # key from $EVOLINK_API_KEY
@@ -84,7 +196,8 @@ class EvolinkClient:
 
     ``time_scale`` compresses the task timeline for a simulator that runs faster than real
     time: the service's ``estimated_time`` and the poll plan (``PollPolicy``, in the service's
-    seconds) are multiplied by it. Leave it at 1.0 for the real service. HTTP-level timing
+    seconds) are multiplied by it. By default it is ``$EVOLINK_TIME_SCALE``, else the scale a
+    simulator states on its answers (the real service states none: 1.0). HTTP-level timing
     (``Retry-After``, request timeouts, ``rate``) is always in real seconds.
     """
 
@@ -106,27 +219,20 @@ class EvolinkClient:
         estimator: Estimator | None = None,
         poll: PollPolicy | None = None,
         task_timeout: float | None = 1800.0,
-        time_scale: float = 1.0,
+        time_scale: float | None = None,
         verify_ssl: bool = True,
         callbacks: CallbackReceiver | None = None,
     ) -> None:
-        if time_scale <= 0:
-            raise ValueError("time_scale must be > 0")
+        scale = _resolve_time_scale(time_scale)
         self.prices = prices or PriceTable()
         self.estimator = estimator
         self.poll_policy = poll or PollPolicy()
         self.task_timeout = task_timeout
-        self.time_scale = time_scale
         self.callbacks = callbacks
-        self._poller = Poller(
-            self.get_task, self.poll_policy, time_scale=time_scale, callbacks=callbacks is not None
-        )
+        self._poller = _build_poller(self, scale or 1.0, callbacks=callbacks is not None)
         if callbacks is not None:
             callbacks.bind(self._poller)  # the receiver wakes this client's tasks
-        conc = (
-            ConcurrencyLimit(max_in_flight, grow_every=60.0 * time_scale) if max_in_flight else None
-        )
-        self.limits = _build_limits(rate, burst, conc, budget, self._poller)
+        self.limits = _build_limits(rate, burst, max_in_flight, budget, self._poller)
         self._retry_listeners = _RetryListeners()
         self._transport = Transport(
             api_key=env_api_key() if api_key is None else api_key,
@@ -137,6 +243,7 @@ class EvolinkClient:
             gate=self.limits,
             verify_ssl=verify_ssl,
             on_retry=self._retry_listeners,
+            on_headers=_AdoptTimeScale(self._poller) if scale is None else None,
         )
         self.api = EvolinkAPI(
             self._transport,
@@ -147,7 +254,7 @@ class EvolinkClient:
             self._poller,
             self.limits,
             price=self._price,
-            time_scale=time_scale,
+            time_scale=scale or 1.0,
             task_timeout=task_timeout,
         )
 
@@ -179,6 +286,12 @@ class EvolinkClient:
         await self._dispatcher.aclose()
         await self._poller.aclose()
         await self._transport.aclose()
+
+    @property
+    def time_scale(self) -> float:
+        """The task timeline's scale in use: the one given, ``$EVOLINK_TIME_SCALE``, or the one
+        a simulator stated on its answers (1.0 for the real service)."""
+        return self._poller.time_scale
 
     @property
     def base_url(self) -> str:
@@ -232,35 +345,6 @@ class EvolinkClient:
                 return price
         return self.prices.price(model, duration)
 
-    # -- single requests ---------------------------------------------------------------------
-
-    async def create_video(self, request: VideoRequest | None = None, /, **fields: Any) -> Task:
-        """POST /v1/videos/generations. Give a ``VideoRequest`` or its fields as keywords
-        (``prompt=...``, ``duration=...``; unknown keywords go to ``extra``).
-
-        Raises ``InvalidRequestError`` before sending anything when a field breaks a rule. When
-        the request may have reached the service but no answer came, raises
-        ``APIConnectionError``/``APITimeoutError`` with ``maybe_created=True``, never retrying.
-        """
-        if request is None:
-            request = VideoRequest.from_json(fields)
-        elif fields:
-            raise TypeError("pass either a VideoRequest or keyword fields, not both")
-        elif not isinstance(request, VideoRequest):
-            raise TypeError(f"expected a VideoRequest, got {type(request).__name__}")
-        return await self.api.create_video(request)
-
-    async def get_task(self, task_id: str) -> Task:
-        """GET /v1/tasks/{task_id}."""
-        return await self.api.get_task(task_id)
-
-    async def get_credits(self) -> Credits:
-        """GET /v1/credits: the account's balance (``.balance``), this key's spend and what is
-        left of its limit (``.key_used``, ``.key_remaining``), and ``.available``, the smaller.
-        An answer with ``success: false`` or without ``data.user``/``data.token`` raises
-        ``DecodeError``."""
-        return await self.api.get_credits()
-
     # -- waiting and downloading -------------------------------------------------------------
 
     @property
@@ -279,9 +363,11 @@ class EvolinkClient:
     ) -> Task:
         """Wait until the task is completed and return it.
 
-        Polls through the client's one poller, planned from ``estimated_time`` and progress.
-        Raises ``TaskFailedError`` if it fails and ``TaskTimeoutError`` when ``timeout``
-        (seconds; default the client's ``task_timeout``) passes first.
+        Reads through the client's one poller, planned from ``estimated_time`` and progress.
+        Raises ``TaskFailedError`` if it fails, ``TaskCancelledError`` (a ``TaskFailedError``)
+        if it was cancelled, ``TaskStalledError`` if it keeps an unknown status too long, and
+        ``TaskTimeoutError`` when ``timeout`` (seconds; default the client's ``task_timeout``)
+        passes first: a read in flight is cut off then.
         """
         if isinstance(task, str):
             task = Task(id=task, status=TaskStatus.PENDING, raw_status="pending")
@@ -290,7 +376,9 @@ class EvolinkClient:
         result = await handle.wait()
         if isinstance(result, BaseException):
             raise result
-        if result.status is TaskStatus.FAILED:
+        if result.is_cancelled:
+            raise TaskCancelledError(result)
+        if result.status is not TaskStatus.COMPLETED:
             raise TaskFailedError(result)
         return result
 

@@ -113,6 +113,8 @@ class Recorder:
         self.changed = anyio.Event()
         #: ids of the tasks of earlier runs that this run re-attached, until they end
         self.attached: set[str] = set()
+        #: gives credits back to the batch's budget (what a failed re-attached task held)
+        self.refund: Callable[[float], None] | None = None
 
     def attach(self, line: int, request: VideoRequest) -> Attach:
         """The dispatcher's item that re-attaches the task an earlier run created for ``line``
@@ -177,7 +179,8 @@ class Recorder:
         self.touched()
 
     def on_outcome(self, line: int, outcome: Outcome) -> None:
-        """Record how a line ended (called once per outcome; repeats are ignored)."""
+        """Record how a line ended, from its ``Completed`` or ``Failed`` event (a repeat
+        would be ignored)."""
         ln = self.ledger[line]
         if ln.final or ln.state == "downloading":
             return
@@ -192,6 +195,14 @@ class Recorder:
         elif outcome.status == "skipped":
             default = {"code": "skipped", "message": ""}
             self.ledger.skipped(line, error_info(err) if err is not None else default)
+        elif outcome.status == "cancelled" and outcome.task_id is not None:
+            message = error_info(err)["message"] if err is not None else "cancelled"
+            info = {"code": "request_cancelled", "message": message}
+            journal = functools.partial(
+                self.journal.finished, line, outcome.task_id, "cancelled", info
+            )
+            self._post(journal)
+            self.ledger.cancelled(line, info)
         elif outcome.status == "unknown":
             reason = str(err) if err is not None else "the create's outcome is unknown"
             self._post(functools.partial(self.journal.unknown, line, reason))
@@ -258,9 +269,11 @@ class Recorder:
 
     def retry_later(self, line: int, exc: TaskFailedError) -> None:
         """A re-attached task failed retryably: journal it and queue the line again."""
-        task_id = self.ledger[line].task_id
+        ln = self.ledger[line]
+        task_id, held = ln.task_id, ln.held
         assert task_id is not None
         self._post(
             functools.partial(self.journal.finished, line, task_id, "failed", error_info(exc))
         )
-        self.ledger.requeued(line)
+        if self.ledger.requeued(line) and held > 0 and self.refund is not None:
+            self.refund(held)

@@ -10,17 +10,21 @@ from ..__about__ import __version__
 from .._env import CALLBACK_SECRET_ENV
 from .app import SIMULATE_TIME_SCALE
 from .batch import DEFAULT_LISTEN, batch_command
+from .gallery import gallery_command
 from .generate import generate_command
 from .simulate import simulate_command
-from .tasks import credits_command, status_command
+from .tasks import credits_command, status_command, tasks_command
 
 __all__ = [
     "add_batch",
     "add_credits",
+    "add_gallery",
     "add_generate",
     "add_simulate",
     "add_status",
+    "add_tasks",
     "build_parser",
+    "duration_ago",
     "non_negative_float",
     "positive_float",
     "positive_int",
@@ -80,8 +84,9 @@ def _add_connection(parser: argparse.ArgumentParser, *, simulate: bool) -> None:
         "--time-scale",
         type=positive_float,
         metavar="S",
-        help="local seconds per service second: match a simulator running faster than real "
-        f"time (default 1; {SIMULATE_TIME_SCALE} with --simulate)",
+        help="local seconds per service second, for a simulator running faster than real "
+        "time (default: $EVOLINK_TIME_SCALE, else the scale the simulator states on its "
+        f"answers, else 1; {SIMULATE_TIME_SCALE} with --simulate)",
     )
     if simulate:
         group.add_argument(
@@ -236,6 +241,45 @@ def add_status(sub: _Commands) -> None:
     status.set_defaults(handler=status_command)
 
 
+def add_tasks(sub: _Commands) -> None:
+    tasks = sub.add_parser(
+        "tasks",
+        help="list the account's tasks",
+        description="List the account's tasks, newest first (no result links: use status).",
+    )
+    tasks.add_argument(
+        "--status",
+        choices=("processing", "completed", "failed", "cancelled"),
+        help="only tasks in this status (processing includes queued tasks)",
+    )
+    tasks.add_argument("--type", choices=("video", "image", "audio"), help="only this type")
+    tasks.add_argument("--model", help="only this model")
+    tasks.add_argument(
+        "--since",
+        type=duration_ago,
+        metavar="AGE",
+        help="only tasks created in the last AGE: 90s, 30m, 2h, 7d",
+    )
+    tasks.add_argument("--limit", type=positive_int, default=100, help="at most this many")
+    tasks.add_argument("--json", action="store_true", help="print JSON, one task a line")
+    _add_connection(tasks, simulate=False)
+    tasks.set_defaults(handler=tasks_command)
+
+
+def duration_ago(text: str) -> float:
+    """``90s``, ``30m``, ``2h``, ``7d`` (or bare seconds) as seconds."""
+    units = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+    unit = text[-1:].lower()
+    number = text[:-1] if unit in units else text
+    try:
+        value = float(number) * units.get(unit, 1.0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an age like 90s, 30m, 2h or 7d: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive age: {text!r}")
+    return value
+
+
 def add_credits(sub: _Commands) -> None:
     credits = sub.add_parser("credits", help="show the credit balance")
     credits.add_argument("--json", action="store_true", help="print JSON")
@@ -256,6 +300,19 @@ def add_simulate(sub: _Commands) -> None:
     simulate.set_defaults(handler=simulate_command)
 
 
+def add_gallery(sub: _Commands) -> None:
+    gallery = sub.add_parser(
+        "gallery",
+        help="(re)build DIR/index.html, the page of a batch's clips",
+        description="Write DIR/index.html from DIR/manifest.jsonl: every line of the manifest, "
+        "its clip playable in place, filterable by status (batch writes it when it ends).",
+    )
+    gallery.add_argument("dir", metavar="DIR", help="a batch's output directory")
+    gallery.add_argument("--title", help="the page's title (default: from DIR)")
+    gallery.add_argument("--quiet", "-q", action="store_true", help="do not print the path")
+    gallery.set_defaults(handler=gallery_command)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``evolink-async``."""
     parser = argparse.ArgumentParser(
@@ -269,6 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-v", "--verbose", action="count", default=0, help="log to stderr (-vv: debug)"
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for add in (add_batch, add_generate, add_status, add_credits, add_simulate):
+    commands = (add_batch, add_generate, add_status, add_tasks, add_credits, add_simulate)
+    for add in (*commands, add_gallery):
         add(sub)
     return parser

@@ -23,6 +23,7 @@ from ..errors import (
     EvolinkError,
     RateLimitError,
     ServerError,
+    TaskCancelledError,
     TaskFailedError,
 )
 from ..limits import (
@@ -405,6 +406,9 @@ class Run:
             return
         self._settle(job, commit=False)
         job.credits = 0.0
+        if result.is_cancelled:  # somebody's decision: never retried
+            self.finish(job, "cancelled", TaskCancelledError(result))
+            return
         if result.is_retryable_failure and job.attempts < job.max_attempts and not self.closed:
             self.stats.retries += 1
             code = result.error.code if result.error is not None else None

@@ -226,6 +226,12 @@ class CreditBudget:
         floor = self._spent if self._release_on_failure else self._spent + self._reserved
         return floor + amount > self._total + EPS * max(1.0, self._total)
 
+    def grow(self, amount: float) -> None:
+        """Raise the total by ``amount``: credits counted as spent elsewhere came back (a
+        batch's re-attached task failed, so what it held may pay for the line's new create)."""
+        self._total += _check_amount(amount)
+        self._notify()
+
     def try_reserve(self, amount: float) -> Reservation | None:
         """Hold ``amount`` credits if they fit now, else ``None``."""
         amount = _check_amount(amount)

@@ -10,9 +10,11 @@ from attrs import validators as v
 
 from ._catalog import DEFAULT_FAILURE_CODES, DEFAULT_MODELS, ModelSpec
 
-__all__ = ["DEFAULT_API_KEY", "SimulatorConfig"]
+__all__ = ["DEFAULT_API_KEY", "TIME_SCALE_HEADER", "SimulatorConfig"]
 
 DEFAULT_API_KEY = "sk-evo-simulator-key"
+#: the header on which the simulator states its time scale (the real gateway never sends it)
+TIME_SCALE_HEADER = "X-Evolink-Simulator-Time-Scale"
 
 _rate = [v.instance_of(float), v.ge(0.0), v.le(1.0)]
 _positive = [v.instance_of(float), v.gt(0.0)]
@@ -47,6 +49,9 @@ class SimulatorConfig:
     seed: int = 0
     #: real seconds per simulated second (0.01: a "300 s" task takes 3 real s)
     time_scale: float = attrs.field(default=1.0, converter=float, validator=_positive)
+    #: state ``time_scale`` on every API answer (the X-Evolink-Simulator-Time-Scale header), so
+    #: that a client adopts it; False: a client must be told (as before)
+    state_time_scale: bool = True
     models: Mapping[str, ModelSpec] = DEFAULT_MODELS
 
     # timing of a task (simulated seconds, uniform in [low, high])
@@ -84,6 +89,17 @@ class SimulatorConfig:
     )
     retryable_failure_rate: float = attrs.field(default=0.0, converter=float, validator=_rate)
     fatal_failure_rate: float = attrs.field(default=0.0, converter=float, validator=_rate)
+    #: fraction of tasks cancelled while running (refunded), reported as ``cancel_style`` says
+    cancel_rate: float = attrs.field(default=0.0, converter=float, validator=_rate)
+    #: how a cancelled task reads: status ``cancelled`` (Evolink's own client) or ``failed`` with
+    #: code ``request_cancelled`` (the docs; the default)
+    cancel_style: Literal["cancelled", "failed"] = attrs.field(
+        default="failed", validator=v.in_(("cancelled", "failed"))
+    )
+
+    # task reads
+    #: ``POST /v1/tasks/batch`` exists; False answers it 404 (a gateway without it)
+    batch_reads: bool = True
 
     # transport faults (fractions of API requests)
     error_5xx_rate: float = attrs.field(default=0.0, converter=float, validator=_rate)
@@ -94,6 +110,9 @@ class SimulatorConfig:
     ghost_rate: float = attrs.field(default=0.0, converter=float, validator=_rate)
 
     # result files
+    #: each task's clip is made for it (its duration, aspect ratio and colour: testing/_clip.py);
+    #: False serves the one packaged 1 s sample to every task
+    per_task_clips: bool = attrs.field(default=True, validator=v.instance_of(bool))
     link_ttl: float = attrs.field(default=86_400.0, converter=float, validator=_positive)
     #: fraction of tasks whose FIRST result download fails
     download_fail_rate: float = attrs.field(default=0.0, converter=float, validator=_rate)
@@ -110,7 +129,12 @@ class SimulatorConfig:
     allow_insecure_callbacks: bool = False
 
     def __attrs_post_init__(self) -> None:
-        total = self.failure_rate + self.retryable_failure_rate + self.fatal_failure_rate
+        total = (
+            self.failure_rate
+            + self.retryable_failure_rate
+            + self.fatal_failure_rate
+            + self.cancel_rate
+        )
         if total > 1.0:
             raise ValueError(f"the failure rates add up to {total} > 1")
         if self.error_5xx_rate + self.slow_rate + self.ghost_rate > 1.0:

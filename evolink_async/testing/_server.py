@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import hmac
 import json
@@ -17,12 +18,13 @@ from aiohttp import web
 
 from ._callbacks import CallbackSender
 from ._clock import Clock, ManualClock, ScaledClock
-from ._config import SimulatorConfig
+from ._config import TIME_SCALE_HEADER, SimulatorConfig
 from ._errors import ApiError, error_body
-from ._files import UnsatisfiableRange, parse_range, sample_video, sign
+from ._files import UnsatisfiableRange, parse_range, sign, task_video
 from ._state import ServiceState
 from ._stats import DROPPED, SimulatorStats
 from ._task import SimulatedTask
+from ._task_reads import TaskReads
 from ._validation import validate_create
 
 __all__ = ["Simulator"]
@@ -32,7 +34,7 @@ _PROXY_HTML = (
     "<center><h1>{status} {reason}</h1></center>\r\n<hr><center>nginx</center>\r\n"
     "</body>\r\n</html>\r\n"
 )
-_API_ENDPOINTS = frozenset({"create", "get_task", "credits"})
+_API_ENDPOINTS = frozenset({"create", "get_task", "credits", "tasks_batch", "tasks_list"})
 
 
 @attrs.define
@@ -88,8 +90,11 @@ class Simulator:
         if self._runner is not None or self._closed:
             raise RuntimeError("a Simulator starts once")
         app = web.Application()
+        reads = TaskReads(self.config, self.clock, self.stats, self._authorize, self._settled_body)
         routes: list[tuple[str, str, str, _Handler]] = [
             ("POST", "/v1/videos/generations", "create", self._create),
+            ("POST", "/v1/tasks/batch", "tasks_batch", reads.batch),
+            ("GET", "/v1/tasks", "tasks_list", reads.listing),
             ("GET", "/v1/tasks/{task_id}", "get_task", self._get_task),
             ("GET", "/v1/credits", "credits", self._credits),
             ("GET", "/files/{name}", "files", self._file),
@@ -97,6 +102,7 @@ class Simulator:
             ("*", "/{tail:.*}", "other", self._not_found),
         ]
         app.router.add_get("/_simulator/stats", self._stats_json)
+        app.router.add_get("/_simulator/info", functools.partial(_info_json, self.config))
         for method, path, endpoint, handler in routes:
             app.router.add_route(method, path, self._wrap(endpoint, handler))
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.25)
@@ -178,7 +184,8 @@ class Simulator:
         self._finish(task_id, code, message)
 
     def cancel_task(self, task_id: str) -> None:
-        """Cancel a task: it fails with ``request_cancelled``, as the service reports it."""
+        """Cancel a task now (refunded): status ``cancelled``, or ``failed`` with
+        ``request_cancelled`` under ``cancel_style="failed"``, as the service reports it."""
         self._finish(task_id, "request_cancelled", None)
 
     async def drain_callbacks(self) -> None:
@@ -226,6 +233,8 @@ class Simulator:
             response = await handler(request, call)
         except ApiError as error:
             response = web.json_response(error.body, status=error.status, headers=error.headers)
+        if self.config.state_time_scale:
+            response.headers[TIME_SCALE_HEADER] = repr(self.config.time_scale)
         if call.fault == "ghost":
             if call.task is not None:
                 call.task.ghost = True
@@ -313,10 +322,7 @@ class Simulator:
             raise ApiError(404, "task_not_found", "Task not found or expired", "not_found_error")
         body = self._settled_body(task)
         if call.fault != "ghost":  # an answer the client never gets shows it nothing
-            task.polls += 1
-            if task.first_seen_terminal_at is None and body["status"] in ("completed", "failed"):
-                task.first_seen_terminal_at = self.clock.now()
-                task.first_seen_terminal_real = time.monotonic()
+            task.read(body["status"], self.clock.now())
         return web.json_response(body)
 
     async def _credits(self, request: web.Request, call: _Call) -> web.StreamResponse:
@@ -331,7 +337,8 @@ class Simulator:
             raise ApiError(404, "file_not_found", "File not found", "not_found_error")
         _check_link(self._secret, task, request.query, self.clock.now())
         failing = _download_fault(task, request.method)
-        return await _send_video(request, truncate=failing == "truncate")
+        data = task_video(task, per_task=self.config.per_task_clips)
+        return await _send_video(request, data, truncate=failing == "truncate")
 
     async def _not_found(self, request: web.Request, call: _Call) -> web.StreamResponse:
         raise ApiError(
@@ -341,6 +348,12 @@ class Simulator:
     async def _stats_json(self, request: web.Request) -> web.StreamResponse:
         self._state.settle()
         return web.json_response(self.stats.to_dict())
+
+
+async def _info_json(config: SimulatorConfig, request: web.Request) -> web.StreamResponse:
+    """What a client needs to know of the simulator: its time scale and models."""
+    info = {"time_scale": config.time_scale, "models": sorted(config.models)}
+    return web.json_response(info, headers={TIME_SCALE_HEADER: repr(config.time_scale)})
 
 
 def _check_link(secret: bytes, task: SimulatedTask, query: Mapping[str, str], now: float) -> None:
@@ -386,9 +399,8 @@ def _proxy_error(status: int, kind: float, html_fraction: float) -> web.Response
     return web.Response(status=status, text=html, content_type="text/html")
 
 
-async def _send_video(request: web.Request, *, truncate: bool) -> web.StreamResponse:
+async def _send_video(request: web.Request, data: bytes, *, truncate: bool) -> web.StreamResponse:
     """200 or 206 with an exact Content-Length; ``truncate`` stops halfway and hangs up."""
-    data = sample_video()
     size = len(data)
     try:
         wanted = parse_range(request.headers.get("Range"), size)

@@ -71,6 +71,14 @@ def add_simulator_arguments(parser: argparse.ArgumentParser) -> None:
         help="how a failing download fails (default: alternate)",
     )
     group.add_argument(
+        "--sample-clip",
+        dest="per_task_clips",
+        action="store_false",
+        default=None,
+        help="serve the packaged 1 s sample to every task (default: a clip made for each task, "
+        "of its duration and aspect ratio)",
+    )
+    group.add_argument(
         "--allow-insecure-callbacks",
         action="store_true",
         default=None,
@@ -82,7 +90,7 @@ def simulator_kwargs_from_args(ns: argparse.Namespace) -> dict[str, Any]:
     """The ``Simulator(**kwargs)`` for parsed flags; unset flags are left out."""
     kwargs: dict[str, Any] = {"host": ns.host, "port": ns.port, "api_key": ns.api_key}
     names = [flag[2:].replace("-", "_") for flag, *_ in _KNOB_FLAGS]
-    for name in [*names, "download_fail_mode", "allow_insecure_callbacks"]:
+    for name in [*names, "download_fail_mode", "allow_insecure_callbacks", "per_task_clips"]:
         value = getattr(ns, name, None)
         if value is not None:
             kwargs[name] = tuple(value) if isinstance(value, list) else value
