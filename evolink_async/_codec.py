@@ -26,6 +26,7 @@ from .models import (
     TaskStatus,
     TaskSummary,
     Usage,
+    UsageCost,
 )
 
 __all__ = [
@@ -137,6 +138,7 @@ def make_converter() -> cattrs.Converter:
     conv.register_structure_hook_func(lambda t: t == tuple[str, ...], _str_tuple)
     conv.register_structure_hook(TaskStatus, _status)
     conv.register_structure_hook(TaskInfo | None, _sub(conv, TaskInfo))
+    conv.register_structure_hook(UsageCost | None, _sub(conv, UsageCost))
     conv.register_structure_hook(Usage | None, _sub(conv, Usage))
     conv.register_structure_hook(CreditsBalance | None, _sub(conv, CreditsBalance))
     conv.register_structure_hook(TaskErrorInfo | None, _error)

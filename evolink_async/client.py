@@ -27,7 +27,15 @@ from .callbacks import CallbackReceiver
 from .dispatcher import Batch, Dispatcher, Event, Item, TaskHandle
 from .download import DownloadResult, download_file
 from .errors import DownloadError, TaskCancelledError, TaskFailedError
-from .limits import ConcurrencyLimit, CreditBudget, Estimator, Limits, PriceTable, RateLimiter
+from .limits import (
+    ConcurrencyLimit,
+    CreditBudget,
+    Estimator,
+    LearnedPrices,
+    Limits,
+    PriceTable,
+    RateLimiter,
+)
 from .models import Credits, Task, TaskStatus, TaskSummary, VideoRequest
 from .poller import Poller, PollPolicy
 
@@ -226,6 +234,8 @@ class EvolinkClient(_Requests):
         scale = _resolve_time_scale(time_scale)
         self.prices = prices or PriceTable()
         self.estimator = estimator
+        #: prices the service showed to be above the table's (used for later reservations)
+        self.learned_prices = LearnedPrices()
         self.poll_policy = poll or PollPolicy()
         self.task_timeout = task_timeout
         self.callbacks = callbacks
@@ -256,6 +266,7 @@ class EvolinkClient(_Requests):
             price=self._price,
             time_scale=scale or 1.0,
             task_timeout=task_timeout,
+            learn=self.learned_prices.learn,
         )
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -338,12 +349,14 @@ class EvolinkClient(_Requests):
         self._retry_listeners.remove(listener)
 
     def _price(self, model: str, duration: int | None, extra: Mapping[str, Any]) -> float | None:
-        """What a create costs: the estimator's figure, else the price table's."""
+        """What a create costs: the estimator's figure, else the price table's, raised to
+        what the service charged for the same (model, duration, quality) when that was more."""
+        price: float | None = None
         if self.estimator is not None:
             price = self.estimator(model, duration, extra)
-            if price is not None:
-                return price
-        return self.prices.price(model, duration)
+        if price is None:
+            price = self.prices.price(model, duration)
+        return self.learned_prices.adjust(model, duration, extra, price)
 
     # -- waiting and downloading -------------------------------------------------------------
 

@@ -45,6 +45,7 @@ __all__ = [
     "TaskStatus",
     "TaskSummary",
     "Usage",
+    "UsageCost",
     "VideoRequest",
     "is_loopback_host",
     "is_private_host",
@@ -266,11 +267,23 @@ class TaskInfo:
 
 
 @attrs.frozen
+class UsageCost:
+    """``usage.cost`` of a finished task: its final charge in ``credits``."""
+
+    credits: float | None = None
+
+
+@attrs.frozen
 class Usage:
+    """``usage`` of a task: ``credits_reserved`` at the create; the final charge of a
+    completed task in ``credits_used`` (or ``cost.credits``)."""
+
     billing_rule: str | None = None
     credits_reserved: float | None = None
     user_group: str | None = None
     estimated_cost: float | None = None
+    credits_used: float | None = None
+    cost: UsageCost | None = None
 
 
 @attrs.frozen

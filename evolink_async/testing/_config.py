@@ -66,6 +66,11 @@ class SimulatorConfig:
     rate_window: float = attrs.field(default=1.0, converter=float, validator=_positive)  # real s
     max_concurrent: int | None = attrs.field(default=None, validator=_optional_positive_int)
     credits: float = attrs.field(default=1_000_000.0, converter=float, validator=_non_negative)
+    #: what the service charges against its own price table (2.0: twice the table's price,
+    #: in credits_reserved and the final charge)
+    charge_factor: float = attrs.field(default=1.0, converter=float, validator=_non_negative)
+    #: a completed task's final charge (usage.credits_used) against what it reserved
+    final_charge_factor: float = attrs.field(default=1.0, converter=float, validator=_non_negative)
     #: this key's own total limit (402 key_quota_exhausted past it); None: none
     key_limit: float | None = attrs.field(
         default=None,

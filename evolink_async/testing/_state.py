@@ -81,7 +81,7 @@ class ServiceState:
     def create(self, request: CreateRequest) -> SimulatedTask:
         """Admit a valid request (or raise 429/402) and plan the task's whole life."""
         self.settle()
-        price = request.spec.prices[request.duration]
+        price = round(request.spec.prices[request.duration] * self.config.charge_factor, 4)
         self._check_capacity(price)
         now = self.clock.now()
         rng = random.Random(f"{self.config.seed}/task/{self._created}")
@@ -129,6 +129,7 @@ class ServiceState:
             aspect_ratio=request.aspect_ratio,
             callback_url=request.callback_url,
             price=price,
+            final_price=round(price * cfg.final_charge_factor, 4),
             created_at=now,
             started_at=started,
             finished_at=finished,
@@ -171,9 +172,10 @@ class ServiceState:
             task.settled = True
             self._active_ids.discard(task_id)
             self.held -= task.price
-            if task.error_code is None:
-                self.used += task.price
-                self.stats.credits_spent += task.price
+            if task.error_code is None:  # the final charge may differ from the reservation
+                self.used += task.charge
+                self.available -= task.charge - task.price
+                self.stats.credits_spent += task.charge
             else:
                 self.available += task.price
                 self.stats.credits_released += task.price
