@@ -36,6 +36,7 @@ __all__ = [
     "decode_task",
     "decode_task_page",
     "decode_tasks",
+    "decode_upload",
     "loads_json",
     "make_converter",
 ]
@@ -228,6 +229,22 @@ def decode_credits(data: Any) -> Credits:
     if not isinstance(inner, Mapping):
         raise DecodeError("credits answer has no 'data' object")
     return converter.structure(dict(inner), Credits)
+
+
+def decode_upload(data: Any) -> str:
+    """The ``data.file_url`` of a Files API upload answer; ``success: false`` (even with HTTP
+    200) or an answer without an http(s) ``file_url`` is a DecodeError."""
+    if not isinstance(data, Mapping):
+        raise DecodeError(f"expected an upload answer object, got {type(data).__name__}")
+    if data.get("success") is not True:
+        message = data.get("msg") or data.get("message")
+        said = f": {message[:200]}" if isinstance(message, str) and message else ""
+        raise DecodeError(f"the upload was refused (success is not true){said}")
+    inner = data.get("data")
+    url = inner.get("file_url") if isinstance(inner, Mapping) else None
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise DecodeError("the upload answer has no http(s) data.file_url")
+    return url
 
 
 def decode_account_credits(data: Any) -> Credits:

@@ -262,7 +262,8 @@ class Transport:
         ``create=True`` applies the never-pay-twice rule (see the module docstring).
         """
         headers = self._headers()
-        call = _Call(method, path, self.base_url + path, kind or path, json, create, headers)
+        url = path if path.startswith(("http://", "https://")) else self.base_url + path
+        call = _Call(method, path, url, kind or path, json, create, headers)
         attempt = 0
         while True:
             attempt += 1

@@ -22,6 +22,7 @@ import aiohttp
 from ._env import DEFAULT_BASE_URL, env_api_key, env_base_url, env_time_scale
 from ._retry import RetryPolicy
 from ._transport import RetryEvent, Transport
+from ._upload_check import aread_upload
 from .api import EvolinkAPI
 from .callbacks import CallbackReceiver
 from .dispatcher import Batch, Dispatcher, Event, Item, TaskHandle
@@ -39,7 +40,10 @@ from .limits import (
 from .models import Credits, Task, TaskStatus, TaskSummary, VideoRequest
 from .poller import Poller, PollPolicy
 
-__all__ = ["DEFAULT_BASE_URL", "TIME_SCALE_HEADER", "EvolinkClient"]
+__all__ = ["DEFAULT_BASE_URL", "FILES_BASE_URL", "TIME_SCALE_HEADER", "EvolinkClient"]
+
+#: the Files API of the production service (another host, the same key)
+FILES_BASE_URL = "https://files-api.evolink.ai"
 
 logger = logging.getLogger("evolink_async")
 
@@ -179,6 +183,13 @@ class _Requests:
             status=status, type=type, model=model, since=since, page_size=page_size
         )
 
+    async def upload_file(self, path: str | os.PathLike[str]) -> str:
+        """Upload a local image (JPEG, PNG, GIF or WebP, at most 30 MB: checked first, naming
+        the rule) to the Files API; its public URL, for ``image_urls``. It expires after 72
+        hours. An upload is never retried once it may have been sent."""
+        file = await aread_upload(path)
+        return await self.api.upload_file(file.data, file.name, file.mime)
+
     async def get_credits(self) -> Credits:
         """GET /v1/credits: the account's balance (``.balance``), this key's spend and what is
         left of its limit (``.key_used``, ``.key_remaining``), and ``.available``, the smaller.
@@ -201,6 +212,9 @@ class EvolinkClient(_Requests):
       requests for its Retry-After and lowers the rate, which then recovers slowly.
     * ``max_in_flight``: tasks pending or processing at once (submit/generate_many).
     * ``budget``: credits that may be reserved in all; each create reserves its price first.
+
+    ``files_base_url``: the Files API of :meth:`upload_file` (default: ``FILES_BASE_URL`` for
+    the production service, else ``base_url``, which a simulator or a proxy serves it on).
 
     ``time_scale`` compresses the task timeline for a simulator that runs faster than real
     time: the service's ``estimated_time`` and the poll plan (``PollPolicy``, in the service's
@@ -230,6 +244,7 @@ class EvolinkClient(_Requests):
         time_scale: float | None = None,
         verify_ssl: bool = True,
         callbacks: CallbackReceiver | None = None,
+        files_base_url: str | None = None,
     ) -> None:
         scale = _resolve_time_scale(time_scale)
         self.prices = prices or PriceTable()
@@ -258,6 +273,8 @@ class EvolinkClient(_Requests):
         self.api = EvolinkAPI(
             self._transport,
             callback_url=(lambda: callbacks.callback_url) if callbacks is not None else None,
+            files_base_url=files_base_url
+            or (FILES_BASE_URL if self._transport.base_url == DEFAULT_BASE_URL else None),
         )
         self._dispatcher = Dispatcher(
             self.api,

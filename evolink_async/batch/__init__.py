@@ -65,6 +65,7 @@ Modules: :mod:`.input` (prompts in), :mod:`.ledger` (the one state machine per l
 from __future__ import annotations
 
 from ._credits import CreditsShortError
+from ._uploads import UploadError
 from .gallery import GALLERY_FILENAME, GalleryError, read_manifest, render_gallery, write_gallery
 from .input import (
     BatchInputError,
@@ -93,6 +94,7 @@ __all__ = [
     "LineStatus",
     "ManifestEntry",
     "PromptFormat",
+    "UploadError",
     "load_prompts",
     "parse_prompts",
     "read_manifest",

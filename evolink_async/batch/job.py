@@ -24,6 +24,7 @@ from ..limits import CreditBudget
 from ._credits import check_credits, quota_stop
 from ._downloads import Downloader, check_files
 from ._events import Recorder
+from ._uploads import upload_all, with_uploads
 from ._writer import JournalWriter
 from .input import BatchLine, PromptFormat, load_prompts
 from .journal import Journal, LineState
@@ -93,6 +94,7 @@ class BatchJob:
         self.retry_unknown = retry_unknown
         self.download = download
         self.check_credits = check_credits
+        self._uploaded: dict[str, str] = {}  # placeholder URL → uploaded URL
         self._quota: tuple[str, str] | None = None  # (code, reason) once a 402 stopped creates
         self._entries = {entry.line: entry for entry in lines}
         price = client.prices.price
@@ -178,6 +180,8 @@ class BatchJob:
             todo = await self._plan(journal.state)
             if self.check_credits:
                 await check_credits(self.client, self._ledger, todo.submit)
+            files = [self._entries[n].uploads for n in todo.submit if self._entries[n].uploads]
+            self._uploaded = await upload_all(self.client, files)  # each file once
             self._ready = True
             if on_ready is not None:
                 on_ready()
@@ -296,7 +300,7 @@ class BatchJob:
             for line in lines:
                 if self._no_new_creates():
                     return
-                request = self._entries[line].request
+                request = with_uploads(self._entries[line].request, self._uploaded)
                 yield rec.attach(line, request) if line in attach else request
 
         left = self._ledger.budget_left(self.budget)

@@ -17,6 +17,7 @@ from ..batch import (
     BatchLine,
     BatchSummary,
     CreditsShortError,
+    UploadError,
     load_prompts,
 )
 from ..callbacks import CallbackReceiver, parse_listen
@@ -119,7 +120,7 @@ async def _batch_async(
     except (JournalLockedError, JournalCorruptError, BatchInputError, CreditsShortError) as exc:
         err(str(exc))
         return EXIT_USAGE
-    except JournalError as exc:
+    except (JournalError, UploadError) as exc:
         err(str(exc))
         return EXIT_SOME_FAILED
     except OSError as exc:  # e.g. the output directory cannot be written

@@ -130,6 +130,7 @@ class ServiceState:
             callback_url=request.callback_url,
             price=price,
             final_price=round(price * cfg.final_charge_factor, 4),
+            image_urls=request.image_urls,
             created_at=now,
             started_at=started,
             finished_at=finished,

@@ -41,6 +41,8 @@ class SimulatedTask:
     estimated_time: int
     error_code: str | None = None
     error_message: str | None = None
+    #: the create's image_urls (e.g. a Files API upload's URL)
+    image_urls: tuple[str, ...] = ()
     #: what the task costs when it completes (``usage.credits_used``); None: ``price``
     final_price: float | None = None
     #: how a cancel (error code ``request_cancelled``) reads: status ``cancelled`` or ``failed``
