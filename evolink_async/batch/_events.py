@@ -110,6 +110,8 @@ class Recorder:
         self.stopping = stopping
         self.fingerprints = fingerprints
         self.rate_limited = 0
+        #: attempts made again (Retrying events)
+        self.retries = 0
         self.changed = anyio.Event()
         #: ids of the tasks of earlier runs that this run re-attached, until they end
         self.attached: set[str] = set()
@@ -170,6 +172,7 @@ class Recorder:
             if event.status is TaskStatus.PROCESSING:
                 self.ledger.processing(line)
         elif isinstance(event, Retrying):
+            self.retries += 1
             if event.task_id is not None and event.task_id in self.attached:
                 self._attached_failed(line, event)
             else:
