@@ -7,16 +7,21 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
+from cli_support import KEY as CLI_KEY
+from cli_support import TIME_SCALE, read_manifest, service_args, write_prompts
 from test_simulator_support import running
 
 from evolink_async import EvolinkClient
+from evolink_async.cli import main
 from evolink_async.dispatcher import Outcome
 from evolink_async.limits import LearnedPrices, final_charge
 from evolink_async.models import Task, Usage, UsageCost
+from evolink_async.testing import ThreadedSimulator
 
 KEY = "sk-evo-charges-test-0123"
 PRICE = 23.04  # sora-2-preview, 4 s
@@ -151,3 +156,17 @@ def test_the_final_charge_is_credits_used_else_cost_credits(
     usage: Usage | None, expected: float | None
 ) -> None:
     assert expected == final_charge(Task(id="task-unified-1-x", usage=usage))
+
+
+def test_the_manifest_records_each_clips_final_charge_and_the_summary_their_sum(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = write_prompts(tmp_path / "p.txt", [f"clip {i}: dunes" for i in range(3)])
+    out = tmp_path / "clips"
+    knobs = {"time_scale": TIME_SCALE, "api_key": CLI_KEY, "final_charge_factor": 0.5}
+    with ThreadedSimulator(**knobs) as sim:
+        argv = ["batch", str(source), "--out", str(out), "--duration", "4", "--rate", "500"]
+        code = main([*argv, *service_args(sim)])
+    manifest = read_manifest(out)
+    assert (0, [11.52] * 3) == (code, [e["credits"] for e in manifest])
+    assert "34.56" in capsys.readouterr().out
