@@ -111,3 +111,21 @@ def test_a_local_png_in_a_batch_is_uploaded_once_and_the_create_carries_its_url(
     assert [(f"{sim.base_url}/uploads/{stored.file_id}/frame.png",)] * 3 == [
         t.image_urls for t in bodies
     ]
+
+
+async def test_a_multipart_stream_upload_is_stored_under_its_given_name() -> None:
+    async with running() as (_, api):
+        form = aiohttp.FormData()
+        form.add_field("file", png(), filename="raw.png", content_type="image/png")
+        form.add_field("file_name", "cover.png")
+        reply = await api.request("POST", "/api/v1/files/upload/stream", data=form)
+        refused = await api.request(
+            "POST", "/api/v1/files/upload/base64", json={"base64_data": "bm90IGFuIGltYWdl"}
+        )
+    assert (200, True, "cover.png", "image/png") == (
+        reply.status,
+        reply.body["success"],
+        reply.body["data"]["file_name"],
+        reply.body["data"]["mime_type"],
+    )
+    assert (400, False) == (refused.status, refused.body["success"])

@@ -203,6 +203,7 @@ class ServiceState:
             if task.error_code is None:  # the final charge may differ from the reservation
                 self.used += task.charge
                 self.available -= task.charge - task.price
+                self.quota.charge(task.charge - task.price, task.created_at)
                 self.stats.credits_spent += task.charge
             else:
                 self.available += task.price
