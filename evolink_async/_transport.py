@@ -34,6 +34,7 @@ from ._codec import loads_json
 from ._redact import protect, redact, redact_bytes, redact_headers
 from ._retry import RetryPolicy, is_testing, parse_retry_after
 from .errors import (
+    QUOTA_DETAILS,
     APIConnectionError,
     APIError,
     APITimeoutError,
@@ -47,6 +48,7 @@ from .errors import (
     RateLimitError,
     RequestTooLargeError,
     ServerError,
+    quota_error_class,
 )
 
 __all__ = [
@@ -154,6 +156,10 @@ def error_from_response(
     cls = _STATUS_CLASSES.get(status)
     if cls is None:
         cls = ServerError if status >= 500 else APIError
+    quota = quota_error_class(fields.get("code"), status)
+    if quota is not None:  # 402 sub-codes: by error.code first, status second
+        details = {k: err[k] for k in QUOTA_DETAILS if isinstance(err, dict) and k in err}
+        return quota(status, message, details=details, **fields)
     if cls in (RateLimitError, ServerError):
         retry_after = parse_retry_after(_header(headers, "Retry-After"), message)
         return cls(status, message, retry_after=retry_after, **fields)
@@ -287,7 +293,8 @@ class Transport:
         ``create=True`` applies the never-pay-twice rule (see the module docstring).
         """
         headers = self._headers()
-        call = _Call(method, path, self.base_url + path, kind or path, json, create, headers)
+        url = path if path.startswith(("http://", "https://")) else self.base_url + path
+        call = _Call(method, path, url, kind or path, json, create, headers)
         attempt = 0
         while True:
             attempt += 1

@@ -81,7 +81,7 @@ class Echo:
     async def echo(self, request: web.Request) -> web.StreamResponse:
         auth = request.headers.get("Authorization", "")
         status = int(request.match_info["status"])
-        body = {
+        body: dict[str, Any] = {
             "error": {
                 "message": f"refused {auth}",
                 "type": f"t {auth}",
@@ -89,6 +89,8 @@ class Echo:
                 "suggestion": base64.b64encode(auth.encode()).decode(),
             }
         }
+        if "code" in request.query:  # a quota sub-code, its figures echoing the key too
+            body["error"].update(code=request.query["code"], key_name=auth, reset_timezone=auth)
         headers = {"Retry-After": "0", "X-Request-Id": auth}
         return web.json_response(body, status=status, headers=headers)
 
@@ -244,6 +246,8 @@ async def test_a_faulty_batch_at_debug_level_and_every_error_class_never_show_th
         transport = client.transport
         for status in (400, 401, 402, 403, 404, 413, 418, 429, 500, 503):
             raised.append(await caught(transport.request("GET", f"/echo/{status}")))
+        for code in ("key_quota_exhausted", "key_daily_quota_exhausted"):
+            raised.append(await caught(transport.request("GET", f"/echo/402?code={code}")))
         raised.append(await caught(transport.request("GET", "/echo-html")))
         raised.append(await caught(client.wait("task-unified-1-echoecho")))
         raised.append(await caught(transport.request("POST", "/slow", create=True)))

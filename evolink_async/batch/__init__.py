@@ -65,6 +65,8 @@ Modules: :mod:`.input` (prompts in), :mod:`.ledger` (the one state machine per l
 
 from __future__ import annotations
 
+from ._credits import CreditsShortError
+from ._uploads import UploadError
 from .gallery import GALLERY_FILENAME, GalleryError, read_manifest, render_gallery, write_gallery
 from .input import (
     BatchInputError,
@@ -87,11 +89,13 @@ __all__ = [
     "BatchLine",
     "BatchProgress",
     "BatchSummary",
+    "CreditsShortError",
     "GalleryError",
     "LineProblem",
     "LineStatus",
     "ManifestEntry",
     "PromptFormat",
+    "UploadError",
     "load_prompts",
     "parse_prompts",
     "read_manifest",

@@ -88,6 +88,8 @@ class Recorder:
 
     ``on_download`` is called with a line whose clip is to be fetched now; ``on_abort`` with
     the reason the job must stop admitting (the service refused the key or the credits);
+    ``on_quota`` (when given) instead with a 402 (balance, key or daily limit): the job stops
+    creating but lets the tasks in flight finish;
     ``stopping()`` says whether the job stopped admitting; ``fingerprints`` are the lines'
     request fingerprints, for their intents.
 
@@ -107,6 +109,7 @@ class Recorder:
         on_abort: Callable[[str], None],
         stopping: Callable[[], bool],
         fingerprints: Mapping[int, str],
+        on_quota: Callable[[InsufficientCreditsError], None] | None = None,
     ) -> None:
         self.ledger = ledger
         self.journal = journal
@@ -114,6 +117,7 @@ class Recorder:
         self.download = download
         self.on_download = on_download
         self.on_abort = on_abort
+        self.on_quota = on_quota
         self.stopping = stopping
         self.fingerprints = fingerprints
         self.rate_limited = 0
@@ -254,6 +258,12 @@ class Recorder:
                 "error": info,
             }
             self._post(functools.partial(self.journal.append, record))
+            if isinstance(err, InsufficientCreditsError) and self.on_quota is not None:
+                # out of credits or over a key limit: no new creates, the line is skipped
+                # (nothing was created: the next run submits it again)
+                self.on_quota(err)
+                self.ledger.skipped(line, info)
+                return
             if isinstance(err, (AuthenticationError, InsufficientCreditsError)):
                 self.on_abort(f"the service refused a create: {err}")
         # A task timeout (or an error that ended tracking) leaves ``created`` in the journal:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import IO, Any, Literal
 
@@ -34,6 +34,7 @@ from ._strict import (
     loads_object,
     text_looks_like_utf16,
 )
+from ._uploads import local_images
 from .journal import fingerprint
 
 __all__ = [
@@ -91,6 +92,8 @@ class BatchLine:
 
     line: int
     request: VideoRequest
+    #: local images of ``image_urls``: placeholder URL → file path (uploaded before the run)
+    uploads: Mapping[str, str] = attrs.field(factory=dict)
 
     @property
     def prompt(self) -> str:
@@ -124,10 +127,12 @@ def parse_prompts(
     duration: int | None = None,
     aspect_ratio: str | None = None,
     source: str = "<prompts>",
+    base_dir: Path | None = None,
 ) -> list[BatchLine]:
     """Validate every line of a prompts text and return the requests, in input order.
 
-    ``lines`` are the input's lines (line numbers count from 1, skipped lines included).
+    ``lines`` are the input's lines (line numbers count from 1, skipped lines included). A
+    local file in ``image_urls`` (relative to ``base_dir``) is checked and uploaded later.
     Raises :class:`BatchInputError` listing every bad line when at least one is bad, or when
     there is no prompt at all.
     """
@@ -147,12 +152,13 @@ def parse_prompts(
             if default is not None and fields.get(key) is None:
                 fields[key] = default
         try:
+            fields, uploads = local_images(fields, base_dir)
             request = VideoRequest.from_json(fields)
         except InvalidRequestError as exc:
             rule = exc.rule if exc.value is None else f"{exc.rule} (got {shorten(exc.value, 60)})"
             problems.append(LineProblem(number, exc.field, rule))
             continue
-        result.append(BatchLine(number, request))
+        result.append(BatchLine(number, request, uploads))
     if problems:
         raise BatchInputError(source, problems)
     if not result:
@@ -176,9 +182,11 @@ def load_prompts(
 
     Raises :class:`BatchInputError` (every bad line listed, or an unreadable input).
     """
+    base_dir: Path | None = None  # where relative image paths start (stdin: the cwd)
     if isinstance(source, (str, os.PathLike)) and os.fspath(source) != "-":
         path = Path(source)
         name = str(path)
+        base_dir = path.parent
         try:
             text = decode_text(path.read_bytes())
         except InputProblem as exc:
@@ -211,6 +219,7 @@ def load_prompts(
         duration=duration,
         aspect_ratio=aspect_ratio,
         source=str(name),
+        base_dir=base_dir,
     )
 
 

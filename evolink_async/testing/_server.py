@@ -27,6 +27,7 @@ from ._state import ServiceState
 from ._stats import DROPPED, SimulatorStats
 from ._task import SimulatedTask
 from ._task_reads import TaskReads
+from ._uploads import Uploads
 from ._validation import validate_create
 
 __all__ = ["Simulator"]
@@ -82,9 +83,9 @@ class Simulator:
         self._callbacks = CallbackSender(
             self.config, self.clock, self.stats.tasks, self.stats.callbacks, self._settled_body
         )
+        self.uploads = Uploads(self.clock, self._authorize)  # the Files API's files
         self._runner: web.AppRunner | None = None
-        #: requests being answered: a handler whose client hung up (a "slow" answer after the
-        #: client's timeout) is in no connection any more, so the runner's cleanup misses it
+        #: requests being answered (the runner's cleanup misses one whose client hung up)
         self._answering: set[asyncio.Task[Any]] = set()
         self._closed = False
         self.base_url = ""
@@ -103,6 +104,7 @@ class Simulator:
             ("GET", "/v1/tasks", "tasks_list", reads.listing),
             ("GET", "/v1/tasks/{task_id}", "get_task", self._get_task),
             ("GET", "/v1/credits", "credits", self._credits),
+            *self.uploads.routes(),
             ("GET", "/files/{name}", "files", self._file),
             ("HEAD", "/files/{name}", "files", self._file),
             ("*", "/{tail:.*}", "other", _not_found),
@@ -193,8 +195,7 @@ class Simulator:
         self._finish(task_id, code, message)
 
     def cancel_task(self, task_id: str) -> None:
-        """Cancel a task now (refunded): status ``cancelled``, or ``failed`` with
-        ``request_cancelled`` under ``cancel_style="failed"``, as the service reports it."""
+        """Cancel a task now (refunded), reported as ``cancel_style`` says."""
         self._finish(task_id, "request_cancelled", None)
 
     async def drain_callbacks(self) -> None:
