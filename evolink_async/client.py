@@ -15,14 +15,16 @@ import os
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
-import attrs
 
-from ._env import DEFAULT_BASE_URL, env_api_key, env_base_url, env_redis_url, env_time_scale
+from ._env import DEFAULT_BASE_URL, env_api_key, env_base_url, env_time_scale
+from ._generate import Generate
+from ._poll_read import read_within
 from ._retry import RetryPolicy
 from ._transport import RetryEvent, Transport
+from ._upload_check import aread_upload
 from .api import EvolinkAPI
 from .callbacks import CallbackReceiver
 from .dispatcher import Batch, Dispatcher, Event, Item, TaskHandle
@@ -30,21 +32,25 @@ from .download import DownloadResult, download_file
 from .errors import DownloadError, TaskCancelledError, TaskFailedError
 from .limits import (
     Budget,
-    ConcurrencyLimit,
-    CreditBudget,
     Estimator,
+    LearnedPrices,
     Limits,
     LimitSettings,
     PriceTable,
     RateGate,
-    RateLimiter,
-    RedisLimits,
     SlotLimit,
+    build_limits,
 )
-from .models import Credits, Task, TaskStatus, TaskSummary, VideoRequest
+from .models import Credits, Task, TaskStatus, TaskSummary, VideoFields, VideoRequest
 from .poller import Poller, PollPolicy
 
-__all__ = ["DEFAULT_BASE_URL", "TIME_SCALE_HEADER", "EvolinkClient"]
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+__all__ = ["DEFAULT_BASE_URL", "FILES_BASE_URL", "TIME_SCALE_HEADER", "EvolinkClient"]
+
+#: the Files API of the production service (another host, the same key)
+FILES_BASE_URL = "https://files-api.evolink.ai"
 
 logger = logging.getLogger("evolink_async")
 
@@ -105,30 +111,18 @@ class _AdoptTimeScale:
                 self.poller.wake(task_id)
 
 
-def _build_limits(settings: LimitSettings, poller: Poller, limits: Limits | None) -> Limits:
-    """The client's limits: those given (``RedisLimits``: shared through Redis), else shared
-    through ``$EVOLINK_REDIS_URL`` when set, else in-process. A concurrency 429 shrinks to at
-    most the poller's tasks."""
-    settings = attrs.evolve(
-        settings, running=lambda: poller.tracked, grow_every=60.0 * poller.time_scale
-    )
-    if limits is None and env_redis_url() is not None:
-        limits = RedisLimits(env_redis_url() or "")
-    if limits is not None:
-        limits.configure(settings)
-        return limits
-    conc = (
-        ConcurrencyLimit(settings.max_in_flight, grow_every=settings.grow_every)
-        if settings.max_in_flight
-        else None
-    )
-    rate = settings.rate
-    return Limits(
-        RateLimiter.unlimited() if rate is None else RateLimiter(rate, settings.burst),
-        conc,
-        CreditBudget(settings.budget) if settings.budget is not None else None,
-        running=settings.running,
-    )
+def _limits(
+    numbers: tuple[float | None, int, int | None, float | None],
+    api_key: str | None,
+    poller: Poller,
+    limits: Limits | None,
+) -> Limits:
+    """The client's limits for its ``(rate, burst, max_in_flight, budget)`` (see
+    ``limits.build_limits``); a concurrency 429 shrinks to at most the poller's tasks."""
+    key = (env_api_key() if api_key is None else api_key) or ""
+    running, grow_every = (lambda: poller.tracked), 60.0 * poller.time_scale
+    settings = LimitSettings(*numbers, api_key=key, running=running, grow_every=grow_every)
+    return build_limits(settings, limits)
 
 
 def _video_url(task_or_url: Task | str) -> str:
@@ -148,16 +142,18 @@ class _Requests:
 
     api: EvolinkAPI
 
-    async def create_video(self, request: VideoRequest | None = None, /, **fields: Any) -> Task:
+    async def create_video(
+        self, request: VideoRequest | None = None, /, **fields: Unpack[VideoFields]
+    ) -> Task:
         """POST /v1/videos/generations. Give a ``VideoRequest`` or its fields as keywords
-        (``prompt=...``, ``duration=...``; unknown keywords go to ``extra``).
+        (``prompt=...``, ``duration=...``; fields of one model in ``extra={...}``).
 
         Raises ``InvalidRequestError`` before sending anything when a field breaks a rule. When
         the request may have reached the service but no answer came, raises
         ``APIConnectionError``/``APITimeoutError`` with ``maybe_created=True``, never retrying.
         """
         if request is None:
-            request = VideoRequest.from_json(fields)
+            request = VideoRequest.from_fields(fields)
         elif fields:
             raise TypeError("pass either a VideoRequest or keyword fields, not both")
         elif not isinstance(request, VideoRequest):
@@ -191,12 +187,22 @@ class _Requests:
             status=status, type=type, model=model, since=since, page_size=page_size
         )
 
+    async def upload_file(self, path: str | os.PathLike[str]) -> str:
+        """Upload a local image (JPEG, PNG, GIF or WebP, at most 30 MB: checked first, naming
+        the rule) to the Files API; its public URL, for ``image_urls``. It expires after 72
+        hours. An upload is never retried once it may have been sent."""
+        file = await aread_upload(path)
+        return await self.api.upload_file(file.data, file.name, file.mime)
+
     async def get_credits(self) -> Credits:
-        """GET /v1/credits: the key's and the account's balance."""
+        """GET /v1/credits: the account's balance (``.balance``), this key's spend and what is
+        left of its limit (``.key_used``, ``.key_remaining``), and ``.available``, the smaller.
+        An answer with ``success: false`` or without ``data.user``/``data.token`` raises
+        ``DecodeError``."""
         return await self.api.get_credits()
 
 
-class EvolinkClient(_Requests):
+class EvolinkClient(_Requests, Generate):
     """Async client for Evolink's video API. Use it as an async context manager::
 
         async with EvolinkClient() as client:            # key from $EVOLINK_API_KEY
@@ -212,6 +218,9 @@ class EvolinkClient(_Requests):
     * ``budget``: credits that may be reserved in all; each create reserves its price first.
     * ``limits``: where they live: ``RedisLimits(url)`` shares them with every process on the
       key (so does ``$EVOLINK_REDIS_URL``); by default, in this process.
+
+    ``files_base_url``: the Files API of :meth:`upload_file` (default: ``FILES_BASE_URL`` for
+    the production service, else ``base_url``, which a simulator or a proxy serves it on).
 
     ``time_scale`` compresses the task timeline for a simulator that runs faster than real
     time: the service's ``estimated_time`` and the poll plan (``PollPolicy``, in the service's
@@ -242,22 +251,22 @@ class EvolinkClient(_Requests):
         verify_ssl: bool = True,
         callbacks: CallbackReceiver | None = None,
         limits: Limits | None = None,
+        files_base_url: str | None = None,
     ) -> None:
         scale = _resolve_time_scale(time_scale)
-        self.prices = prices or PriceTable()
-        self.estimator = estimator
+        self.prices, self.estimator = prices or PriceTable(), estimator
+        #: prices the service showed to be above the table's (used for later reservations)
+        self.learned_prices = LearnedPrices()
         self.poll_policy = poll or PollPolicy()
         self.task_timeout = task_timeout
         self.callbacks = callbacks
         self._poller = _build_poller(self, scale or 1.0, callbacks=callbacks is not None)
         if callbacks is not None:
             callbacks.bind(self._poller)  # the receiver wakes this client's tasks
-        key = env_api_key() if api_key is None else api_key
-        settings = LimitSettings(rate, burst, max_in_flight, budget, api_key=key or "")
-        self.limits = _build_limits(settings, self._poller, limits)
+        self.limits = _limits((rate, burst, max_in_flight, budget), api_key, self._poller, limits)
         self._retry_listeners = _RetryListeners()
         self._transport = Transport(
-            api_key=key,
+            api_key=env_api_key() if api_key is None else api_key,
             base_url=env_base_url() if base_url is None else base_url,
             session=session,
             timeout=timeout,
@@ -270,6 +279,8 @@ class EvolinkClient(_Requests):
         self.api = EvolinkAPI(
             self._transport,
             callback_url=(lambda: callbacks.callback_url) if callbacks is not None else None,
+            files_base_url=files_base_url
+            or (FILES_BASE_URL if self._transport.base_url == DEFAULT_BASE_URL else None),
         )
         self._dispatcher = Dispatcher(
             self.api,
@@ -278,6 +289,7 @@ class EvolinkClient(_Requests):
             price=self._price,
             time_scale=scale or 1.0,
             task_timeout=task_timeout,
+            learn=self.learned_prices.learn,
         )
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -361,12 +373,14 @@ class EvolinkClient(_Requests):
         self._retry_listeners.remove(listener)
 
     def _price(self, model: str, duration: int | None, extra: Mapping[str, Any]) -> float | None:
-        """What a create costs: the estimator's figure, else the price table's."""
+        """What a create costs: the estimator's figure, else the price table's, raised to
+        what the service charged for the same (model, duration, quality) when that was more."""
+        price: float | None = None
         if self.estimator is not None:
             price = self.estimator(model, duration, extra)
-            if price is not None:
-                return price
-        return self.prices.price(model, duration)
+        if price is None:
+            price = self.prices.price(model, duration)
+        return self.learned_prices.adjust(model, duration, extra, price)
 
     # -- waiting and downloading -------------------------------------------------------------
 
@@ -392,11 +406,11 @@ class EvolinkClient(_Requests):
         ``TaskTimeoutError`` when ``timeout`` (seconds; default the client's ``task_timeout``)
         passes first: a read in flight is cut off then.
         """
-        if isinstance(task, str):  # read it first: its estimate plans the next reads
-            task = await self.get_task(task)
+        limit = self.task_timeout if timeout is None else timeout
+        if isinstance(task, str):  # read it first (its estimate plans the next reads), in time
+            task, limit = await read_within(self.get_task, task, limit)
             if on_progress is not None:
                 on_progress(task)
-        limit = self.task_timeout if timeout is None else timeout
         handle = self.poller.track(task, timeout=limit, on_update=on_progress)
         result = await handle.wait()
         if isinstance(result, BaseException):

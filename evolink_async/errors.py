@@ -8,7 +8,9 @@
     ├── APIError                       the service answered with a non-2xx status
     │   ├── BadRequestError            400  invalid_request_error
     │   ├── AuthenticationError        401  authentication_error
-    │   ├── InsufficientCreditsError   402  insufficient_quota_error
+    │   ├── InsufficientCreditsError   402  the account's balance (.balance, .estimate)
+    │   │   ├── KeyQuotaExceededError  402  this key's total limit (.limit, .used, .remaining)
+    │   │   └── DailyQuotaExceededError 402 this key's daily limit (.reset_at, .reset_timezone)
     │   ├── PermissionDeniedError      403  permission_error
     │   ├── NotFoundError              404  not_found_error (model or task)
     │   ├── RequestTooLargeError       413  request_too_large_error
@@ -39,8 +41,12 @@ No exception message contains the API key.
 
 from __future__ import annotations
 
+import datetime
+import math
 import os
 import re
+import zoneinfo
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -54,6 +60,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "BudgetExceededError",
+    "DailyQuotaExceededError",
     "DecodeError",
     "DownloadError",
     "DownloadIntegrityError",
@@ -64,6 +71,7 @@ __all__ = [
     "JournalCorruptError",
     "JournalError",
     "JournalLockedError",
+    "KeyQuotaExceededError",
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitError",
@@ -75,6 +83,7 @@ __all__ = [
     "TaskFailedError",
     "TaskStalledError",
     "TaskTimeoutError",
+    "quota_error_class",
     "redact_url",
     "shorten",
 ]
@@ -121,7 +130,10 @@ class APIError(EvolinkError):
     """The service answered with a non-2xx HTTP status.
 
     Attributes mirror the documented error body ``{"error": {"code", "message", "type",
-    "param"}}``; for an HTML or empty body, ``message`` holds a short excerpt.
+    "param"}}``; for an HTML or empty body, ``message`` holds a short excerpt. ``request_id``
+    (the body's ``error.request_id``, else the ``x-request-id`` or ``x-oneapi-request-id``
+    header) and ``suggestion`` (``error.suggestion``, else ``error.fallback_suggestion``) are
+    set when the gateway gave them, and shown in ``str()``; all of it is redacted.
     """
 
     def __init__(
@@ -134,6 +146,7 @@ class APIError(EvolinkError):
         param: str | None = None,
         request_id: str | None = None,
         fallback_suggestion: str | None = None,
+        suggestion: str | None = None,
     ) -> None:
         self.status = status
         self.message = message
@@ -142,6 +155,7 @@ class APIError(EvolinkError):
         self.param = param
         self.request_id = request_id
         self.fallback_suggestion = fallback_suggestion
+        self.suggestion = suggestion or fallback_suggestion
         parts = [f"HTTP {status}"]
         if type:
             parts.append(type)
@@ -152,6 +166,8 @@ class APIError(EvolinkError):
         text = f"{' '.join(parts)}: {message}"
         if request_id:
             text += f" (request id {request_id})"
+        if self.suggestion:
+            text += f" [suggestion: {self.suggestion}]"
         super().__init__(text)
 
 
@@ -164,7 +180,117 @@ class AuthenticationError(APIError):
 
 
 class InsufficientCreditsError(APIError):
-    """402: the account's balance cannot pay for the request."""
+    """402: the account's balance cannot pay for the request. ``details`` holds the quota
+    figures the gateway gave (``account_balance_credits``, ``estimated_credits``...)."""
+
+    def __init__(
+        self, status: int, message: str, *, details: Mapping[str, Any] | None = None, **kw: Any
+    ) -> None:
+        super().__init__(status, message, **kw)
+        self.details: Mapping[str, Any] = dict(details or {})
+
+    def _figure(self, name: str) -> float | None:
+        value = self.details.get(name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return None
+        return float(value) if math.isfinite(value) else None
+
+    @property
+    def balance(self) -> float | None:
+        """The account's balance in credits, when the gateway said."""
+        return self._figure("account_balance_credits")
+
+    @property
+    def estimate(self) -> float | None:
+        """What the refused request would have cost, when the gateway said."""
+        return self._figure("estimated_credits")
+
+
+class KeyQuotaExceededError(InsufficientCreditsError):
+    """402: this API key's own total credit limit is reached (raise it in the console)."""
+
+    @property
+    def limit(self) -> float | None:
+        return self._figure("total_limit_credits")
+
+    @property
+    def used(self) -> float | None:
+        return self._figure("used_credits")
+
+    @property
+    def remaining(self) -> float | None:
+        return self._figure("remaining_credits")
+
+
+class DailyQuotaExceededError(InsufficientCreditsError):
+    """402: this API key's daily credit limit is reached. It resets by itself at midnight in
+    ``reset_timezone``; ``reset_at`` is that instant (None when the zone is unknown)."""
+
+    @property
+    def reset_timezone(self) -> str | None:
+        zone = self.details.get("reset_timezone")
+        return zone if isinstance(zone, str) and zone else None
+
+    @property
+    def reset_at(self) -> datetime.datetime | None:
+        """The next midnight in ``reset_timezone``, from now."""
+        zone = self.reset_timezone
+        try:
+            tz = zoneinfo.ZoneInfo(zone) if zone is not None else None
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            tz = None
+        if tz is None:
+            return None
+        now = datetime.datetime.now(tz)
+        return datetime.datetime.combine(
+            now.date() + datetime.timedelta(days=1), datetime.time(), tzinfo=tz
+        )
+
+    @property
+    def daily_limit(self) -> float | None:
+        return self._figure("daily_limit_credits")
+
+    @property
+    def daily_used(self) -> float | None:
+        return self._figure("daily_used_credits")
+
+
+_BALANCE_CODES = frozenset(
+    {
+        "insufficient_quota",
+        "insufficient_user_quota",
+        "quota_not_enough",
+        "account_balance_insufficient",
+    }
+)
+_KEY_CODES = frozenset({"insufficient_token_quota", "key_quota_exhausted"})
+_DAILY_CODES = frozenset({"token_daily_quota_exceeded", "key_daily_quota_exhausted"})
+#: the figures a quota error may carry, read from the error body
+QUOTA_DETAILS = (
+    "key_name",
+    "estimated_credits",
+    "account_balance_credits",
+    "total_limit_credits",
+    "used_credits",
+    "remaining_credits",
+    "daily_limit_credits",
+    "daily_used_credits",
+    "reset_timezone",
+)
+
+
+def quota_error_class(code: object, status: int) -> type[InsufficientCreditsError] | None:
+    """The 402 class of an error answer: by ``error.code`` first (case-insensitive), by the
+    status second; None when it is no quota error."""
+    if isinstance(code, str):
+        lowered = code.strip().lower()
+        if lowered in _DAILY_CODES:
+            return DailyQuotaExceededError
+        if lowered in _KEY_CODES:
+            return KeyQuotaExceededError
+        if lowered in _BALANCE_CODES:
+            return InsufficientCreditsError
+    return InsufficientCreditsError if status == 402 else None
 
 
 class PermissionDeniedError(APIError):

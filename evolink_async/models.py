@@ -9,10 +9,11 @@ SDK does not know becomes ``TaskStatus.UNKNOWN`` with the raw string kept in ``r
 
 from __future__ import annotations
 
+import difflib
 import enum
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypedDict
 
 import attrs
 
@@ -45,6 +46,8 @@ __all__ = [
     "TaskStatus",
     "TaskSummary",
     "Usage",
+    "UsageCost",
+    "VideoFields",
     "VideoRequest",
     "is_loopback_host",
     "is_private_host",
@@ -158,6 +161,35 @@ def _extra(value: Any) -> Mapping[str, Any]:
     raise InvalidRequestError("extra", value, "must be a mapping of field names")
 
 
+class VideoFields(TypedDict, total=False):
+    """The request's fields as keywords (``create_video(prompt=..., duration=8)``), typed so
+    that a type checker refuses ``duration="8"`` or a misspelled name. Fields of one model
+    only (``quality``, ``seed``, ``generate_audio``...) go in ``extra``."""
+
+    prompt: str
+    model: str
+    aspect_ratio: str | None
+    duration: int | None
+    image_urls: Sequence[str]
+    callback_url: str | None
+    image_start: str | None
+    image_end: str | None
+    video_urls: Sequence[str]
+    audio_urls: Sequence[str]
+    model_params: Mapping[str, Any] | None
+    extra: Mapping[str, Any]
+
+
+def _unexpected_keyword(name: str) -> str:
+    known = sorted(VideoFields.__annotations__)
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return (
+        f"unexpected keyword {name!r}{hint} (a field of one model goes in extra={{...}}; "
+        f"the keywords are: {', '.join(known)})"
+    )
+
+
 @attrs.frozen
 class VideoRequest:
     """One video to generate. Validated when built; ``InvalidRequestError`` names the field.
@@ -248,6 +280,20 @@ class VideoRequest:
             del known["model"]
         return cls(extra=extra, **known)
 
+    @classmethod
+    def from_fields(cls, fields: Mapping[str, Any]) -> VideoRequest:
+        """Build a request from :class:`VideoFields` keywords (``create_video(prompt=...)``);
+        model-specific fields go in ``extra``. Any other keyword is a TypeError naming the
+        keyword it most likely meant."""
+        for name in fields:
+            if name not in VideoFields.__annotations__:
+                raise TypeError(_unexpected_keyword(name))
+        extra = dict(fields.get("extra") or {})
+        typed = {k: v for k, v in fields.items() if k != "extra"}
+        if "prompt" not in typed:
+            return cls.from_json({**typed, **extra})  # the model may not need one
+        return cls(**typed, extra=extra)
+
     def with_callback(self, url: str | None) -> VideoRequest:
         """A copy with ``callback_url`` set (validated)."""
         return attrs.evolve(self, callback_url=url)
@@ -266,11 +312,23 @@ class TaskInfo:
 
 
 @attrs.frozen
+class UsageCost:
+    """``usage.cost`` of a finished task: its final charge in ``credits``."""
+
+    credits: float | None = None
+
+
+@attrs.frozen
 class Usage:
+    """``usage`` of a task: ``credits_reserved`` at the create; the final charge of a
+    completed task in ``credits_used`` (or ``cost.credits``)."""
+
     billing_rule: str | None = None
     credits_reserved: float | None = None
     user_group: str | None = None
     estimated_cost: float | None = None
+    credits_used: float | None = None
+    cost: UsageCost | None = None
 
 
 @attrs.frozen
@@ -380,6 +438,30 @@ class Credits:
 
     token: CreditsBalance | None = None
     user: CreditsBalance | None = None
+
+    @property
+    def balance(self) -> float | None:
+        """The account's balance (``user.remaining_credits``), shared by all its keys."""
+        return self.user.remaining_credits if self.user is not None else None
+
+    @property
+    def key_used(self) -> float | None:
+        """What this API key has spent (``token.used_credits``)."""
+        return self.token.used_credits if self.token is not None else None
+
+    @property
+    def key_remaining(self) -> float | None:
+        """What is left of this key's own limit; None when the key is unlimited or unknown."""
+        if self.token is None or self.token.unlimited_credits:
+            return None
+        return self.token.remaining_credits
+
+    @property
+    def available(self) -> float | None:
+        """What a batch can spend now: the smaller of the balance and the key's remaining
+        limit (negative figures count as 0); None when neither is known."""
+        known = [max(0.0, v) for v in (self.balance, self.key_remaining) if v is not None]
+        return min(known) if known else None
 
     @property
     def remaining(self) -> float | None:

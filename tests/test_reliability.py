@@ -397,7 +397,8 @@ def test_a_rerun_after_a_sigkill_counts_intent_only_lines_as_spent_and_keeps_its
     with ThreadedSimulator(
         time_scale=0.005, api_key=KEY, seed=11, slow_rate=1.0, slow_seconds=30
     ) as sim:
-        argv = [*batch_argv(source, out, sim), "--budget", str(BUDGET)]
+        # --allow-partial: no credits check first (it would wait for the slow service too)
+        argv = [*batch_argv(source, out, sim), "--budget", str(BUDGET), "--allow-partial"]
         first = BatchProcess(argv, tmp_path, "first")
         try:
             assert wait_for_journal(out, BUDGET_IN_FLIGHT, first)

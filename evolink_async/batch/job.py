@@ -19,12 +19,14 @@ import anyio.abc
 import anyio.to_thread
 
 from ..dispatcher import Batch, Item
-from ..errors import JournalError
+from ..errors import InsufficientCreditsError, JournalError
 from ..limits import CreditBudget
+from ._credits import check_credits, quota_stop
 from ._downloads import Downloader, check_files
 from ._events import Recorder
+from ._uploads import upload_all, with_uploads
 from ._writer import JournalWriter
-from .input import BatchLine, PromptFormat, load_prompts
+from .input import BatchLine, PromptFormat, duplicate_lines, load_prompts
 from .journal import Journal, LineState
 from .ledger import BatchProgress, Ledger, LedgerLine
 from .manifest import (
@@ -56,7 +58,12 @@ class BatchJob:
     Options: ``budget`` (credits for the whole batch, earlier runs included), ``max_attempts``
     (creates per line, retryable task failures included), ``task_timeout`` (seconds per task;
     default the client's ``task_timeout``), ``retry_unknown``, ``download`` (False: keep URLs
-    only), ``download_concurrency`` (files fetched at once).
+    only), ``download_concurrency`` (files fetched at once), ``check_credits`` (read the
+    credits first; raise ``CreditsShortError`` before sending anything when they cannot pay
+    for the lines to submit at the known prices).
+
+    A 402 on a create (balance, key limit, daily limit) stops new creates; the tasks in flight
+    finish; the lines not sent are ``skipped`` with the reason, and a later run sends them.
     """
 
     def __init__(
@@ -71,6 +78,7 @@ class BatchJob:
         retry_unknown: bool = False,
         download: bool = True,
         download_concurrency: int = 4,
+        check_credits: bool = False,
     ) -> None:
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
@@ -85,6 +93,9 @@ class BatchJob:
         self.task_timeout = task_timeout
         self.retry_unknown = retry_unknown
         self.download = download
+        self.check_credits = check_credits
+        self._uploaded: dict[str, str] = {}  # placeholder URL → uploaded URL
+        self._quota: tuple[str, str] | None = None  # (code, reason) once a 402 stopped creates
         self._entries = {entry.line: entry for entry in lines}
         price = client.prices.price
         self._ledger = Ledger(
@@ -120,6 +131,13 @@ class BatchJob:
         self._stopping = True
         if self._stop_requested is not None:
             self._stop_requested.set()
+
+    def _quota_stop(self, exc: InsufficientCreditsError) -> None:
+        if self._quota is None:
+            self._quota = quota_stop(exc)
+
+    def _no_new_creates(self) -> bool:
+        return self._stopping or self._quota is not None
 
     def _abort(self, reason: str) -> None:
         if self._aborted is None and not self._interrupted:
@@ -163,6 +181,10 @@ class BatchJob:
         journal = await Journal.aopen(self.out_dir)
         try:
             todo = await self._plan(journal.state)
+            if self.check_credits:
+                await check_credits(self.client, self._ledger, todo.submit)
+            files = [self._entries[n].uploads for n in todo.submit if self._entries[n].uploads]
+            self._uploaded = await upload_all(self.client, files)  # each file once
             self._ready = True
             if on_ready is not None:
                 on_ready()
@@ -192,6 +214,7 @@ class BatchJob:
             download=self.download,
             interrupted=self._interrupted,
             aborted=self._aborted,
+            duplicates=duplicate_lines(self._entries.values()),
         )
 
     def _wire(self, journal: Journal) -> JournalWriter:
@@ -204,8 +227,9 @@ class BatchJob:
             download=self.download,
             on_download=self._start_download,
             on_abort=self._abort,
-            stopping=lambda: self._stopping,
+            stopping=self._no_new_creates,
             fingerprints={n: e.fingerprint for n, e in self._entries.items()},
+            on_quota=self._quota_stop,
         )
         self._downloads = Downloader(
             self.client, self.out_dir, self._rec, self._download_concurrency, lambda: self._stopping
@@ -278,9 +302,9 @@ class BatchJob:
 
         def source() -> Iterator[Item]:
             for line in lines:
-                if self._stopping:
+                if self._no_new_creates():
                     return
-                request = self._entries[line].request
+                request = with_uploads(self._entries[line].request, self._uploaded)
                 yield rec.attach(line, request) if line in attach else request
 
         left = self._ledger.budget_left(self.budget)
@@ -314,6 +338,8 @@ class BatchJob:
     # -- results -------------------------------------------------------------------------
 
     def _manifest_entries(self) -> list[ManifestEntry]:
+        if self._quota is not None and not self._interrupted and self._aborted is None:
+            return [render(ln, *self._quota) for ln in self._ledger]
         why = "interrupted" if self._interrupted else "aborted"
         reason = (
             "the batch was interrupted"
@@ -338,6 +364,7 @@ async def run_batch(
     retry_unknown: bool = False,
     download: bool = True,
     download_concurrency: int = 4,
+    check_credits: bool = False,
 ) -> BatchSummary:
     """Load and validate ``source`` (a prompts file, ``"-"``, a text stream, or
     :class:`BatchLine` objects), then run a :class:`BatchJob` on ``out_dir``."""
@@ -365,5 +392,6 @@ async def run_batch(
         retry_unknown=retry_unknown,
         download=download,
         download_concurrency=download_concurrency,
+        check_credits=check_credits,
     )
     return await job.run()

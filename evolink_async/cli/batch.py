@@ -12,7 +12,15 @@ from urllib.parse import urlsplit
 import anyio
 
 from .._env import CALLBACK_SECRET_ENV, env_callback_secret, env_redis_url
-from ..batch import BatchInputError, BatchJob, BatchLine, BatchSummary, load_prompts
+from ..batch import (
+    BatchInputError,
+    BatchJob,
+    BatchLine,
+    BatchSummary,
+    CreditsShortError,
+    UploadError,
+    load_prompts,
+)
 from ..callbacks import CallbackReceiver, parse_listen
 from ..client import EvolinkClient
 from ..errors import (
@@ -115,10 +123,10 @@ async def _batch_async(
     except SharedLimitsError as exc:  # another shared budget: exit 2; Redis unreachable: 1
         err(str(exc))
         return EXIT_SOME_FAILED if exc.unreachable else EXIT_USAGE
-    except (JournalLockedError, JournalCorruptError, BatchInputError) as exc:
+    except (JournalLockedError, JournalCorruptError, BatchInputError, CreditsShortError) as exc:
         err(str(exc))
         return EXIT_USAGE
-    except JournalError as exc:
+    except (JournalError, UploadError) as exc:
         err(str(exc))
         return EXIT_SOME_FAILED
     except OSError as exc:  # e.g. the output directory cannot be written
@@ -202,6 +210,7 @@ def _make_job(client: EvolinkClient, lines: list[BatchLine], args: argparse.Name
         retry_unknown=args.retry_unknown,
         download=not args.no_download,
         download_concurrency=args.downloads,
+        check_credits=not args.allow_partial,
     )
 
 

@@ -186,6 +186,12 @@ def _add_batch_limits(batch: argparse.ArgumentParser) -> None:
         help="the shared limits' name (default: a keyed hash of the API key)",
     )
     limits.add_argument(
+        "--allow-partial",
+        action="store_true",
+        help="start even when the credits cannot pay for the whole batch (checked first "
+        "otherwise: exit 2, nothing sent); what is not paid for is reported skipped",
+    )
+    limits.add_argument(
         "--max-attempts",
         type=positive_int,
         default=3,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, Protocol
 
 import anyio
@@ -23,7 +23,6 @@ from ..errors import (
     EvolinkError,
     RateLimitError,
     ServerError,
-    SharedLimitsError,
     TaskCancelledError,
     TaskFailedError,
 )
@@ -36,6 +35,8 @@ from ..limits import (
     RateLimiter,
     SlotLimit,
     Throttle,
+    final_charge,
+    service_figure,
 )
 from ..models import Task, TaskStatus, VideoRequest
 from ..poller import Poller, TaskResult
@@ -83,6 +84,8 @@ class Services:
     price: Estimator
     time_scale: float = 1.0
     task_timeout: float | None = 1800.0
+    #: told of a service figure above the estimate (model, duration, extra, figure)
+    learn: Callable[[str, int | None, Mapping[str, Any], float], None] | None = None
 
 
 class Signal:
@@ -280,11 +283,6 @@ class Run:
                 self._attach(job, job.attach_id)
             else:
                 await self._reserve_and_create(job)
-        except SharedLimitsError as exc:
-            # the shared limits cannot be used (Redis unreachable): nothing was sent
-            self._settle(job, commit=False)
-            self._release_slots(job)
-            self.finish(job, "failed", exc)
         except BaseException:
             # Cancelled while waiting for a slot, credits or a rate token: nothing was sent, so
             # give them back (they may be the client's, shared with later batches). A no-op
@@ -324,13 +322,22 @@ class Run:
             return
         job.task = task
         job.task_ids.append(task.id)
-        actual = task.credits_reserved if task.credits_reserved is not None else (price or 0.0)
-        for r in job.reservations:
-            r.settle(actual)
-        job.credits = actual
+        reserved = service_figure(task.credits_reserved, what="credits_reserved", task_id=task.id)
+        self._charge(job, price, reserved)
         self._go_live(job, task)
         self.emit(Submitted(job.index, task.id, job.attempts, task.credits_reserved))
         self._track(job, task)
+
+    def _charge(self, job: Job, price: float | None, figure: float | None) -> None:
+        """Settle the job's reservations on the service's (checked) figure, else the price;
+        a figure above the price teaches the price for the next reservations."""
+        actual = figure if figure is not None else (price or 0.0)
+        for r in job.reservations:
+            r.settle(actual)
+        job.credits = actual
+        if figure is not None and figure > (price or 0.0) + 1e-9 and self.services.learn:
+            request = job.request
+            self.services.learn(request.model, request.duration, request.extra, figure)
 
     async def _reserve(self, job: Job, price: float | None) -> bool:
         """Hold the job's price in every budget; False when it was skipped instead."""
@@ -407,6 +414,9 @@ class Run:
             return
         job.task = result
         if result.status is TaskStatus.COMPLETED:
+            final = final_charge(result)
+            if final is not None:  # the final charge replaces what was reserved
+                self._charge(job, self._price(job.request), final)
             self._settle(job, commit=True)
             self.finish(job, "completed", None)
             return

@@ -10,7 +10,7 @@ from typing import Any
 
 import anyio
 
-from ..errors import InvalidRequestError, TaskTimeoutError
+from ..errors import InvalidRequestError, SharedLimitsError, TaskTimeoutError
 from ._admission import Job, Run, Services, Signal
 from .events import Attach, Completed, Event, Failed, Item, Outcome, as_request
 
@@ -203,6 +203,8 @@ class BatchRun(Run):
         self.stats.submitting -= 1
         try:
             await self.attempt(job)
+        except SharedLimitsError as exc:  # Redis unreachable: nothing was sent, all given back
+            self.finish(job, "failed", exc)
         except Exception:  # a bug must not end the whole batch
             logger.exception("internal error in the dispatcher")
         finally:

@@ -26,12 +26,15 @@ from ..errors import BudgetExceededError
 from ._common import Estimator
 from .backend import Budget, Hold, Permit, RateGate, SlotLimit
 from .bundle import Limits, LimitSettings, Throttle
+from .charges import ABSURD_CREDITS, LearnedPrices, final_charge, service_figure
 from .concurrency import ConcurrencyLimit, ConcurrencyPermit
 from .credits import DEFAULT_PRICES, CreditBudget, PriceTable, Reservation, ReservationState
 from .rate import RateLimiter, RateSlot
 from .redis_limits import RedisLimits
+from .select import build_limits
 
 __all__ = [
+    "ABSURD_CREDITS",
     "DEFAULT_PRICES",
     "Budget",
     "BudgetExceededError",
@@ -40,6 +43,7 @@ __all__ = [
     "CreditBudget",
     "Estimator",
     "Hold",
+    "LearnedPrices",
     "LimitSettings",
     "Limits",
     "Permit",
@@ -52,4 +56,7 @@ __all__ = [
     "ReservationState",
     "SlotLimit",
     "Throttle",
+    "build_limits",
+    "final_charge",
+    "service_figure",
 ]
