@@ -7,7 +7,7 @@ limits (each process believes it owns the key). Printed per run: throughput in c
 of service time (and as a share of the key's limit, C clips per task time), 429s (rate and
 concurrency), the peak of tasks active at the simulator, Redis round trips per API request.
 
-    .venv/bin/python benchmarks/bench_fleet.py --quick      # 48 clips per run (about 2 min)
+    .venv/bin/python benchmarks/bench_fleet.py --quick      # 48 clips per run (about 4 min)
     .venv/bin/python benchmarks/bench_fleet.py --json fleet.json
 
 Needs ``redis-server`` on the PATH (started here on a free loopback port, no persistence).
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--client-rate", type=float, help="the rate the clients are given (default: 0.9 R)"
     )
-    parser.add_argument("--time-scale", type=float, default=0.01)
+    parser.add_argument("--time-scale", type=float, default=0.03)
     parser.add_argument("--processes", default="1,2,4,8")
     parser.add_argument("--json", metavar="PATH")
     args = parser.parse_args(argv)

@@ -13,7 +13,7 @@ from redis_support import redis_server_fixture, redis_url_fixture
 
 from evolink_async import EvolinkClient
 from evolink_async.errors import BudgetExceededError, SharedLimitsError
-from evolink_async.limits import LimitSettings, RedisLimits
+from evolink_async.limits import Budget, LimitSettings, RateGate, RedisLimits, SlotLimit
 from evolink_async.limits._redis_link import Link, default_namespace
 from evolink_async.testing import Simulator
 
@@ -263,3 +263,25 @@ async def test_a_batch_whose_shared_limits_are_unreachable_fails_each_line_sendi
         (o.status, isinstance(o.error, SharedLimitsError)) for o in outcomes
     ]
     assert 0 == evolink_simulator.stats.total_requests
+
+
+@pytest.mark.parametrize("backend", ["in-process", "redis"])
+def test_both_backends_offer_the_interface_the_dispatcher_sees(
+    redis_url: str, backend: str
+) -> None:
+    limits = RedisLimits(redis_url) if backend == "redis" else None
+    client = EvolinkClient(KEY, "http://127.0.0.1:9", budget=10.0, limits=limits)
+    parts = (client.limits.rate, client.limits.concurrency, client.limits.budget)
+    assert [True, True, True] == [
+        isinstance(part, kind)
+        for part, kind in zip(parts, (RateGate, SlotLimit, Budget), strict=True)
+    ]
+
+
+async def test_evolink_redis_url_shares_the_limits_under_the_keys_namespace(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EVOLINK_REDIS_URL", redis_url)
+    async with EvolinkClient(KEY, "http://127.0.0.1:9") as client:
+        assert isinstance(client.limits, RedisLimits)
+        assert default_namespace(KEY) == client.limits.namespace

@@ -9,6 +9,7 @@
     evolink-async credits
     evolink-async simulate --port 8080 --time-scale 0.05
     evolink-async gallery DIR
+    evolink-async limits --redis URL [--namespace N] [--reset-budget] [--clear-leases]
 
 Exit status: 0 all completed, 1 some not completed (or a request failed), 2 usage or input
 errors (nothing was sent), 130 interrupted. The API key (``--api-key`` or
@@ -19,7 +20,7 @@ extra) is installed, and to plain periodic log lines otherwise.
 
 The modules: ``parser`` (the options), ``app`` (signals, the event loop, exit codes, the
 connection), ``display`` (progress and summaries), and one per command: ``batch``,
-``generate``, ``tasks`` (``status``, ``credits``), ``simulate`` and ``gallery``.
+``generate``, ``tasks`` (``status``, ``credits``), ``simulate``, ``gallery`` and ``limits``.
 """
 
 from __future__ import annotations
