@@ -55,6 +55,13 @@ def _build_limits(
     )
 
 
+def _build_api(
+    transport: Transport, callbacks: CallbackReceiver | None, idempotency: bool
+) -> EvolinkAPI:
+    url = (lambda: callbacks.callback_url) if callbacks is not None else None
+    return EvolinkAPI(transport, callback_url=url, idempotency=idempotency)
+
+
 def _video_url(task_or_url: Task | str) -> str:
     """The URL to download: a completed task's video, or the URL itself."""
     if not isinstance(task_or_url, Task):
@@ -81,6 +88,9 @@ class EvolinkClient:
       requests for its Retry-After and lowers the rate, which then recovers slowly.
     * ``max_in_flight``: tasks pending or processing at once (submit/generate_many).
     * ``budget``: credits that may be reserved in all; each create reserves its price first.
+
+    ``idempotency=False`` only for a proxy that strips the ``Idempotency-Key`` header (see
+    :meth:`create_video`).
 
     ``time_scale`` compresses the task timeline for a simulator that runs faster than real
     time: the service's ``estimated_time`` and the poll plan (``PollPolicy``, in the service's
@@ -109,6 +119,7 @@ class EvolinkClient:
         time_scale: float = 1.0,
         verify_ssl: bool = True,
         callbacks: CallbackReceiver | None = None,
+        idempotency: bool = True,
     ) -> None:
         if time_scale <= 0:
             raise ValueError("time_scale must be > 0")
@@ -138,10 +149,7 @@ class EvolinkClient:
             verify_ssl=verify_ssl,
             on_retry=self._retry_listeners,
         )
-        self.api = EvolinkAPI(
-            self._transport,
-            callback_url=(lambda: callbacks.callback_url) if callbacks is not None else None,
-        )
+        self.api = _build_api(self._transport, callbacks, idempotency)
         self._dispatcher = Dispatcher(
             self.api,
             self._poller,
@@ -238,17 +246,21 @@ class EvolinkClient:
         """POST /v1/videos/generations. Give a ``VideoRequest`` or its fields as keywords
         (``prompt=...``, ``duration=...``; unknown keywords go to ``extra``).
 
-        Raises ``InvalidRequestError`` before sending anything when a field breaks a rule. When
-        the request may have reached the service but no answer came, raises
-        ``APIConnectionError``/``APITimeoutError`` with ``maybe_created=True``, never retrying.
+        It carries ``idempotency_key`` (else ``client_request_id``, else a fresh ``run_`` key);
+        an unknown outcome (no answer, a 5xx) is sent again with the same key: billed once.
+        With ``idempotency=False`` on the client no key is sent and such a create is not
+        retried (the error has ``maybe_created=True``). Raises ``InvalidRequestError`` before
+        sending anything when a field breaks a rule, ``IdempotencyConflictError`` for a key
+        used before with another request.
         """
+        key = fields.pop("idempotency_key", None)
         if request is None:
             request = VideoRequest.from_json(fields)
         elif fields:
             raise TypeError("pass either a VideoRequest or keyword fields, not both")
         elif not isinstance(request, VideoRequest):
             raise TypeError(f"expected a VideoRequest, got {type(request).__name__}")
-        return await self.api.create_video(request)
+        return await self.api.create_video(request, idempotency_key=key)
 
     async def get_task(self, task_id: str) -> Task:
         """GET /v1/tasks/{task_id}."""

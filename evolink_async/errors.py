@@ -13,7 +13,9 @@
     │   ├── NotFoundError              404  not_found_error (model or task)
     │   ├── RequestTooLargeError       413  request_too_large_error
     │   ├── RateLimitError             429  rate_limit_error (.retry_after)
-    │   └── ServerError                5xx  (.retry_after)
+    │   ├── ServerError                5xx  (.retry_after)
+    │   ├── IdempotencyConflictError   code idempotency_conflict: the key was used for another body
+    │   └── PaidOutcomeUnknownError    code paid_outcome_unknown: the key's create is unresolved
     ├── APIConnectionError             no answer: refused, reset, TLS, DNS (.maybe_created)
     │   └── APITimeoutError            no answer in time (.maybe_created)
     ├── TaskError                      a generation task did not produce a video
@@ -27,9 +29,10 @@
         ├── JournalLockedError         another batch holds the output directory
         └── JournalCorruptError        an unreadable line in the middle of the journal
 
-``maybe_created=True`` on a connection or timeout error of a create request means the service
-may have created (and will bill) the task although no answer arrived. The SDK never retries such
-a request by itself.
+``maybe_created=True`` on an error of a create request (no answer, a 5xx, or
+``paid_outcome_unknown``) means the service may have created (and will bill) the task. Such a
+create is retried only with the same ``Idempotency-Key`` (the gateway then answers with the
+original task); without keys (``idempotency=False``) it is never retried.
 
 No exception message contains the API key.
 """
@@ -56,12 +59,14 @@ __all__ = [
     "DownloadIntegrityError",
     "DownloadTooLargeError",
     "EvolinkError",
+    "IdempotencyConflictError",
     "InsufficientCreditsError",
     "InvalidRequestError",
     "JournalCorruptError",
     "JournalError",
     "JournalLockedError",
     "NotFoundError",
+    "PaidOutcomeUnknownError",
     "PermissionDeniedError",
     "RateLimitError",
     "RequestTooLargeError",
@@ -116,7 +121,11 @@ class APIError(EvolinkError):
 
     Attributes mirror the documented error body ``{"error": {"code", "message", "type",
     "param"}}``; for an HTML or empty body, ``message`` holds a short excerpt.
+    ``maybe_created`` is True on the answer to a create that the service may have taken anyway
+    (a 5xx, ``paid_outcome_unknown``).
     """
+
+    maybe_created: bool = False
 
     def __init__(
         self,
@@ -198,17 +207,33 @@ class ServerError(APIError, _RetryAfterMixin):
         self.retry_after = retry_after
 
 
+class IdempotencyConflictError(APIError):
+    """The gateway saw this ``Idempotency-Key`` before with another request body (code
+    ``idempotency_conflict``). Never retried: a new generation needs a new key."""
+
+
+class PaidOutcomeUnknownError(APIError, _RetryAfterMixin):
+    """The gateway cannot say yet what became of the create that first used this key (code
+    ``paid_outcome_unknown``). Retried later with the same key, never with a new one."""
+
+    maybe_created = True
+
+    def __init__(self, status: int, message: str, *, retry_after: float | None = None, **kw: Any):
+        super().__init__(status, message, **kw)
+        self.retry_after = retry_after
+
+
 class APIConnectionError(EvolinkError):
     """No HTTP answer: connection refused or reset, DNS or TLS failure.
 
     ``maybe_created`` is True when a create request may have reached the service: the task may
-    exist and be billed. Such a request is never retried automatically.
+    exist and be billed. Such a request is retried only with the same idempotency key.
     """
 
     def __init__(self, message: str, *, maybe_created: bool = False) -> None:
         self.maybe_created = maybe_created
         if maybe_created:
-            message += " (the task may have been created: not retried, to avoid paying twice)"
+            message += " (the task may have been created)"
         super().__init__(message)
 
 

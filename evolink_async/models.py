@@ -16,6 +16,7 @@ from typing import Any
 
 import attrs
 
+from ._keys import check_idempotency_key
 from ._rules import (
     CORE_FIELDS,
     MODEL_SPECS,
@@ -133,6 +134,10 @@ class VideoRequest:
     ``extra`` carries model-specific or new fields the SDK has no argument for (``quality``,
     ``n``, ``remove_watermark``...); they are sent as given, and checked where a known model
     publishes rules for them.
+
+    ``client_request_id`` is the idempotency key of this request's create (16-96 characters of
+    ``[A-Za-z0-9._-]``), sent as the ``Idempotency-Key`` header, never in the body; leave it
+    None for a fresh key per create.
     """
 
     prompt: str
@@ -142,9 +147,12 @@ class VideoRequest:
     image_urls: tuple[str, ...] = attrs.field(default=(), converter=_image_urls)
     callback_url: str | None = None
     extra: Mapping[str, Any] = attrs.field(factory=dict, converter=_extra, hash=False)
+    client_request_id: str | None = attrs.field(default=None, kw_only=True)
 
     def __attrs_post_init__(self) -> None:
         check_request(self)
+        if self.client_request_id is not None:
+            check_idempotency_key(self.client_request_id, "client_request_id")
 
     @property
     def spec(self) -> ModelSpec | None:
@@ -182,10 +190,10 @@ class VideoRequest:
         if "prompt" not in data:
             raise InvalidRequestError("prompt", None, "is required")
         known = {k: data[k] for k in CORE_FIELDS if k in data}
-        extra = {k: v for k, v in data.items() if k not in CORE_FIELDS}
+        extra = {k: v for k, v in data.items() if k not in CORE_FIELDS and k != "client_request_id"}
         if "model" in known and known["model"] is None:
             del known["model"]
-        return cls(extra=extra, **known)
+        return cls(extra=extra, client_request_id=data.get("client_request_id"), **known)
 
     def with_callback(self, url: str | None) -> VideoRequest:
         """A copy with ``callback_url`` set (validated)."""

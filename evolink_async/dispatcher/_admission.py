@@ -363,20 +363,26 @@ class Run:
         )
 
     def _create_failed(self, job: Job, exc: BaseException) -> None:
-        maybe_created = isinstance(exc, DecodeError) or (
-            isinstance(exc, APIConnectionError) and exc.maybe_created
+        # an answer that cannot be read, a 5xx, no answer: the service may have taken it (a
+        # create with a key was already sent again with it by the transport); any error that
+        # is not the SDK's own (a bug, a decoder failure) is taken the same way
+        maybe_created = (
+            isinstance(exc, DecodeError)
+            or bool(getattr(exc, "maybe_created", False))
+            or not isinstance(exc, EvolinkError)
         )
         if not isinstance(exc, Exception) or maybe_created:
             # The service may have created (and billed) it: keep its credits as spent.
             self._settle(job, commit=True)
             self._release_slots(job)
-            if isinstance(exc, EvolinkError):
-                self.finish(job, "unknown", exc)
+            if isinstance(exc, Exception):
+                self.finish(job, "unknown", exc if isinstance(exc, EvolinkError) else _wrap(exc))
             else:
                 self.stats.unknown += 1  # cancelled in the middle of a create
             return
         self._settle(job, commit=False)
         self._release_slots(job)
+        # certainly not taken: a 429, or a connection never opened (a 5xx is maybe_created)
         refused = isinstance(exc, (RateLimitError, ServerError, APIConnectionError))
         if refused and job.requeues < _REQUEUE_LIMIT and not self.closed:
             # The service certainly took nothing: try again later, not counted as an attempt.

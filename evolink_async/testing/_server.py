@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import json
 import random
 import time
 import types
@@ -18,12 +17,12 @@ from aiohttp import web
 from ._callbacks import CallbackSender
 from ._clock import Clock, ManualClock, ScaledClock
 from ._config import SimulatorConfig
+from ._creates import CreateDesk
 from ._errors import ApiError, error_body
 from ._files import UnsatisfiableRange, parse_range, sample_video, sign
 from ._state import ServiceState
 from ._stats import DROPPED, SimulatorStats
 from ._task import SimulatedTask
-from ._validation import validate_create
 
 __all__ = ["Simulator"]
 
@@ -74,6 +73,7 @@ class Simulator:
         self._callbacks = CallbackSender(
             self.config, self.clock, self.stats.tasks, self.stats.callbacks, self._settled_body
         )
+        self._desk = CreateDesk(self.config, self._state, self.stats, self._callbacks.schedule)
         self._runner: web.AppRunner | None = None
         #: requests being answered: a handler whose client hung up (a "slow" answer after the
         #: client's timeout) is in no connection any more, so the runner's cleanup misses it
@@ -280,23 +280,9 @@ class Simulator:
 
     async def _create(self, request: web.Request, call: _Call) -> web.StreamResponse:
         self._authorize(request)
-        try:
-            body = json.loads(await request.read())
-        except (ValueError, UnicodeDecodeError):
-            body = None
-        if not isinstance(body, dict):
-            raise ApiError(
-                400,
-                "invalid_request",
-                "Request body must be a JSON object",
-                "invalid_request_error",
-            )
-        valid = validate_create(
-            body, self.config.models, allow_insecure_callbacks=self.config.allow_insecure_callbacks
-        )
-        call.task = task = self._state.create(valid)
-        self._callbacks.schedule(task)
-        return web.json_response(task.body(task.created_at, None))
+        answer = await self._desk.create(request)
+        call.task, call.fault = answer.task, answer.fault or call.fault
+        return answer.response
 
     async def _get_task(self, request: web.Request, call: _Call) -> web.StreamResponse:
         self._authorize(request)
