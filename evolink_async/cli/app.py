@@ -136,6 +136,7 @@ async def service(args: argparse.Namespace, **client_kwargs: Any) -> AsyncIterat
     """A client for the real service, or for an embedded simulator with ``--simulate``.
     Raises :class:`UsageError` (after a message) without an API key."""
     time_scale: float | None = args.time_scale
+    client_kwargs.setdefault("idempotency", not getattr(args, "no_idempotency", False))
     if getattr(args, "simulate", False):
         from .. import testing  # noqa: PLC0415 - only needed for --simulate
 
