@@ -1,25 +1,29 @@
-"""The documented rules of a create request: per-model specs (prices included), callback URLs,
-private hosts. :mod:`evolink_async.models` re-exports the public names; its ``VideoRequest``
-applies the rules when it is built.
+"""The documented rules of a create request: the model registry (its data in
+:mod:`._model_table`, its checks in :mod:`._model_checks`), callback URLs, private hosts.
+:mod:`evolink_async.models` re-exports the public names; its ``VideoRequest`` applies the rules
+when it is built.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import json
+import logging
 import re
 import socket
 from collections.abc import Mapping
-from typing import Any, Final, Protocol
+from typing import Any, Final
 from urllib.parse import urlsplit
 
-import attrs
-
+from ._model_checks import RequestFields, check_shared, check_spec
+from ._model_spec import TYPED_FIELDS, ModelSpec
+from ._model_table import LISTED_MODELS, MODEL_SPECS
 from .errors import InvalidRequestError
 
 __all__ = [
     "CORE_FIELDS",
     "DEFAULT_PRICES",
+    "LISTED_MODELS",
     "MAX_CALLBACK_URL",
     "MODEL_SPECS",
     "ModelSpec",
@@ -30,11 +34,15 @@ __all__ = [
     "validate_callback_url",
 ]
 
-_IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
+logger = logging.getLogger("evolink_async")
+
 #: the body fields a request has its own argument for (everything else goes to ``extra``)
-CORE_FIELDS = frozenset(
-    {"model", "prompt", "aspect_ratio", "duration", "image_urls", "callback_url"}
-)
+CORE_FIELDS = TYPED_FIELDS
+DEFAULT_PRICES: Final[Mapping[str, Mapping[int, float]]] = {
+    name: dict(spec.prices) for name, spec in MODEL_SPECS.items() if spec.prices
+}
+"""The only published prices: credits by model and duration in seconds."""
+_warned_models: set[str] = set()
 MAX_CALLBACK_URL = 2048
 _LEGACY_IPV4 = re.compile(r"^(0x[0-9a-f]+|[0-9]+)(\.(0x[0-9a-f]+|[0-9]+)){0,3}$")
 
@@ -126,166 +134,22 @@ def validate_callback_url(url: object, field: str = "callback_url") -> None:
         )
 
 
-# ---------------------------------------------------------------------------------------------
-# Models
-# ---------------------------------------------------------------------------------------------
-
-
-@attrs.frozen
-class ModelSpec:
-    """The published rules of one model on POST /v1/videos/generations, and its published
-    prices (credits by duration in seconds; empty when the service publishes none)."""
-
-    name: str
-    durations: tuple[int, ...]
-    default_duration: int
-    prompt_max: int | None = None
-    aspect_ratios: tuple[str, ...] | None = None
-    max_images: int = 1
-    #: field name in ``extra`` → allowed values (validated when present)
-    extra_choices: Mapping[str, tuple[Any, ...]] = attrs.field(factory=dict)
-    #: field name in ``extra`` → (min, max) for integer fields
-    extra_ranges: Mapping[str, tuple[int, int]] = attrs.field(factory=dict)
-    extra_bools: frozenset[str] = frozenset()
-    extra_strings: frozenset[str] = frozenset()
-    required_extra: frozenset[str] = frozenset()
-    #: duration in seconds → credits, as published
-    prices: Mapping[int, float] = attrs.field(factory=dict)
-
-
-MODEL_SPECS: Mapping[str, ModelSpec] = {
-    spec.name: spec
-    for spec in (
-        ModelSpec(
-            "sora-2-preview",
-            durations=(4, 8, 12),
-            default_duration=4,
-            prompt_max=5000,
-            aspect_ratios=("1280x720", "720x1280", "16:9", "9:16"),
-            max_images=1,
-            prices={4: 23.04, 8: 46.08, 12: 69.12},
-        ),
-        ModelSpec(
-            "sora-2",
-            durations=(10, 15),
-            default_duration=10,
-            prompt_max=5000,
-            aspect_ratios=("16:9", "9:16"),
-            max_images=1,
-            extra_bools=frozenset({"remove_watermark"}),
-        ),
-        ModelSpec(
-            "sora-2-pro",
-            durations=(15, 25),
-            default_duration=15,
-            max_images=1,
-            extra_choices={"quality": ("standard", "high")},
-            extra_bools=frozenset({"remove_watermark"}),
-        ),
-        ModelSpec(
-            "sora-2-pro-remix",
-            durations=(15, 25),
-            default_duration=15,
-            prompt_max=2000,
-            extra_strings=frozenset({"base_video_task_id"}),
-            required_extra=frozenset({"base_video_task_id"}),
-        ),
-        ModelSpec(
-            "veo-3.1-fast-generate-preview",
-            durations=(4, 6, 8),
-            default_duration=8,
-            prompt_max=2000,
-            max_images=3,
-            extra_choices={
-                "generation_type": ("TEXT", "FIRST&LAST", "REFERENCE"),
-                "quality": ("720p", "1080p", "4k"),
-            },
-            extra_ranges={"n": (1, 4)},
-            extra_bools=frozenset({"generate_audio"}),
-            extra_strings=frozenset({"negative_prompt"}),
-        ),
-    )
-}
-
-DEFAULT_PRICES: Final[Mapping[str, Mapping[int, float]]] = {
-    name: dict(spec.prices) for name, spec in MODEL_SPECS.items() if spec.prices
-}
-"""The only published prices: credits by model and duration in seconds."""
-
-
-# ---------------------------------------------------------------------------------------------
-# Checks
-# ---------------------------------------------------------------------------------------------
-
-
-class RequestFields(Protocol):
-    """What the checks read of a request (``models.VideoRequest`` is one)."""
-
-    @property
-    def model(self) -> str: ...
-    @property
-    def prompt(self) -> str: ...
-    @property
-    def aspect_ratio(self) -> str | None: ...
-    @property
-    def duration(self) -> int | None: ...
-    @property
-    def image_urls(self) -> tuple[str, ...]: ...
-    @property
-    def callback_url(self) -> str | None: ...
-    @property
-    def extra(self) -> Mapping[str, Any]: ...
-
-
 def check_request(req: RequestFields) -> None:
-    """Raise :class:`InvalidRequestError` for the first rule ``req`` breaks: the shared rules,
-    then those of its model when the model is known."""
+    """Raise :class:`InvalidRequestError` for the first rule ``req`` breaks: the rules every
+    request shares, then those of its model. A model the registry does not know gets the
+    shared checks (non-empty prompt within 5000 characters, positive integer duration, at most
+    30 image URLs) and a warning, once per model name."""
     _check_common(req)
     spec = MODEL_SPECS.get(req.model)
     if spec is not None:
-        _check_spec(spec, req)
-
-
-def _validate_image_url(url: object, field: str) -> None:
-    if not isinstance(url, str) or not url:
-        raise InvalidRequestError(field, url, "must be a non-empty URL string")
-    try:
-        parts = urlsplit(url)
-    except ValueError as exc:
-        raise InvalidRequestError(field, url, f"is not a valid URL ({exc})") from None
-    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
-        raise InvalidRequestError(field, url, "must be an http(s) URL the service can download")
-    path = parts.path.lower()
-    last = path.rsplit("/", 1)[-1]
-    if "." in last and not last.endswith(_IMAGE_EXTENSIONS):
-        raise InvalidRequestError(
-            field, url, "must be a .jpg, .jpeg, .png or .webp image (at most 10 MB)"
+        check_spec(spec, req)
+        return
+    check_shared(req)
+    if req.model not in LISTED_MODELS and req.model not in _warned_models:
+        _warned_models.add(req.model)
+        logger.warning(
+            "model %r is not in the registry: sent with the shared checks only", req.model
         )
-
-
-def _validate_extra(spec: ModelSpec, extra: Mapping[str, Any]) -> None:
-    for name in spec.required_extra:
-        if name not in extra:
-            raise InvalidRequestError(f"extra.{name}", None, f"is required for {spec.name}")
-    for name, choices in spec.extra_choices.items():
-        if name in extra and extra[name] not in choices:
-            allowed = ", ".join(map(str, choices))
-            raise InvalidRequestError(
-                f"extra.{name}", extra[name], f"must be one of {allowed} for {spec.name}"
-            )
-    for name, (low, high) in spec.extra_ranges.items():
-        if name in extra:
-            value = extra[name]
-            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-                raise InvalidRequestError(
-                    f"extra.{name}", value, f"must be an integer from {low} to {high}"
-                )
-    for name in spec.extra_bools:
-        if name in extra and not isinstance(extra[name], bool):
-            raise InvalidRequestError(f"extra.{name}", extra[name], "must be true or false")
-    for name in spec.extra_strings:
-        if name in extra and not isinstance(extra[name], str):
-            raise InvalidRequestError(f"extra.{name}", extra[name], "must be a string")
 
 
 def _check_common(req: RequestFields) -> None:
@@ -321,6 +185,11 @@ def _check_sendable(req: RequestFields) -> None:
         ("aspect_ratio", req.aspect_ratio),
         ("duration", req.duration),
         *((f"image_urls[{i}]", url) for i, url in enumerate(req.image_urls)),
+        ("image_start", req.image_start),
+        ("image_end", req.image_end),
+        *((f"video_urls[{i}]", url) for i, url in enumerate(req.video_urls)),
+        *((f"audio_urls[{i}]", url) for i, url in enumerate(req.audio_urls)),
+        ("model_params", None if req.model_params is None else dict(req.model_params)),
         ("callback_url", req.callback_url),
         *((f"extra.{key}", {key: value}) for key, value in req.extra.items()),
     ]
@@ -330,50 +199,3 @@ def _check_sendable(req: RequestFields) -> None:
         except (TypeError, ValueError, RecursionError):
             shown = value[field.removeprefix("extra.")] if field.startswith("extra.") else value
             raise InvalidRequestError(field, shown, _SENDABLE_RULE) from None
-
-
-def _check_spec(spec: ModelSpec, req: RequestFields) -> None:
-    if not req.prompt.strip():
-        raise InvalidRequestError("prompt", req.prompt, "is required and must not be blank")
-    if spec.prompt_max is not None and len(req.prompt) > spec.prompt_max:
-        raise InvalidRequestError(
-            "prompt",
-            req.prompt,
-            f"must be at most {spec.prompt_max} characters for {spec.name} (got {len(req.prompt)})",
-        )
-    if req.duration is not None and (
-        isinstance(req.duration, bool)
-        or not isinstance(req.duration, int)
-        or req.duration not in spec.durations
-    ):
-        allowed = ", ".join(map(str, spec.durations))
-        raise InvalidRequestError(
-            "duration", req.duration, f"must be one of {allowed} seconds for {spec.name}"
-        )
-    if (
-        req.aspect_ratio is not None
-        and spec.aspect_ratios is not None
-        and req.aspect_ratio not in spec.aspect_ratios
-    ):
-        allowed = ", ".join(spec.aspect_ratios)
-        raise InvalidRequestError(
-            "aspect_ratio", req.aspect_ratio, f"must be one of {allowed} for {spec.name}"
-        )
-    if len(req.image_urls) > spec.max_images:
-        raise InvalidRequestError(
-            "image_urls",
-            list(req.image_urls),
-            f"at most {spec.max_images} image(s) for {spec.name}",
-        )
-    for i, url in enumerate(req.image_urls):
-        _validate_image_url(url, f"image_urls[{i}]")
-    _validate_extra(spec, req.extra)
-    if spec.name == "sora-2-pro" and "quality" in req.extra:
-        duration = req.duration if req.duration is not None else spec.default_duration
-        needed = "high" if duration == 15 else "standard"
-        if req.extra["quality"] != needed:
-            raise InvalidRequestError(
-                "extra.quality",
-                req.extra["quality"],
-                f"must be {needed!r} for a {duration} s sora-2-pro video",
-            )

@@ -174,6 +174,7 @@ class Transport:
         "counters",
         "gate",
         "max_response_bytes",
+        "on_headers",
         "on_retry",
         "replays",
         "retry",
@@ -194,6 +195,7 @@ class Transport:
         verify_ssl: bool = True,
         max_response_bytes: int = 4 * 1024 * 1024,
         on_retry: Callable[[RetryEvent], None] | None = None,
+        on_headers: Callable[[Mapping[str, str]], None] | None = None,
         seed: int | None = None,
     ) -> None:
         self._api_key = api_key
@@ -206,6 +208,8 @@ class Transport:
         self.verify_ssl = verify_ssl
         self.max_response_bytes = max_response_bytes
         self.on_retry = on_retry
+        #: shown the headers of every answer (the client reads a simulator's time scale there)
+        self.on_headers = on_headers
         self.user_agent = f"evolink-async/{__about__.__version__}"
         self._rng = random.Random(seed)
         #: requests made, by "METHOD path-kind status" (status "error" when no answer)
@@ -399,6 +403,8 @@ class Transport:
                 if not chunk:
                     break
                 body += chunk
+            if self.on_headers is not None:
+                self.on_headers(resp.headers)
             return resp.status, resp.headers, bytes(body)
 
 

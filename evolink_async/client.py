@@ -8,6 +8,8 @@ the dispatcher; this module only knows single requests.
 
 from __future__ import annotations
 
+import logging
+import math
 import os
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 from pathlib import Path
@@ -16,7 +18,7 @@ from typing import Any
 
 import aiohttp
 
-from ._env import DEFAULT_BASE_URL, env_api_key, env_base_url
+from ._env import DEFAULT_BASE_URL, env_api_key, env_base_url, env_time_scale
 from ._retry import RetryPolicy
 from ._transport import RetryEvent, Transport
 from .api import EvolinkAPI
@@ -28,7 +30,9 @@ from .limits import ConcurrencyLimit, CreditBudget, Estimator, Limits, PriceTabl
 from .models import Credits, Task, TaskStatus, VideoRequest
 from .poller import Poller, PollPolicy
 
-__all__ = ["DEFAULT_BASE_URL", "EvolinkClient"]
+__all__ = ["DEFAULT_BASE_URL", "TIME_SCALE_HEADER", "EvolinkClient"]
+
+logger = logging.getLogger("evolink_async")
 
 
 class _RetryListeners(list[Callable[[RetryEvent], None]]):
@@ -39,17 +43,57 @@ class _RetryListeners(list[Callable[[RetryEvent], None]]):
             listener(event)
 
 
+#: the header on which a simulator states its time scale (the real gateway never sends it)
+TIME_SCALE_HEADER = "X-Evolink-Simulator-Time-Scale"
+
+
+def _resolve_time_scale(time_scale: float | None) -> float | None:
+    """The fixed time scale (the argument, else ``$EVOLINK_TIME_SCALE``); ``None``: adopt the
+    one a simulator states on its answers (1.0 until then)."""
+    if time_scale is not None and not (0 < time_scale < math.inf):
+        raise ValueError("time_scale must be > 0")
+    return time_scale if time_scale is not None else env_time_scale()
+
+
+class _AdoptTimeScale:
+    """Shown the headers of every answer: applies a simulator's stated time scale to the poll
+    plan, so that a client pointed at ``evolink-async simulate --time-scale 0.05`` polls on the
+    simulator's timeline without being told. Only values in (0, 1] are taken."""
+
+    __slots__ = ("poller",)
+
+    def __init__(self, poller: Poller) -> None:
+        self.poller = poller
+
+    def __call__(self, headers: Mapping[str, str]) -> None:
+        raw = headers.get(TIME_SCALE_HEADER)
+        if raw is None:
+            return
+        try:
+            scale = float(raw)
+        except ValueError:
+            return
+        if 0 < scale <= 1 and scale != self.poller.time_scale:
+            logger.info("the simulator runs at time scale %g: polling on its timeline", scale)
+            self.poller.time_scale = scale
+
+
 def _build_limits(
     rate: float | None,
     burst: int,
-    concurrency: ConcurrencyLimit | None,
+    max_in_flight: int | None,
     budget: float | None,
     poller: Poller,
 ) -> Limits:
     """The client's limits; a concurrency 429 shrinks to at most the poller's tasks."""
+    conc = (
+        ConcurrencyLimit(max_in_flight, grow_every=60.0 * poller.time_scale)
+        if max_in_flight
+        else None
+    )
     return Limits(
         RateLimiter.unlimited() if rate is None else RateLimiter(rate, burst),
-        concurrency,
+        conc,
         CreditBudget(budget) if budget is not None else None,
         running=lambda: poller.tracked,
     )
@@ -89,12 +133,10 @@ class EvolinkClient:
     * ``max_in_flight``: tasks pending or processing at once (submit/generate_many).
     * ``budget``: credits that may be reserved in all; each create reserves its price first.
 
-    ``idempotency=False`` only for a proxy that strips the ``Idempotency-Key`` header (see
-    :meth:`create_video`).
-
     ``time_scale`` compresses the task timeline for a simulator that runs faster than real
     time: the service's ``estimated_time`` and the poll plan (``PollPolicy``, in the service's
-    seconds) are multiplied by it. Leave it at 1.0 for the real service. HTTP-level timing
+    seconds) are multiplied by it. By default it is ``$EVOLINK_TIME_SCALE``, else the scale a
+    simulator states on its answers (the real service states none: 1.0). HTTP-level timing
     (``Retry-After``, request timeouts, ``rate``) is always in real seconds.
     """
 
@@ -116,28 +158,23 @@ class EvolinkClient:
         estimator: Estimator | None = None,
         poll: PollPolicy | None = None,
         task_timeout: float | None = 1800.0,
-        time_scale: float = 1.0,
+        time_scale: float | None = None,
         verify_ssl: bool = True,
         callbacks: CallbackReceiver | None = None,
         idempotency: bool = True,
     ) -> None:
-        if time_scale <= 0:
-            raise ValueError("time_scale must be > 0")
+        scale = _resolve_time_scale(time_scale)
         self.prices = prices or PriceTable()
         self.estimator = estimator
         self.poll_policy = poll or PollPolicy()
         self.task_timeout = task_timeout
-        self.time_scale = time_scale
         self.callbacks = callbacks
         self._poller = Poller(
-            self.get_task, self.poll_policy, time_scale=time_scale, callbacks=callbacks is not None
+            self.get_task, self.poll_policy, time_scale=scale or 1.0, callbacks=bool(callbacks)
         )
         if callbacks is not None:
             callbacks.bind(self._poller)  # the receiver wakes this client's tasks
-        conc = (
-            ConcurrencyLimit(max_in_flight, grow_every=60.0 * time_scale) if max_in_flight else None
-        )
-        self.limits = _build_limits(rate, burst, conc, budget, self._poller)
+        self.limits = _build_limits(rate, burst, max_in_flight, budget, self._poller)
         self._retry_listeners = _RetryListeners()
         self._transport = Transport(
             api_key=env_api_key() if api_key is None else api_key,
@@ -148,6 +185,7 @@ class EvolinkClient:
             gate=self.limits,
             verify_ssl=verify_ssl,
             on_retry=self._retry_listeners,
+            on_headers=_AdoptTimeScale(self._poller) if scale is None else None,
         )
         self.api = _build_api(self._transport, callbacks, idempotency)
         self._dispatcher = Dispatcher(
@@ -155,7 +193,7 @@ class EvolinkClient:
             self._poller,
             self.limits,
             price=self._price,
-            time_scale=time_scale,
+            time_scale=scale or 1.0,
             task_timeout=task_timeout,
         )
 
@@ -187,6 +225,12 @@ class EvolinkClient:
         await self._dispatcher.aclose()
         await self._poller.aclose()
         await self._transport.aclose()
+
+    @property
+    def time_scale(self) -> float:
+        """The task timeline's scale in use: the one given, ``$EVOLINK_TIME_SCALE``, or the one
+        a simulator stated on its answers (1.0 for the real service)."""
+        return self._poller.time_scale
 
     @property
     def base_url(self) -> str:
@@ -248,10 +292,10 @@ class EvolinkClient:
 
         It carries ``idempotency_key`` (else ``client_request_id``, else a fresh ``run_`` key);
         an unknown outcome (no answer, a 5xx) is sent again with the same key: billed once.
-        With ``idempotency=False`` on the client no key is sent and such a create is not
-        retried (the error has ``maybe_created=True``). Raises ``InvalidRequestError`` before
-        sending anything when a field breaks a rule, ``IdempotencyConflictError`` for a key
-        used before with another request.
+        With ``idempotency=False`` on the client (only for a proxy that strips the header) no
+        key is sent and such a create is not retried (``maybe_created=True``). Raises
+        ``InvalidRequestError`` before sending anything when a field breaks a rule,
+        ``IdempotencyConflictError`` for a key used before with another request.
         """
         key = fields.pop("idempotency_key", None)
         if request is None:

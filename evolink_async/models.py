@@ -119,6 +119,32 @@ def _image_urls(value: Any) -> tuple[str, ...]:
     raise InvalidRequestError("image_urls", value, "must be a list of URLs")
 
 
+def _url_list(field: str, value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, (list, tuple)):
+        return tuple(value)
+    raise InvalidRequestError(field, value, "must be a list of URLs")
+
+
+def _video_urls(value: Any) -> tuple[str, ...]:
+    return _url_list("video_urls", value)
+
+
+def _audio_urls(value: Any) -> tuple[str, ...]:
+    return _url_list("audio_urls", value)
+
+
+def _model_params(value: Any) -> Mapping[str, Any] | None:
+    if value is None:
+        return None
+    if isinstance(value, Mapping):
+        return MappingProxyType(dict(value))
+    raise InvalidRequestError("model_params", value, "must be an object of parameters")
+
+
 def _extra(value: Any) -> Mapping[str, Any]:
     if value is None:
         return MappingProxyType({})
@@ -132,8 +158,15 @@ class VideoRequest:
     """One video to generate. Validated when built; ``InvalidRequestError`` names the field.
 
     ``extra`` carries model-specific or new fields the SDK has no argument for (``quality``,
-    ``n``, ``remove_watermark``...); they are sent as given, and checked where a known model
-    publishes rules for them.
+    ``n``, ``remove_watermark``, ``generate_audio``, ``seed``...); they are sent as given, and
+    checked where the registry publishes rules for them. ``image_start``/``image_end`` (first
+    and last frame), ``video_urls``, ``audio_urls`` and ``model_params`` have their own typed
+    arguments; ``model_params`` is sent as given for a model whose keys are not published.
+
+    The registry (:data:`MODEL_SPECS`) knows every documented video model. A model it does not
+    know gets only the shared checks (non-empty prompt within 5000 characters, positive
+    integer duration, at most 30 images) and a logged warning. ``prompt`` may be empty only for
+    a model that documents it as optional; it is then left out of the body.
 
     ``client_request_id`` is the idempotency key of this request's create (16-96 characters of
     ``[A-Za-z0-9._-]``), sent as the ``Idempotency-Key`` header, never in the body; leave it
@@ -147,6 +180,13 @@ class VideoRequest:
     image_urls: tuple[str, ...] = attrs.field(default=(), converter=_image_urls)
     callback_url: str | None = None
     extra: Mapping[str, Any] = attrs.field(factory=dict, converter=_extra, hash=False)
+    image_start: str | None = None
+    image_end: str | None = None
+    video_urls: tuple[str, ...] = attrs.field(default=(), converter=_video_urls)
+    audio_urls: tuple[str, ...] = attrs.field(default=(), converter=_audio_urls)
+    model_params: Mapping[str, Any] | None = attrs.field(
+        default=None, converter=_model_params, hash=False
+    )
     client_request_id: str | None = attrs.field(default=None, kw_only=True)
 
     def __attrs_post_init__(self) -> None:
@@ -169,13 +209,25 @@ class VideoRequest:
 
     def to_json(self) -> dict[str, Any]:
         """The request body, with the API's field names; unset optional fields are left out."""
-        body: dict[str, Any] = {"model": self.model, "prompt": self.prompt}
+        body: dict[str, Any] = {"model": self.model}
+        spec = self.spec
+        if self.prompt or spec is None or spec.prompt_required:
+            body["prompt"] = self.prompt
         if self.aspect_ratio is not None:
             body["aspect_ratio"] = self.aspect_ratio
         if self.duration is not None:
             body["duration"] = self.duration
         if self.image_urls:
             body["image_urls"] = list(self.image_urls)
+        for name in ("image_start", "image_end"):
+            if getattr(self, name) is not None:
+                body[name] = getattr(self, name)
+        if self.video_urls:
+            body["video_urls"] = list(self.video_urls)
+        if self.audio_urls:
+            body["audio_urls"] = list(self.audio_urls)
+        if self.model_params is not None:
+            body["model_params"] = dict(self.model_params)
         if self.callback_url is not None:
             body["callback_url"] = self.callback_url
         body.update(self.extra)
@@ -187,9 +239,12 @@ class VideoRequest:
         fields the SDK has no argument for go to ``extra``."""
         if not isinstance(data, Mapping):
             raise InvalidRequestError("request", data, "must be a JSON object")
-        if "prompt" not in data:
-            raise InvalidRequestError("prompt", None, "is required")
         known = {k: data[k] for k in CORE_FIELDS if k in data}
+        if "prompt" not in data:
+            spec = MODEL_SPECS.get(str(data.get("model") or DEFAULT_MODEL))
+            if spec is None or spec.prompt_required:
+                raise InvalidRequestError("prompt", None, "is required")
+            known["prompt"] = ""
         extra = {k: v for k, v in data.items() if k not in CORE_FIELDS and k != "client_request_id"}
         if "model" in known and known["model"] is None:
             del known["model"]

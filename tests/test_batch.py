@@ -392,6 +392,30 @@ async def test_a_reattached_task_that_failed_retryably_is_submitted_again(
     assert summary.ok
 
 
+@pytest.mark.parametrize("spare", [0.0, 0.5])
+async def test_a_reattached_task_that_failed_retryably_is_paid_again_from_what_it_held(
+    sim: Simulator, tmp_path: Path, spare: float
+) -> None:
+    """With a budget for one clip (and some spare change), the re-attached task holds all of
+    it; when it fails, what it held pays for the line's new create (not ``budget_exceeded``)."""
+    out = tmp_path / "clips"
+    [line] = parse_prompts(["flaky and tight"], fmt="txt")
+    async with client_for(sim) as client:
+        task = await client.create_video(line.request)
+    assert task.credits_reserved is not None
+    sim.fail_task(task.id, "service_error")
+    with Journal.open(out) as journal:
+        await journal.intent(1, line.fingerprint)
+        await journal.created(1, task.id, task.credits_reserved)
+    budget = task.credits_reserved + spare
+    async with client_for(sim) as client:
+        summary = await BatchJob(client, [line], out, max_attempts=3, budget=budget).run()
+    [entry] = read_manifest(out)
+    assert ("completed", 2) == (entry["status"], entry["attempts"]), entry
+    assert 2 == sim.stats.creates_per_prompt["flaky and tight"]
+    assert summary.ok
+
+
 async def test_a_reattached_task_and_new_submissions_share_the_clients_max_in_flight(
     tmp_path: Path,
 ) -> None:

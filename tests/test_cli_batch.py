@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import socket
@@ -123,6 +124,38 @@ def test_a_batch_on_a_locked_directory_exits_2_with_the_lock_message(
         assert 2 == main(["batch", str(source), "--out", str(out), *service_args(sim)])
     assert "another evolink-async batch is running on" in capsys.readouterr().err
     assert 0 == sim.stats.total_requests
+
+
+def test_out_naming_a_file_exits_2_before_any_output(
+    sim: Simulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = write_prompts(tmp_path / "p.txt", ["a", "b"])
+    out = tmp_path / "a-file"
+    out.write_text("not a directory")
+    assert 2 == main(["batch", str(source), "--out", str(out), *service_args(sim)])
+    captured = capsys.readouterr()
+    assert "" == captured.out
+    assert f"--out {out}: cannot be used as the output directory" in captured.err
+    assert 0 == sim.stats.total_requests
+
+
+@pytest.mark.parametrize("cause", ["locked", "other prompts"])
+def test_a_directory_that_cannot_take_this_batch_is_refused_before_any_output(
+    sim: Simulator, tmp_path: Path, capsys: pytest.CaptureFixture[str], cause: str
+) -> None:
+    out = tmp_path / "clips"
+    first = write_prompts(tmp_path / "first.txt", ["first"])
+    if cause == "other prompts":
+        assert 0 == main(["batch", str(first), "--out", str(out), "--quiet", *service_args(sim)])
+    capsys.readouterr()
+    requests = sim.stats.total_requests
+    source = write_prompts(tmp_path / "p.txt", ["second"])
+    with Journal.open(out) if cause == "locked" else contextlib.nullcontext():
+        assert 2 == main(["batch", str(source), "--out", str(out), *service_args(sim)])
+    captured = capsys.readouterr()
+    assert "" == captured.out
+    assert captured.err.strip()
+    assert requests == sim.stats.total_requests
 
 
 def test_failed_prompts_make_the_batch_exit_1(

@@ -18,6 +18,7 @@ from evolink_async.limits import (
     Estimator,
     PriceTable,
     RateLimiter,
+    Reservation,
 )
 
 
@@ -828,6 +829,26 @@ async def test_cancelled_budget_waiter_holds_nothing() -> None:
         await budget.reserve(25.0)
 
     assert (*state(budget), budget.waiters) == (0.0, 30.0, 20.0, 0)
+
+
+async def test_growing_a_budget_wakes_a_waiter_that_now_fits() -> None:
+    budget = CreditBudget(50.0)
+    held = await budget.reserve(40.0)
+    got: list[Reservation] = []
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(lambda: _append(got, budget.reserve(20.0)))
+        await anyio.wait_all_tasks_blocked()
+        assert [] == got
+        budget.grow(10.0)
+    assert [20.0] == [r.amount for r in got]
+    assert (60.0, 0.0) == (budget.total, budget.available)
+    held.commit()
+    with pytest.raises(ValueError, match="finite"):
+        budget.grow(-1.0)
+
+
+async def _append(into: list[Reservation], reserving: Awaitable[Reservation]) -> None:
+    into.append(await reserving)
 
 
 def test_unlimited_budget_always_fits() -> None:

@@ -583,10 +583,10 @@ def test_extra_with_a_non_string_key_is_rejected() -> None:
 # -- unknown models -------------------------------------------------------------------------
 
 
-def test_an_unknown_model_is_sent_as_given_without_local_validation() -> None:
+def test_an_unknown_model_is_sent_with_only_the_shared_checks() -> None:
     images = [f"https://cdn.example.com/{i}.gif" for i in range(5)]
     request = VideoRequest(
-        prompt="p" * 6000,
+        prompt="p" * 5000,
         model="kling-v2-master",
         duration=7,
         aspect_ratio="21:9",
@@ -595,7 +595,7 @@ def test_an_unknown_model_is_sent_as_given_without_local_validation() -> None:
     )
     expected = {
         "model": "kling-v2-master",
-        "prompt": "p" * 6000,
+        "prompt": "p" * 5000,
         "aspect_ratio": "21:9",
         "duration": 7,
         "image_urls": images,
@@ -607,6 +607,41 @@ def test_an_unknown_model_is_sent_as_given_without_local_validation() -> None:
         request.spec,
         request.effective_duration,
     )
+
+
+@pytest.mark.parametrize(
+    ("field", "rule", "kwargs"),
+    [
+        # issue 12, attack 9: a 10 MB prompt and duration -5 were sent for an unknown --model
+        ("prompt", "must be at most 5000 characters", {"prompt": "p" * 10_000_000}),
+        ("prompt", "must be at most 5000 characters (got 5001)", {"prompt": "p" * 5001}),
+        ("prompt", "must not be blank", {"prompt": " "}),
+        ("duration", "must be a positive integer", {"duration": -5}),
+        ("duration", "must be a positive integer", {"duration": 0}),
+        ("duration", "must be a positive integer", {"duration": 4.5}),
+        ("image_urls", "at most 30 image URLs", {"image_urls": [IMAGE] * 31}),
+    ],
+)
+def test_an_unknown_model_still_gets_the_shared_checks(
+    field: str, rule: str, kwargs: dict[str, Any]
+) -> None:
+    rejected(field, rule, model="kling-v2-master", **kwargs)
+
+
+def test_an_unknown_model_is_logged_once_as_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="evolink_async"):
+        VideoRequest(prompt="x", model="brand-new-model-7")
+        VideoRequest(prompt="y", model="brand-new-model-7")
+    warnings = [r for r in caplog.records if "brand-new-model-7" in r.getMessage()]
+    assert (1, "WARNING") == (len(warnings), warnings[0].levelname)
+
+
+def test_a_listed_model_without_published_rules_is_not_warned_about(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level("WARNING", logger="evolink_async"):
+        VideoRequest(prompt="x", model="veo3-fast", duration=8)
+    assert [] == [r for r in caplog.records if "veo3-fast" in r.getMessage()]
 
 
 # -- JSON -----------------------------------------------------------------------------------

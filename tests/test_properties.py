@@ -21,12 +21,14 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from evolink_async.errors import InvalidRequestError
-from evolink_async.models import MODEL_SPECS, VideoRequest
+from evolink_async.models import MODEL_SPECS, ModelSpec, VideoRequest
 
 CORE_FIELDS = ("model", "prompt", "aspect_ratio", "duration", "image_urls", "callback_url")
 FIELD = re.compile(
-    r"(?P<core>model|prompt|aspect_ratio|duration|image_urls|callback_url)"
-    r"|image_urls\[(?P<index>\d+)\]"
+    r"(?P<core>model|prompt|aspect_ratio|duration|image_urls|callback_url"
+    r"|image_start|image_end|video_urls|audio_urls|model_params)"
+    r"|(?P<list>image_urls|video_urls|audio_urls)\[(?P<index>\d+)\]"
+    r"|model_params\.(?P<param>.*)"
     r"|extra\.(?P<extra>.*)"
     r"|(?P<whole>extra)",
     re.DOTALL,
@@ -137,21 +139,42 @@ def check_valid(request: VideoRequest) -> None:
     assert request == VideoRequest.from_json(body)
 
 
+def needed_fields(spec: ModelSpec | None) -> frozenset[str]:
+    """The typed fields a model needs (required, or with a minimum count)."""
+    if spec is None:
+        return frozenset()
+    counted = {
+        name
+        for name, low in (
+            ("image_urls", spec.min_images),
+            ("video_urls", spec.video_urls[0] if spec.video_urls else 0),
+            ("audio_urls", spec.audio_urls[0] if spec.audio_urls else 0),
+        )
+        if low
+    }
+    return spec.required | counted
+
+
 def check_field(error: InvalidRequestError, given: Mapping[str, Any]) -> None:
     """``error.field`` names a field that was given, and only a field that can be wrong."""
     match = FIELD.fullmatch(error.field)
     assert match is not None, f"{error.field!r} names no field"
+    model = given.get("model")
+    spec = MODEL_SPECS.get(model) if isinstance(model, str) else None
     if match["core"]:
-        # "prompt" may be missing (from_json); any other core field was given
-        assert match["core"] in given or match["core"] == "prompt", error
+        # "prompt" may be missing (from_json); a field the model requires may be missing;
+        # any other core field was given
+        required = needed_fields(spec)
+        core = match["core"]
+        assert core in given or core == "prompt" or core in required, error
     elif match["index"] is not None:
-        assert "image_urls" in given, error
+        assert match["list"] in given, error
+    elif match["param"] is not None:
+        assert "model_params" in given or (spec is not None and spec.required_params), error
     elif match["extra"] is not None:
         name = match["extra"]
         extra = given.get("extra", given)
-        model = given.get("model")
-        spec = MODEL_SPECS.get(model) if isinstance(model, str) else None
-        required = spec.required_extra if spec is not None else frozenset()
+        required = spec.required_extra | spec.required if spec is not None else frozenset()
         assert isinstance(extra, Mapping)
         assert name in extra or name in CORE_FIELDS or name in required, error
     else:  # the whole "extra": not a mapping of names, which only Python can pass

@@ -58,11 +58,13 @@ answer (``unknown``) at their price until resolved (see :mod:`.ledger`).
 
 Modules: :mod:`.input` (prompts in), :mod:`.ledger` (the one state machine per line),
 :mod:`.journal` (records in, folded state out), :mod:`.plan` (journal → what to do),
-:mod:`.manifest` (entries out), :mod:`.job` (plan → dispatcher → downloads).
+:mod:`.manifest` (entries out), :mod:`.job` (plan → dispatcher → downloads), :mod:`.gallery`
+(``index.html``: the manifest as a page of playable clips).
 """
 
 from __future__ import annotations
 
+from .gallery import GALLERY_FILENAME, GalleryError, read_manifest, render_gallery, write_gallery
 from .input import (
     BatchInputError,
     BatchLine,
@@ -77,18 +79,23 @@ from .ledger import BatchProgress
 from .manifest import MANIFEST_FILENAME, BatchSummary, LineStatus, ManifestEntry
 
 __all__ = [
+    "GALLERY_FILENAME",
     "MANIFEST_FILENAME",
     "BatchInputError",
     "BatchJob",
     "BatchLine",
     "BatchProgress",
     "BatchSummary",
+    "GalleryError",
     "LineProblem",
     "LineStatus",
     "ManifestEntry",
     "PromptFormat",
     "load_prompts",
     "parse_prompts",
+    "read_manifest",
+    "render_gallery",
     "run_batch",
     "video_filename",
+    "write_gallery",
 ]

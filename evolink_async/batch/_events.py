@@ -109,6 +109,8 @@ class Recorder:
         self.changed = anyio.Event()
         #: ids of the tasks of earlier runs that this run re-attached, until they end
         self.attached: set[str] = set()
+        #: gives credits back to the batch's budget (what a failed re-attached task held)
+        self.refund: Callable[[float], None] | None = None
 
     def attach(self, line: int, request: VideoRequest) -> Attach:
         """The dispatcher's item that re-attaches the task an earlier run created for ``line``
@@ -173,7 +175,8 @@ class Recorder:
         self.touched()
 
     def on_outcome(self, line: int, outcome: Outcome) -> None:
-        """Record how a line ended (called once per outcome; repeats are ignored)."""
+        """Record how a line ended, from its ``Completed`` or ``Failed`` event (a repeat
+        would be ignored)."""
         ln = self.ledger[line]
         if ln.final or ln.state == "downloading":
             return
@@ -248,9 +251,11 @@ class Recorder:
 
     def retry_later(self, line: int, exc: TaskFailedError) -> None:
         """A re-attached task failed retryably: journal it and queue the line again."""
-        task_id = self.ledger[line].task_id
+        ln = self.ledger[line]
+        task_id, held = ln.task_id, ln.held
         assert task_id is not None
         self._post(
             functools.partial(self.journal.finished, line, task_id, "failed", error_info(exc))
         )
-        self.ledger.requeued(line)
+        if self.ledger.requeued(line) and held > 0 and self.refund is not None:
+            self.refund(held)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import os
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, cast
 
@@ -20,6 +20,7 @@ import anyio.to_thread
 
 from ..dispatcher import Batch, Item
 from ..errors import JournalError
+from ..limits import CreditBudget
 from ._downloads import Downloader, check_files
 from ._events import Recorder
 from ._writer import JournalWriter
@@ -100,6 +101,7 @@ class BatchJob:
         self._interrupted = False
         self._aborted: str | None = None
         self._started = False
+        self._ready = False
         self._start_time = time.monotonic()
         self._requests_at_start = 0
 
@@ -136,10 +138,17 @@ class BatchJob:
 
     # -- the run -------------------------------------------------------------------------
 
-    async def run(self) -> BatchSummary:
+    @property
+    def ready(self) -> bool:
+        """True once the directory is locked, the journal read and the lines planned: every
+        error of the input and the output directory has been raised by then."""
+        return self._ready
+
+    async def run(self, *, on_ready: Callable[[], object] | None = None) -> BatchSummary:
         """Run the job once. Raises ``JournalLockedError`` when another job holds the
         directory, :class:`BatchInputError` when the journal holds other requests for these
-        lines (nothing is submitted then), and ``JournalError`` if the journal fails."""
+        lines (nothing is submitted then), and ``JournalError`` if the journal fails.
+        ``on_ready`` is called when the job is :attr:`ready`, before anything is sent."""
         if self._started:
             raise RuntimeError("a BatchJob runs once")
         self._started = True
@@ -151,6 +160,9 @@ class BatchJob:
         journal = await Journal.aopen(self.out_dir)
         try:
             todo = await self._plan(journal.state)
+            self._ready = True
+            if on_ready is not None:
+                on_ready()
             writer = self._wire(journal)
             try:
                 async with anyio.create_task_group() as tg:
@@ -268,21 +280,24 @@ class BatchJob:
                 request = self._entries[line].request
                 yield rec.attach(line, request) if line in attach else request
 
+        left = self._ledger.budget_left(self.budget)
+        # the batch's budget counts what re-attached tasks hold as spent; if one fails and the
+        # line is submitted again, the recorder gives its credits back to this budget
+        budget = CreditBudget(left) if left is not None else None
+        rec.refund = budget.grow if budget is not None else None
         batch: Batch = self.client.dispatcher.generate_many(
             source(),
-            budget=self._ledger.budget_left(self.budget),
+            budget=budget,
             max_attempts=self.max_attempts,
             timeout=self.task_timeout,
             on_event=functools.partial(rec.on_event, lines),
             before_create=functools.partial(rec.before_create, lines),
         )
         try:
-            while True:
-                try:
-                    outcome = await batch.__anext__()
-                except StopAsyncIteration:
-                    return
-                rec.on_outcome(lines[outcome.index - 1], outcome)
+            # the recorder took each outcome from its Completed/Failed/BudgetSkipped event,
+            # the moment it happened; iterating only drives the batch to its end
+            async for _ in batch:
+                pass
         finally:
             with anyio.CancelScope(shield=True):
                 await batch.aclose()

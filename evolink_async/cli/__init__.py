@@ -8,6 +8,7 @@
     evolink-async status TASK_ID
     evolink-async credits
     evolink-async simulate --port 8080 --time-scale 0.05
+    evolink-async gallery DIR
 
 Exit status: 0 all completed, 1 some not completed (or a request failed), 2 usage or input
 errors (nothing was sent), 130 interrupted. The API key (``--api-key`` or
@@ -18,7 +19,7 @@ extra) is installed, and to plain periodic log lines otherwise.
 
 The modules: ``parser`` (the options), ``app`` (signals, the event loop, exit codes, the
 connection), ``display`` (progress and summaries), and one per command: ``batch``,
-``generate``, ``tasks`` (``status``, ``credits``) and ``simulate``.
+``generate``, ``tasks`` (``status``, ``credits``), ``simulate`` and ``gallery``.
 """
 
 from __future__ import annotations

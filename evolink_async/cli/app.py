@@ -14,7 +14,7 @@ from typing import Any
 
 import anyio
 
-from .._env import env_api_key, env_base_url
+from .._env import env_api_key, env_base_url, env_time_scale
 from ..client import EvolinkClient
 
 __all__ = [
@@ -128,6 +128,11 @@ def connection(args: argparse.Namespace) -> tuple[str, str] | None:
     if not api_key:
         err("no API key: pass --api-key or set $EVOLINK_API_KEY (or try --simulate)")
         return None
+    try:
+        env_time_scale()
+    except ValueError as exc:
+        err(str(exc))
+        return None
     return args.base_url or env_base_url(), api_key
 
 
@@ -155,7 +160,6 @@ async def service(args: argparse.Namespace, **client_kwargs: Any) -> AsyncIterat
     if conn is None:
         raise UsageError
     base_url, api_key = conn
-    async with EvolinkClient(
-        api_key, base_url, time_scale=time_scale or 1.0, **client_kwargs
-    ) as client:
+    # no --time-scale: $EVOLINK_TIME_SCALE, or the one a simulator states on its answers
+    async with EvolinkClient(api_key, base_url, time_scale=time_scale, **client_kwargs) as client:
         yield client

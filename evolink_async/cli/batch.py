@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -34,6 +35,7 @@ from .app import (
     service,
 )
 from .display import Display, make_display, print_summary
+from .gallery import write_batch_gallery
 
 __all__ = ["DEFAULT_LISTEN", "batch_command", "follow"]
 
@@ -120,6 +122,7 @@ async def _batch_async(
         return EXIT_SOME_FAILED
     if not args.quiet:
         print_summary(summary)
+    await write_batch_gallery(summary, quiet=args.quiet)
     if summary.interrupted:
         return EXIT_INTERRUPTED
     return EXIT_OK if summary.ok else EXIT_SOME_FAILED
@@ -146,12 +149,24 @@ async def _run_job(
         job = _make_job(client, lines, args)
         interrupts.on_first = job.stop
         interrupts.message = _STOPPING
-        if not args.quiet:
-            where = "the embedded simulator" if args.simulate else redact_url(client.base_url)
-            print(f"batch: {len(lines)} prompts → {args.out} ({where})", flush=True)
-            if receiver is not None:
-                print(f"callbacks: {receiver.redacted_url}", flush=True)
-        return await follow(job, make_display(args.quiet))
+
+        def ready() -> None:  # the input and the directory are checked: output may begin
+            if not args.quiet:
+                where = "the embedded simulator" if args.simulate else redact_url(client.base_url)
+                print(f"batch: {len(lines)} prompts → {args.out} ({where})", flush=True)
+                if receiver is not None:
+                    print(f"callbacks: {receiver.redacted_url}", flush=True)
+
+        try:
+            return await follow(job, make_display(args.quiet), on_ready=ready)
+        except (OSError, JournalError) as exc:
+            # the directory itself cannot be used (a file, no permission): bad input, exit 2
+            if job.ready or isinstance(exc, (JournalLockedError, JournalCorruptError)):
+                raise
+            cause = exc if isinstance(exc, OSError) else exc.__cause__
+            why = cause.strerror if isinstance(cause, OSError) and cause.strerror else exc
+            err(f"--out {args.out}: cannot be used as the output directory: {why}")
+            raise UsageError from None
 
 
 def _client_kwargs(args: argparse.Namespace) -> dict[str, Any]:
@@ -188,10 +203,10 @@ class _Refresher:
     async def loop(self) -> None:
         while True:
             progress = self.job.progress()
-            if not self.started and progress.total:
+            if not self.started and progress.total and self.job.ready:
                 self.display.start(progress)
                 self.started = True
-            else:
+            elif self.started:
                 self.display.update(progress)
             await anyio.sleep(_REFRESH)
 
@@ -200,9 +215,12 @@ class _Refresher:
             self.display.stop(self.job.progress())
 
 
-async def follow(job: BatchJob, display: Display) -> BatchSummary:
-    """Run the job, refreshing the display while it runs. The job's errors come out as they
-    are, not wrapped in an exception group."""
+async def follow(
+    job: BatchJob, display: Display, *, on_ready: Callable[[], object] | None = None
+) -> BatchSummary:
+    """Run the job, refreshing the display once it is ready (nothing is shown before the
+    input and the directory are checked). The job's errors come out as they are, not wrapped
+    in an exception group."""
     refresher = _Refresher(job, display)
     summary: BatchSummary | None = None
     error: Exception | None = None
@@ -210,7 +228,7 @@ async def follow(job: BatchJob, display: Display) -> BatchSummary:
         async with anyio.create_task_group() as tg:
             tg.start_soon(refresher.loop)
             try:
-                summary = await job.run()
+                summary = await job.run(on_ready=on_ready)
             except Exception as exc:  # raised again below, on its own
                 error = exc
             tg.cancel_scope.cancel()

@@ -10,6 +10,7 @@ from ..__about__ import __version__
 from .._env import CALLBACK_SECRET_ENV
 from .app import SIMULATE_TIME_SCALE
 from .batch import DEFAULT_LISTEN, batch_command
+from .gallery import gallery_command
 from .generate import generate_command
 from .simulate import simulate_command
 from .tasks import credits_command, status_command
@@ -17,6 +18,7 @@ from .tasks import credits_command, status_command
 __all__ = [
     "add_batch",
     "add_credits",
+    "add_gallery",
     "add_generate",
     "add_simulate",
     "add_status",
@@ -80,8 +82,9 @@ def _add_connection(parser: argparse.ArgumentParser, *, simulate: bool) -> None:
         "--time-scale",
         type=positive_float,
         metavar="S",
-        help="local seconds per service second: match a simulator running faster than real "
-        f"time (default 1; {SIMULATE_TIME_SCALE} with --simulate)",
+        help="local seconds per service second, for a simulator running faster than real "
+        "time (default: $EVOLINK_TIME_SCALE, else the scale the simulator states on its "
+        f"answers, else 1; {SIMULATE_TIME_SCALE} with --simulate)",
     )
     group.add_argument(
         "--no-idempotency",
@@ -258,6 +261,19 @@ def add_simulate(sub: _Commands) -> None:
     simulate.set_defaults(handler=simulate_command)
 
 
+def add_gallery(sub: _Commands) -> None:
+    gallery = sub.add_parser(
+        "gallery",
+        help="(re)build DIR/index.html, the page of a batch's clips",
+        description="Write DIR/index.html from DIR/manifest.jsonl: every line of the manifest, "
+        "its clip playable in place, filterable by status (batch writes it when it ends).",
+    )
+    gallery.add_argument("dir", metavar="DIR", help="a batch's output directory")
+    gallery.add_argument("--title", help="the page's title (default: from DIR)")
+    gallery.add_argument("--quiet", "-q", action="store_true", help="do not print the path")
+    gallery.set_defaults(handler=gallery_command)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``evolink-async``."""
     parser = argparse.ArgumentParser(
@@ -271,6 +287,6 @@ def build_parser() -> argparse.ArgumentParser:
         "-v", "--verbose", action="count", default=0, help="log to stderr (-vv: debug)"
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for add in (add_batch, add_generate, add_status, add_credits, add_simulate):
+    for add in (add_batch, add_generate, add_status, add_credits, add_simulate, add_gallery):
         add(sub)
     return parser

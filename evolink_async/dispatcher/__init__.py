@@ -214,14 +214,15 @@ class Dispatcher:
         *,
         max_in_flight: int | None = None,
         rate: float | None = None,
-        budget: float | None = None,
+        budget: float | CreditBudget | None = None,
         max_attempts: int = 3,
         timeout: float | None = None,
         on_event: Callable[[Event], object] | None = None,
         before_create: BeforeCreate | None = None,
     ) -> Batch:
         """One batch: requests (or ``Attach`` items) pulled lazily, numbered from 1 in the
-        order pulled; one ``Outcome`` each."""
+        order pulled; one ``Outcome`` each. ``budget`` limits this batch further: a total, or
+        a ``CreditBudget`` the caller keeps (to ``grow`` it while the batch runs)."""
         conc, budgets = self._client_limits()
         own: ConcurrencyLimit | None = None
         if max_in_flight is not None:
@@ -229,7 +230,9 @@ class Dispatcher:
             # (without grow_every a 429 caused by another user of the key shrank it for good)
             own = ConcurrencyLimit(max_in_flight, grow_every=60.0 * self._services.time_scale)
             conc.append(own)
-        if budget is not None:
+        if isinstance(budget, CreditBudget):
+            budgets.append(budget)
+        elif budget is not None:
             budgets.append(CreditBudget(budget))
         run = BatchRun(
             self._services,

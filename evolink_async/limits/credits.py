@@ -29,7 +29,9 @@ __all__ = [
 
 #: the duration a create without one gets, for each model with published prices
 _DEFAULT_DURATIONS: Final[Mapping[str, int]] = {
-    name: spec.default_duration for name, spec in MODEL_SPECS.items() if spec.prices
+    name: spec.default_duration
+    for name, spec in MODEL_SPECS.items()
+    if spec.prices and spec.default_duration is not None
 }
 
 
@@ -223,6 +225,12 @@ class CreditBudget:
     def _never_fits(self, amount: float) -> bool:
         floor = self._spent if self._release_on_failure else self._spent + self._reserved
         return floor + amount > self._total + EPS * max(1.0, self._total)
+
+    def grow(self, amount: float) -> None:
+        """Raise the total by ``amount``: credits counted as spent elsewhere came back (a
+        batch's re-attached task failed, so what it held may pay for the line's new create)."""
+        self._total += _check_amount(amount)
+        self._notify()
 
     def try_reserve(self, amount: float) -> Reservation | None:
         """Hold ``amount`` credits if they fit now, else ``None``."""

@@ -6,6 +6,9 @@ from collections.abc import Mapping
 
 import attrs
 
+from evolink_async.models import MODEL_SPECS as REGISTRY  # the package's public API only
+from evolink_async.models import ModelSpec as Rules
+
 __all__ = [
     "DEFAULT_FAILURE_CODES",
     "DEFAULT_MODELS",
@@ -27,6 +30,8 @@ class ModelSpec:
     prompt_max: int = 5000
     aspect_ratios: tuple[str, ...] = ("1280x720", "720x1280", "16:9", "9:16")
     max_images: int = 1
+    #: the registry entry whose rules the simulator applies (None: only the fields above)
+    rules: Rules | None = None
 
     def __attrs_post_init__(self) -> None:
         if self.default_duration not in self.durations:
@@ -44,7 +49,25 @@ def _per_second(rate: float, durations: tuple[int, ...]) -> dict[int, float]:
 # per second of video, only so that budgets behave plausibly. Pass `models=` to change them.
 _SORA_RATE = 5.76
 
-DEFAULT_MODELS: Mapping[str, ModelSpec] = {
+
+def _from_registry(rules: Rules) -> ModelSpec:
+    """A simulated model for a registry entry: its rules, and a GUESSED price (5.76 credits a
+    second; a model without published durations bills a 5 s clip, whatever it is asked)."""
+    durations = tuple(d for d in rules.durations if d > 0) or (5,)
+    default = rules.default_duration if rules.default_duration in durations else durations[0]
+    return ModelSpec(
+        name=rules.name,
+        durations=durations,
+        default_duration=default,
+        prices=_per_second(_SORA_RATE, durations),
+        prompt_max=rules.prompt_max or 1_000_000,
+        aspect_ratios=rules.aspect_ratios or (),
+        max_images=rules.max_images,
+        rules=rules,
+    )
+
+
+_LEGACY: Mapping[str, ModelSpec] = {
     spec.name: spec
     for spec in (
         ModelSpec(
@@ -78,6 +101,12 @@ DEFAULT_MODELS: Mapping[str, ModelSpec] = {
         ),
     )
 }
+
+DEFAULT_MODELS: Mapping[str, ModelSpec] = {
+    **{name: _from_registry(rules) for name, rules in REGISTRY.items()},
+    **{name: attrs.evolve(spec, rules=REGISTRY.get(name)) for name, spec in _LEGACY.items()},
+}
+"""Every model of the package's registry, with its rules; the first four keep their prices."""
 
 # Task-level error codes (inside a failed task), as documented.
 FATAL_TASK_ERRORS: tuple[str, ...] = (

@@ -10,12 +10,20 @@ from attrs import validators as v
 
 from ._catalog import DEFAULT_FAILURE_CODES, DEFAULT_MODELS, ModelSpec
 
-__all__ = ["CREATE_FAULTS", "DEFAULT_API_KEY", "CreateFault", "SimulatorConfig"]
+__all__ = [
+    "CREATE_FAULTS",
+    "DEFAULT_API_KEY",
+    "TIME_SCALE_HEADER",
+    "CreateFault",
+    "SimulatorConfig",
+]
 
 CreateFault = Literal["500", "502", "503", "520", "522", "524", "drop", "timeout"]
 CREATE_FAULTS: tuple[CreateFault, ...] = get_args(CreateFault)
 
 DEFAULT_API_KEY = "sk-evo-simulator-key"
+#: the header on which the simulator states its time scale (the real gateway never sends it)
+TIME_SCALE_HEADER = "X-Evolink-Simulator-Time-Scale"
 
 _ONCE: int | None = 1
 _rate = [v.instance_of(float), v.ge(0.0), v.le(1.0)]
@@ -51,6 +59,9 @@ class SimulatorConfig:
     seed: int = 0
     #: real seconds per simulated second (0.01: a "300 s" task takes 3 real s)
     time_scale: float = attrs.field(default=1.0, converter=float, validator=_positive)
+    #: state ``time_scale`` on every API answer (the X-Evolink-Simulator-Time-Scale header), so
+    #: that a client adopts it; False: a client must be told (as before)
+    state_time_scale: bool = True
     models: Mapping[str, ModelSpec] = DEFAULT_MODELS
 
     # timing of a task (simulated seconds, uniform in [low, high])

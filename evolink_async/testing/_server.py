@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import hmac
 import random
@@ -16,7 +17,7 @@ from aiohttp import web
 
 from ._callbacks import CallbackSender
 from ._clock import Clock, ManualClock, ScaledClock
-from ._config import SimulatorConfig
+from ._config import TIME_SCALE_HEADER, SimulatorConfig
 from ._creates import CreateDesk
 from ._errors import ApiError, error_body
 from ._files import UnsatisfiableRange, parse_range, sample_video, sign
@@ -97,6 +98,7 @@ class Simulator:
             ("*", "/{tail:.*}", "other", self._not_found),
         ]
         app.router.add_get("/_simulator/stats", self._stats_json)
+        app.router.add_get("/_simulator/info", functools.partial(_info_json, self.config))
         for method, path, endpoint, handler in routes:
             app.router.add_route(method, path, self._wrap(endpoint, handler))
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.25)
@@ -226,6 +228,8 @@ class Simulator:
             response = await handler(request, call)
         except ApiError as error:
             response = web.json_response(error.body, status=error.status, headers=error.headers)
+        if self.config.state_time_scale:
+            response.headers[TIME_SCALE_HEADER] = repr(self.config.time_scale)
         if call.fault == "ghost":
             if call.task is not None:
                 call.task.ghost = True
@@ -327,6 +331,12 @@ class Simulator:
     async def _stats_json(self, request: web.Request) -> web.StreamResponse:
         self._state.settle()
         return web.json_response(self.stats.to_dict())
+
+
+async def _info_json(config: SimulatorConfig, request: web.Request) -> web.StreamResponse:
+    """What a client needs to know of the simulator: its time scale and models."""
+    info = {"time_scale": config.time_scale, "models": sorted(config.models)}
+    return web.json_response(info, headers={TIME_SCALE_HEADER: repr(config.time_scale)})
 
 
 def _check_link(secret: bytes, task: SimulatedTask, query: Mapping[str, str], now: float) -> None:

@@ -12,6 +12,7 @@ from evolink_async.models import is_private_host  # the package's public API onl
 
 from ._catalog import ModelSpec
 from ._errors import ApiError
+from ._model_rules import check_rules
 
 __all__ = ["CreateRequest", "validate_create"]
 
@@ -56,6 +57,29 @@ def validate_create(
     if spec is None:
         raise ApiError(404, "model_not_found", "Specified model not found", "not_found_error")
 
+    if spec.rules is not None:
+        prompt, given, image_urls = check_rules(body, spec.rules)
+        duration = given if given in spec.durations else spec.default_duration
+    else:
+        prompt, duration, image_urls = _check_plain(body, spec)
+    aspect_ratio = body.get("aspect_ratio")
+
+    callback_url = body.get("callback_url")
+    if callback_url is not None:
+        _check_callback(callback_url, allow_insecure=allow_insecure_callbacks)
+
+    return CreateRequest(
+        spec=spec,
+        prompt=prompt,
+        duration=duration,
+        aspect_ratio=aspect_ratio,
+        image_urls=tuple(image_urls),
+        callback_url=callback_url,
+    )
+
+
+def _check_plain(body: Mapping[str, Any], spec: ModelSpec) -> tuple[str, int, list[Any]]:
+    """The checks of a model given without registry rules (``SimulatorConfig(models=...)``)."""
     prompt = body.get("prompt")
     if not isinstance(prompt, str) or not prompt.strip():
         raise ApiError.invalid("prompt", "Invalid prompt parameter: prompt is required")
@@ -90,18 +114,7 @@ def validate_create(
     if any(_uri_host(url) is None for url in image_urls):
         raise ApiError.invalid("image_urls", "Invalid image_urls parameter: must be http(s) URLs")
 
-    callback_url = body.get("callback_url")
-    if callback_url is not None:
-        _check_callback(callback_url, allow_insecure=allow_insecure_callbacks)
-
-    return CreateRequest(
-        spec=spec,
-        prompt=prompt,
-        duration=duration,
-        aspect_ratio=aspect_ratio,
-        image_urls=tuple(image_urls),
-        callback_url=callback_url,
-    )
+    return prompt, duration, image_urls
 
 
 def _check_callback(url: object, *, allow_insecure: bool) -> None:
