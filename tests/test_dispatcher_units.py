@@ -45,7 +45,9 @@ class FakeAPI:
         self.final: dict[str, Task] = {}
         self.requests = 0
 
-    async def create_video(self, request: VideoRequest) -> Task:
+    async def create_video(
+        self, request: VideoRequest, *, idempotency_key: str | None = None
+    ) -> Task:
         self.requests += 1
         task_id = f"task-unified-new-{len(self.created) + 1}"
         self.created.append(task_id)
@@ -215,11 +217,11 @@ async def test_a_batch_counts_the_429s_the_limits_saw_as_rate_limited_events() -
     limits = rig.limits
     once = [True]
 
-    async def create_video(req: VideoRequest) -> Task:
+    async def create_video(req: VideoRequest, *, idempotency_key: str | None = None) -> Task:
         if once[0]:  # the transport would tell its gate of the 429, then retry
             once[0] = False
             limits.on_rate_limited(rate_limited("slow down"))
-        return await create(req)
+        return await create(req, idempotency_key=idempotency_key)
 
     api.create_video = create_video  # type: ignore[method-assign]
     outcomes = await rig.run([request("a")])

@@ -8,14 +8,20 @@ is on the simulator's counters, never on wall time.
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from evolink_async import EvolinkClient, Outcome, RetryPolicy
+from evolink_async.batch import MANIFEST_FILENAME, BatchJob, parse_prompts
+from evolink_async.batch.journal import Journal
+from evolink_async.cli import main as cli_main
 from evolink_async.testing import Simulator
 
 TS = 0.001
@@ -100,3 +106,82 @@ async def test_paid_outcome_unknown_is_waited_out_with_the_same_key() -> None:
         outcomes = await run_batch(client, prompts(3))
     assert {"completed": 3} == Counter(o.status for o in outcomes)
     assert dict.fromkeys(prompts(3), 1) == dict(sim.stats.creates_per_prompt)
+
+
+async def until(check: Callable[[], bool], *, attempts: int = 2000) -> None:
+    """Yield to the loop until ``check()`` holds (bounded; no timing assertion)."""
+    for _ in range(attempts):
+        if check():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("condition not met")
+
+
+@pytest.mark.parametrize("max_in_flight", [1, 4])
+async def test_attack_4_after_a_break_no_more_creates_than_were_in_flight(
+    max_in_flight: int,
+) -> None:
+    # Before: `async for o in batch: break` kept creating (8 creates at the break, 29 three
+    # seconds later) until garbage collection: the buffer of undelivered outcomes was 256.
+    knobs = {"create_fault": None, "generation_time": (20.0, 60.0), "queue_delay": (0.0, 1.0)}
+    async with service(knobs) as (sim, client):
+        batch = client.generate_many(prompts(60), max_in_flight=max_in_flight)
+        async for _ in batch:
+            break
+        at_break = len(sim.tasks)
+        # everything in flight at the break ends (the simulator's clock drives it)
+        await until(lambda: sim.active_tasks == 0 and batch.stats().in_flight == 0)
+        await until(lambda: batch.stats().submitting == 0)
+        created = len(sim.tasks)
+        await batch.aclose()
+    assert created - at_break <= max_in_flight
+    assert created <= 2 * max_in_flight + 1
+
+
+@pytest.mark.parametrize("journaled_key", [True, False], ids=["with-key", "older-journal"])
+async def test_a_resumed_batch_sends_an_intent_only_line_again_with_its_journaled_key(
+    tmp_path: Path, journaled_key: bool
+) -> None:
+    # A crashed run journaled line 1's intent, and the service took its create; no answer came.
+    out = tmp_path / "clips"
+    lines = parse_prompts(["one", "two"], fmt="txt")
+    key = "evb_" + "1" * 40
+    async with service({}) as (sim, client):
+        task = await client.create_video(lines[0].request, idempotency_key=key)
+        async with await Journal.aopen(out) as journal:
+            await journal.intent(1, lines[0].fingerprint, key if journaled_key else None)
+        await BatchJob(client, lines, out).run()
+        replayed = sim.stats.replayed
+    entries = [json.loads(raw) for raw in (out / MANIFEST_FILENAME).read_text().splitlines()]
+    first = entries[0]
+    if journaled_key:  # sent again with its key: the original task, no new charge
+        assert ("completed", task.id, 1) == (first["status"], first["task_id"], replayed)
+    else:  # no key to send it again with: reported, never resubmitted behind the user's back
+        assert ("unknown", "maybe_created", 0) == (
+            first["status"],
+            first["error"]["code"],
+            replayed,
+        )
+    assert "completed" == entries[1]["status"]
+    assert {"one": 1, "two": 1} == dict(sim.stats.creates_per_prompt)
+
+
+@pytest.mark.parametrize("flag", [[], ["--no-idempotency"]], ids=["keys", "no-idempotency"])
+def test_the_batch_command_journals_each_intent_s_key_unless_told_not_to(
+    tmp_path: Path, flag: list[str]
+) -> None:
+    source = tmp_path / "prompts.txt"
+    source.write_text("a kite\na heron\n")
+    out = tmp_path / "clips"
+    code = cli_main(["batch", str(source), "--out", str(out), "--simulate", "--quiet", *flag])
+    records = [json.loads(raw) for raw in (out / "journal.jsonl").read_text().splitlines()]
+    intents = [r for r in records if r["event"] == "intent"]
+    assert (0, 2) == (code, len(intents))
+    if flag:
+        assert ([], []) == (
+            [r for r in records if r["event"] == "job"],
+            [r for r in intents if "key" in r],
+        )
+    else:
+        assert 1 == sum(r["event"] == "job" for r in records)
+        assert all(r["key"].startswith("evb_") for r in intents)

@@ -34,6 +34,7 @@ from ..errors import (
     TaskTimeoutError,
 )
 from ..models import TaskStatus, VideoRequest
+from ._linekeys import LineKeys
 from ._writer import JournalWriter, Op
 from .journal import Journal
 from .ledger import Ledger
@@ -78,7 +79,8 @@ class Recorder:
     ``on_download`` is called with a line whose clip is to be fetched now; ``on_abort`` with
     the reason the job must stop admitting (the service refused the key or the credits);
     ``stopping()`` says whether the job stopped admitting; ``fingerprints`` are the lines'
-    request fingerprints, for their intents.
+    request fingerprints, for their intents; ``keys`` gives each attempt's idempotency key
+    (journaled in its intent, then sent with the create).
 
     A task an earlier run created is re-attached through the dispatcher (:meth:`attach`): it
     keeps the credits journaled for it when it completes, and a retryable failure journals
@@ -96,6 +98,7 @@ class Recorder:
         on_abort: Callable[[str], None],
         stopping: Callable[[], bool],
         fingerprints: Mapping[int, str],
+        keys: LineKeys | None = None,
     ) -> None:
         self.ledger = ledger
         self.journal = journal
@@ -105,6 +108,7 @@ class Recorder:
         self.on_abort = on_abort
         self.stopping = stopping
         self.fingerprints = fingerprints
+        self.keys = keys
         self.rate_limited = 0
         self.changed = anyio.Event()
         #: ids of the tasks of earlier runs that this run re-attached, until they end
@@ -129,15 +133,17 @@ class Recorder:
 
     async def before_create(
         self, lines: Sequence[int], index: int, request: VideoRequest, attempt: int
-    ) -> None:
-        """The dispatcher's hook: the intent is on disk before the create is sent."""
+    ) -> str | None:
+        """The dispatcher's hook: the intent (with the attempt's idempotency key) is on disk
+        before the create is sent; returns the key."""
         line = lines[index - 1]
         if self.stopping():
             raise Stopped("not submitted: the batch was stopped")
+        key = self.keys.key(line, attempt) if self.keys is not None else None
         self.ledger.post(line)
         try:
             await self.writer.write(
-                functools.partial(self.journal.intent, line, self.fingerprints[line])
+                functools.partial(self.journal.intent, line, self.fingerprints[line], key)
             )
         except BaseException as exc:
             if isinstance(exc, Exception):
@@ -147,6 +153,7 @@ class Recorder:
             self.touched()
             raise
         self.ledger.intent_written(line)
+        return key
 
     def on_event(self, lines: Sequence[int], event: Event) -> None:
         """The dispatcher's ``on_event``: ``lines`` maps its 1-based index to line numbers."""

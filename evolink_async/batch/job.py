@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, cast
 
@@ -23,9 +23,10 @@ from ..errors import JournalError
 from ..limits import CreditBudget
 from ._downloads import Downloader, check_files
 from ._events import Recorder
+from ._linekeys import LineKeys
 from ._writer import JournalWriter
 from .input import BatchLine, PromptFormat, load_prompts
-from .journal import Journal, LineState
+from .journal import Journal, LineState, key_seed
 from .ledger import BatchProgress, Ledger, LedgerLine
 from .manifest import (
     BatchSummary,
@@ -163,7 +164,9 @@ class BatchJob:
             self._ready = True
             if on_ready is not None:
                 on_ready()
-            writer = self._wire(journal)
+            keys_on = self.client.api.idempotency and bool(todo.submit)
+            seed = await key_seed(journal) if keys_on else None
+            writer = self._wire(journal, seed, todo.resend)
             try:
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(writer.run)
@@ -191,8 +194,11 @@ class BatchJob:
             aborted=self._aborted,
         )
 
-    def _wire(self, journal: Journal) -> JournalWriter:
-        """Build the run's journal writer, event recorder and downloader."""
+    def _wire(self, journal: Journal, seed: str | None, resend: Mapping[int, str]) -> JournalWriter:
+        """Build the run's journal writer, event recorder (with the keys of its creates:
+        ``seed``, None when keys are off; ``resend``, the lines sent again with their key)
+        and downloader."""
+        fingerprints = {n: e.fingerprint for n, e in self._entries.items()}
         writer = JournalWriter(lambda exc: self._abort(f"the journal cannot be written: {exc}"))
         self._rec = Recorder(
             self._ledger,
@@ -202,7 +208,8 @@ class BatchJob:
             on_download=self._start_download,
             on_abort=self._abort,
             stopping=lambda: self._stopping,
-            fingerprints={n: e.fingerprint for n, e in self._entries.items()},
+            fingerprints=fingerprints,
+            keys=LineKeys(seed, fingerprints, lambda n: self._ledger[n].attempts, resend),
         )
         self._downloads = Downloader(
             self.client, self.out_dir, self._rec, self._download_concurrency, lambda: self._stopping
@@ -225,6 +232,7 @@ class BatchJob:
             present,
             retry_unknown=self.retry_unknown,
             download=self.download,
+            keys=self.client.api.idempotency,
         )
 
     async def _execute(self, todo: Plan) -> None:

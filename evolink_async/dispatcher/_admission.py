@@ -67,7 +67,9 @@ class TaskAPI(Protocol):
     @property
     def requests(self) -> int: ...
 
-    def create_video(self, request: VideoRequest) -> Awaitable[Task]: ...
+    def create_video(
+        self, request: VideoRequest, *, idempotency_key: str | None = None
+    ) -> Awaitable[Task]: ...
 
 
 @attrs.frozen
@@ -156,6 +158,8 @@ class Run:
         self.stats = BatchStats()
         self.tasks: set[asyncio.Task[Any]] = set()
         self.live: dict[str, Job] = {}
+        #: jobs answered with the task id of a live job (each still gets its own outcome)
+        self.twins: dict[str, list[Job]] = {}
         #: set whenever something changed that a waiter (feeder, consumer) may care about
         self.changed = Signal()
         self.create_gate = anyio.Semaphore(create_parallelism, fast_acquire=True)
@@ -179,9 +183,8 @@ class Run:
         raise NotImplementedError
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        # A loose task, not a task group: a batch is driven by an async generator whose steps
-        # may run in different tasks, where a task group cannot live. Every task is kept,
-        # cancelled and awaited by aclose().
+        # A loose task, not a task group: a batch's steps may run in different tasks, where a
+        # task group cannot live. Every task is kept, cancelled and awaited by aclose().
         task = asyncio.get_running_loop().create_task(coro)
         self.tasks.add(task)
         task.add_done_callback(self._spawned_done)
@@ -214,12 +217,13 @@ class Run:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        for task_id, job in list(self.live.items()):
+        for task_id, job in self.live_jobs():
             self.services.poller.forget(task_id)
             # the task runs on at the service and may be billed: keep its credits
             self._settle(job, commit=True)
             self._release_slots(job)
         self.live.clear()
+        self.twins.clear()
         self.notify()  # a consumer waiting for outcomes sees the run has ended
 
     # -- one job -----------------------------------------------------------------------------
@@ -307,9 +311,10 @@ class Run:
         job.attempts += 1
         self.stats.creates += 1
         try:
+            key = None
             if self.before_create is not None:
-                await self.before_create(job.index, job.request, job.attempts)
-            task = await self.services.api.create_video(job.request)
+                key = await self.before_create(job.index, job.request, job.attempts)
+            task = await self.services.api.create_video(job.request, idempotency_key=key)
         except BaseException as exc:
             self._create_failed(job, exc)
             if not isinstance(exc, Exception):
@@ -344,12 +349,23 @@ class Run:
             return False
         return True
 
+    def live_jobs(self) -> list[tuple[str, Job]]:
+        """Every job whose task is in flight, with its task id (twins included)."""
+        return [*self.live.items(), *((t, j) for t, js in self.twins.items() for j in js)]
+
     def _go_live(self, job: Job, task: Task) -> None:
-        self.live[task.id] = job
+        if task.id in self.live:  # the same task id answered to two creates
+            logger.warning("task %s was answered to two creates; both follow it", task.id)
+            self.twins.setdefault(task.id, []).append(job)
+        else:
+            self.live[task.id] = job
         self.stats.in_flight += 1
 
     def _track(self, job: Job, task: Task) -> None:
-        """Hand a created (or attached) task to the poller until it ends."""
+        """Hand a created (or attached) task to the poller until it ends (a twin's ends with
+        the task its first job follows)."""
+        if self.live.get(task.id) is not job:
+            return
 
         def on_update(t: Task) -> None:
             job.task = t
@@ -363,15 +379,7 @@ class Run:
         )
 
     def _create_failed(self, job: Job, exc: BaseException) -> None:
-        # an answer that cannot be read, a 5xx, no answer: the service may have taken it (a
-        # create with a key was already sent again with it by the transport); any error that
-        # is not the SDK's own (a bug, a decoder failure) is taken the same way
-        maybe_created = (
-            isinstance(exc, DecodeError)
-            or bool(getattr(exc, "maybe_created", False))
-            or not isinstance(exc, EvolinkError)
-        )
-        if not isinstance(exc, Exception) or maybe_created:
+        if not isinstance(exc, Exception) or _maybe_created(exc):
             # The service may have created (and billed) it: keep its credits as spent.
             self._settle(job, commit=True)
             self._release_slots(job)
@@ -382,7 +390,6 @@ class Run:
             return
         self._settle(job, commit=False)
         self._release_slots(job)
-        # certainly not taken: a 429, or a connection never opened (a 5xx is maybe_created)
         refused = isinstance(exc, (RateLimitError, ServerError, APIConnectionError))
         if refused and job.requeues < _REQUEUE_LIMIT and not self.closed:
             # The service certainly took nothing: try again later, not counted as an attempt.
@@ -397,6 +404,10 @@ class Run:
     def _task_done(self, job: Job, task_id: str, result: TaskResult) -> None:
         if self.live.pop(task_id, None) is None:
             return
+        for each in (job, *self.twins.pop(task_id, ())):
+            self._job_done(each, task_id, result)
+
+    def _job_done(self, job: Job, task_id: str, result: TaskResult) -> None:
         self.stats.in_flight -= 1
         self._release_slots(job)
         if not isinstance(result, Task):
@@ -423,6 +434,16 @@ class Run:
     def resubmit(self, job: Job) -> None:
         """A new attempt in its own coroutine (a batch queues it for its feeder instead)."""
         self.spawn(self.attempt(job))
+
+
+def _maybe_created(exc: Exception) -> bool:
+    """Whether the service may have taken a create that raised ``exc``: an answer that cannot
+    be read, a 5xx, no answer (a create with a key was already sent again with it by the
+    transport), or any error that is not the SDK's own (a bug, a decoder failure). Otherwise
+    it certainly took nothing (a 429, a connection never opened, a 4xx)."""
+    if isinstance(exc, DecodeError) or not isinstance(exc, EvolinkError):
+        return True
+    return bool(getattr(exc, "maybe_created", False))
 
 
 def _wrap(exc: BaseException) -> EvolinkError:

@@ -67,12 +67,12 @@ class CreateDesk:
 
     def __init__(
         self,
-        config: SimulatorConfig,
+        config: Callable[[], SimulatorConfig],
         state: ServiceState,
         stats: SimulatorStats,
         schedule: Callable[[SimulatedTask], None],
     ) -> None:
-        self.config = config
+        self._config = config  # the simulator's knobs now (a test may replace them)
         self._state = state
         self._stats = stats
         self._schedule = schedule
@@ -80,10 +80,14 @@ class CreateDesk:
         self._ledger: dict[str, tuple[str, dict[str, Any]]] = {}
         self._unknown_given: Counter[str] = Counter()
         self._faulted: Counter[str] = Counter()
-        self._rng = random.Random(f"{config.seed}/create-faults")
+        self._rng = random.Random(f"{config().seed}/create-faults")
 
     def __repr__(self) -> str:
         return f"<CreateDesk keys={len(self._ledger)} honoured={self.config.idempotency}>"
+
+    @property
+    def config(self) -> SimulatorConfig:
+        return self._config()
 
     @property
     def keys(self) -> int:

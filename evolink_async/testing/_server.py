@@ -74,7 +74,9 @@ class Simulator:
         self._callbacks = CallbackSender(
             self.config, self.clock, self.stats.tasks, self.stats.callbacks, self._settled_body
         )
-        self._desk = CreateDesk(self.config, self._state, self.stats, self._callbacks.schedule)
+        self._desk = CreateDesk(
+            lambda: self.config, self._state, self.stats, self._callbacks.schedule
+        )
         self._runner: web.AppRunner | None = None
         #: requests being answered: a handler whose client hung up (a "slow" answer after the
         #: client's timeout) is in no connection any more, so the runner's cleanup misses it
