@@ -56,8 +56,8 @@ __all__ = ["Job", "Run", "Services", "Signal", "TaskAPI"]
 
 logger = logging.getLogger("evolink_async")
 
-#: creates that fail with one of these (after the transport's own retries) are tried again
-#: later, up to ``max_attempts`` times: the service certainly did not take them.
+#: creates the service certainly did not take (a 429, a connection never opened; after the
+#: transport's own retries) are tried again later, up to this many times
 _REQUEUE_LIMIT = 50
 
 
@@ -390,7 +390,7 @@ class Run:
             return
         self._settle(job, commit=False)
         self._release_slots(job)
-        refused = isinstance(exc, (RateLimitError, ServerError, APIConnectionError))
+        refused = isinstance(exc, (RateLimitError, APIConnectionError))  # a 5xx is unknown
         if refused and job.requeues < _REQUEUE_LIMIT and not self.closed:
             # The service certainly took nothing: try again later, not counted as an attempt.
             job.requeues += 1
@@ -441,7 +441,7 @@ def _maybe_created(exc: Exception) -> bool:
     be read, a 5xx, no answer (a create with a key was already sent again with it by the
     transport), or any error that is not the SDK's own (a bug, a decoder failure). Otherwise
     it certainly took nothing (a 429, a connection never opened, a 4xx)."""
-    if isinstance(exc, DecodeError) or not isinstance(exc, EvolinkError):
+    if isinstance(exc, (DecodeError, ServerError)) or not isinstance(exc, EvolinkError):
         return True
     return bool(getattr(exc, "maybe_created", False))
 
