@@ -1,4 +1,4 @@
-"""nox sessions: tests, lint, typecheck, bench."""
+"""nox sessions: tests, lint, typecheck, bench, docs."""
 
 from __future__ import annotations
 
@@ -48,3 +48,16 @@ def bench(session: nox.Session) -> None:
     profile = [] if full else ["--quick"]
     session.run("python", "benchmarks/bench_batch.py", *profile, *args)
     session.run("python", "benchmarks/bench_scale.py", *profile, *args)
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """The docs site (docs/, mkdocs.yml): mkdocs-material with mkdocstrings, warnings as errors
+    (pass serve to preview it instead)."""
+    session.install("-U", "pip")
+    session.install("-e", ".", "--group", "docs")
+    session.env["NO_MKDOCS_2_WARNING"] = "1"
+    if "serve" in session.posargs:
+        session.run("mkdocs", "serve")
+        return
+    session.run("mkdocs", "build", "--strict")

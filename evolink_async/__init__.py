@@ -6,6 +6,7 @@ adaptive poller, and download the clips; develop against the bundled simulator
 """
 
 from .__about__ import __version__
+from ._logging import configure_logging
 from ._retry import RetryPolicy, set_testing
 from ._transport import RetryEvent
 from .callbacks import CallbackReceiver, ReceiverStats
@@ -50,14 +51,17 @@ from .errors import (
     RateLimitError,
     RequestTooLargeError,
     ServerError,
+    TaskCancelledError,
     TaskError,
     TaskFailedError,
+    TaskStalledError,
     TaskTimeoutError,
     redact_url,
     shorten,
 )
 from .limits import ConcurrencyLimit, CreditBudget, PriceTable, RateLimiter
 from .models import (
+    CANCELLED_CODE,
     DEFAULT_MODEL,
     FATAL_TASK_ERROR_CODES,
     MODEL_SPECS,
@@ -68,7 +72,9 @@ from .models import (
     Task,
     TaskErrorInfo,
     TaskInfo,
+    TaskPage,
     TaskStatus,
+    TaskSummary,
     Usage,
     VideoRequest,
     is_loopback_host,
@@ -78,6 +84,7 @@ from .models import (
 from .poller import PollPolicy
 
 __all__ = [
+    "CANCELLED_CODE",
     "DEFAULT_BASE_URL",
     "DEFAULT_MODEL",
     "FATAL_TASK_ERROR_CODES",
@@ -133,16 +140,21 @@ __all__ = [
     "ServerError",
     "Submitted",
     "Task",
+    "TaskCancelledError",
     "TaskError",
     "TaskErrorInfo",
     "TaskFailedError",
     "TaskHandle",
     "TaskInfo",
+    "TaskPage",
+    "TaskStalledError",
     "TaskStatus",
+    "TaskSummary",
     "TaskTimeoutError",
     "Usage",
     "VideoRequest",
     "__version__",
+    "configure_logging",
     "is_loopback_host",
     "is_private_host",
     "redact_url",

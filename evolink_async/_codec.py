@@ -16,9 +16,27 @@ from typing import Any
 import cattrs
 
 from .errors import DecodeError
-from .models import Credits, CreditsBalance, Task, TaskErrorInfo, TaskInfo, TaskStatus, Usage
+from .models import (
+    Credits,
+    CreditsBalance,
+    Task,
+    TaskErrorInfo,
+    TaskInfo,
+    TaskPage,
+    TaskStatus,
+    TaskSummary,
+    Usage,
+)
 
-__all__ = ["converter", "decode_credits", "decode_task", "loads_json", "make_converter"]
+__all__ = [
+    "converter",
+    "decode_credits",
+    "decode_task",
+    "decode_task_page",
+    "decode_tasks",
+    "loads_json",
+    "make_converter",
+]
 
 
 def _opt_float(value: Any, _: Any = None) -> float | None:
@@ -121,10 +139,11 @@ def make_converter() -> cattrs.Converter:
     conv.register_structure_hook(Usage | None, _sub(conv, Usage))
     conv.register_structure_hook(CreditsBalance | None, _sub(conv, CreditsBalance))
     conv.register_structure_hook(TaskErrorInfo | None, _error)
-    conv.register_structure_hook(
-        Task,
-        cattrs.gen.make_dict_structure_fn(Task, conv, id=cattrs.override(struct_hook=_task_id)),
-    )
+    for cls in (Task, TaskSummary):
+        conv.register_structure_hook(
+            cls,
+            cattrs.gen.make_dict_structure_fn(cls, conv, id=cattrs.override(struct_hook=_task_id)),
+        )
     conv.register_unstructure_hook(TaskStatus, lambda status: status.value)
     return conv
 
@@ -155,6 +174,48 @@ def decode_task(data: Any) -> Task:
     except Exception as exc:  # cattrs wraps hook errors in groups; one SDK error comes out
         detail = "; ".join(_leaves(exc)) or type(exc).__name__
         raise DecodeError(f"invalid task object ({detail})") from None
+
+
+def decode_tasks(data: Any) -> list[Task]:
+    """Decode ``POST /v1/tasks/batch``: the tasks under ``data``. A ``data`` that is not an
+    array counts as empty, and an item that is not a valid task is left out (the caller
+    confirms a missing id by itself), as the gateway's own client does."""
+    inner = data.get("data") if isinstance(data, Mapping) else None
+    if not isinstance(inner, list):
+        return []
+    tasks = []
+    for item in inner:
+        try:
+            tasks.append(decode_task(item))
+        except DecodeError:
+            continue
+    return tasks
+
+
+def decode_task_page(data: Any, page: int, page_size: int) -> TaskPage:
+    """Decode a page of ``GET /v1/tasks``; missing fields default to no items, total 0, and
+    the page and size asked for. Items that are not valid are left out."""
+    if not isinstance(data, Mapping):
+        raise DecodeError(f"expected a task list object, got {type(data).__name__}")
+    items: list[TaskSummary] = []
+    raw_items = data.get("data")
+    for raw in raw_items if isinstance(raw_items, list) else []:
+        if not isinstance(raw, Mapping):
+            continue
+        body = dict(raw)
+        status = body.get("status")
+        body["raw_status"] = status if isinstance(status, str) else ""
+        body["status"] = TaskStatus.parse(status)
+        try:
+            items.append(converter.structure(body, TaskSummary))
+        except Exception:  # one bad item does not hide the page
+            continue
+    return TaskPage(
+        items=tuple(items),
+        total=_opt_int(data.get("total")) or 0,
+        page=_opt_int(data.get("page")) or page,
+        page_size=_opt_int(data.get("page_size")) or page_size,
+    )
 
 
 def decode_credits(data: Any) -> Credits:

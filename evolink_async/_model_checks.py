@@ -3,6 +3,7 @@ checks every model gets, known or not. Each failure names the field and the rule
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -91,7 +92,21 @@ def _validate_image_url(url: object, field: str, *, inline: bool = False) -> Non
         )
 
 
+def _not_a_field(spec: ModelSpec, name: str) -> str:
+    """The rule an unknown field of a known model breaks, with the nearest field's name."""
+    candidates = sorted(spec.extra_fields | TYPED_FIELDS)
+    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
+    if close:
+        return f"is not a field of {spec.name}; did you mean {close[0]!r}?"
+    other = ", ".join(sorted(spec.extra_fields))
+    listed = f"its other fields: {other}" if other else "it has no other fields"
+    return f"is not a field of {spec.name} ({listed})"
+
+
 def _validate_extra(spec: ModelSpec, extra: Mapping[str, Any]) -> None:
+    for name in extra:
+        if name not in spec.extra_fields:
+            raise InvalidRequestError(field_name(name), extra[name], _not_a_field(spec, name))
     for name in sorted(spec.required_extra):
         if name not in extra:
             raise InvalidRequestError(f"extra.{name}", None, f"is required for {spec.name}")

@@ -88,6 +88,22 @@ class ModelSpec:
     required_params: frozenset[str] = attrs.field(default=frozenset(), converter=_frozen)
     #: image_urls items may be data URLs or raw base64, not only http(s) links
     inline_images: bool = False
+    #: documented fields (in ``extra``) with no rule the SDK checks
+    extra_other: frozenset[str] = attrs.field(default=frozenset(), converter=_frozen)
+
+    @property
+    def extra_fields(self) -> frozenset[str]:
+        """Every field this model documents beyond the typed ones: any other is a typo."""
+        quality = {"quality"} if self.qualities is not None else set()
+        return (
+            frozenset(self.extra_choices)
+            | frozenset(self.extra_ranges)
+            | self.extra_bools
+            | self.extra_strings
+            | self.required_extra
+            | self.extra_other
+            | quality
+        )
 
     @property
     def prompt_required(self) -> bool:

@@ -381,7 +381,8 @@ def _wan() -> Iterator[ModelSpec]:
 def _others() -> Iterator[ModelSpec]:
     yield ModelSpec("omnihuman-1.5", max_images=1, min_images=1, required={"audio_url",
                     "image_urls"}, extra_strings={"audio_url"},
-                    extra_bools={"pe_fast_mode", "subject_check", "auto_mask"})  # fmt: skip
+                    extra_bools={"pe_fast_mode", "subject_check", "auto_mask"},
+                    extra_other={"mask_url", "seed"})  # fmt: skip
     yield ModelSpec("topaz-video-upscale", max_images=0, video_urls=(1, 1),
                     required={"video_urls"}, model_params={"upscale_factor"})  # fmt: skip
     yield ModelSpec("videoretalk", max_images=0, required={"video_url", "audio_url"},

@@ -1,29 +1,55 @@
-"""When to poll a task next: the poll policy and the two pure planners of the poller."""
+"""When to read a task next: the poll policy and the pure planners of the poller
+(``plan_read``, the default; ``plan_safety_poll`` with callbacks; ``plan_next_poll``, the
+progress planner of earlier versions, kept for its callers)."""
 
 from __future__ import annotations
 
+import math
 import random
 
 import attrs
 
-__all__ = ["PollPolicy", "plan_next_poll", "plan_safety_poll"]
+__all__ = [
+    "PollPolicy",
+    "expected_end",
+    "plan_next_poll",
+    "plan_read",
+    "plan_safety_poll",
+    "read_grid",
+    "snap",
+]
 
 
 @attrs.frozen
 class PollPolicy:
-    """How often tasks are polled. All times are in the service's seconds (scaled by the
-    client's ``time_scale``).
+    """How tasks are read. All times are in the service's seconds (scaled by the client's
+    ``time_scale``).
 
-    ``first_poll``: when the service gives no ``estimated_time``, the first poll comes after
-    this many seconds (Evolink's own client waits about 15 s). ``overdue_fraction``: once a task
-    is later than expected, it is polled every this fraction of its expected duration.
-    ``workers``: polls in progress at once (the rate limiter still paces them).
+    ``target_delay``: the detection delay to aim for, the one number most users set: a task is
+    read every ``target_delay`` seconds in the window where it is likely to end, and rarely
+    before. ``None`` (the default): 5 % of the task's expected duration, never under 1 s.
+    Every read of an unfinished task makes the gateway ask its provider, so the plan never
+    reads a task more often than the target needs.
+    ``window``: the dense reads start this fraction of the expected duration before the
+    expected end (the estimate's error); later than expected, the pause between reads grows
+    back from ``target_delay`` by this fraction of the expected duration per expected
+    duration late.
+    ``min_interval``/``max_interval``: no task is read more often / less often than this
+    (``min_interval == max_interval`` makes a fixed-interval poller).
+    ``first_poll``: when the service gives no ``estimated_time``, the task is expected to take
+    this long (Evolink's own client waits about 15 s).
+    ``overdue_fraction``: ``plan_next_poll`` only (the progress planner of earlier versions).
+    ``stall_after``: a task whose status the SDK does not know, unchanged this long, ends
+    with ``TaskStalledError`` (``None``: never).
+    ``batch``: read due tasks 50 at a time through ``POST /v1/tasks/batch`` (falls back to
+    single reads for good when the gateway does not have it).
+    ``workers``: reads in progress at once (the rate limiter still paces them).
     ``callback_grace``: with callbacks on (``EvolinkClient(callbacks=...)``), polls are only
     the safety net for a lost callback: a task is first polled this long after its expected
     end, then every ``max_interval`` (see ``plan_safety_poll``).
     """
 
-    min_interval: float = 2.0
+    min_interval: float = 1.0
     #: long enough for a first poll at an honest ``estimated_time`` (clips take minutes): a
     #: 60 s cap made ~3.6 GETs per task on the simulator's 1-5 min tasks, 300 s makes ~1.3
     max_interval: float = 300.0
@@ -32,6 +58,111 @@ class PollPolicy:
     jitter: float = 0.05
     workers: int = 16
     callback_grace: float = 60.0
+    target_delay: float | None = attrs.field(default=None)
+    window: float = 0.12
+    stall_after: float | None = 900.0
+    batch: bool = True
+
+    @target_delay.validator
+    def _check_target(self, _: object, value: float | None) -> None:
+        if value is not None and not value > 0:
+            raise ValueError("target_delay must be > 0 seconds (or None for the default)")
+
+    def target_for(self, expected: float) -> float:
+        """The detection delay aimed at for a task expected to take ``expected`` service
+        seconds: ``target_delay``, or 5 % of ``expected`` and at least 1 s."""
+        if self.target_delay is not None:
+            return self.target_delay
+        return max(1.0, DEFAULT_TARGET_FRACTION * expected)
+
+
+#: the default target: this fraction of the task's expected duration
+DEFAULT_TARGET_FRACTION = 0.05
+
+
+def read_grid(seconds: float) -> float:
+    """The largest power of two (service seconds, at least 1/64) not above ``seconds``.
+
+    Reads are put on this grid (see ``snap``): tasks due at the same instant share one batch
+    request, and grids of powers of two nest, so tasks with different targets still meet.
+    """
+    return 2.0 ** max(-6, math.floor(math.log2(max(seconds, 2.0**-6))))
+
+
+def snap(now: float, due: float, grid: float) -> float:
+    """The last multiple of ``grid`` not after ``due`` (local seconds), but after ``now``:
+    never later than planned, so a task read every target is still read within the target."""
+    snapped = math.floor(due / grid + 1e-9) * grid
+    return snapped if snapped > now else snapped + grid
+
+
+def expected_end(
+    *,
+    now: float,
+    start: float,
+    estimated: float | None,
+    zero_at: float,
+    p1: tuple[float, int] | None,
+    p2: tuple[float, int] | None,
+    fallback: float,
+) -> tuple[float, float]:
+    """(when the task is expected to end, its expected duration), local seconds: from the rate
+    of progress once it moved, else from ``estimated`` (or ``fallback``) since tracking began."""
+    total = estimated if estimated else fallback
+    if p1 is not None and p2 is not None and p2[1] > p1[1] and p2[0] > p1[0]:
+        rate = (p2[1] - p1[1]) / (p2[0] - p1[0])
+        end = p2[0] + (100 - p2[1]) / rate
+        return end, max(end - start, 1e-9)
+    if p2 is not None and p2[1] > 0:
+        t, p = p2
+        started = zero_at if zero_at > start else start
+        end = t + (t - started) * (100 - p) / p
+        return end, max(end - start, 1e-9)
+    return start + total, total
+
+
+def plan_read(
+    *,
+    now: float,
+    start: float,
+    estimated: float | None,
+    zero_at: float,
+    p1: tuple[float, int] | None,
+    p2: tuple[float, int] | None,
+    policy: PollPolicy,
+    scale: float = 1.0,
+    rng: random.Random | None = None,
+) -> float:
+    """The local time of the next read of one task (pure; ``scale`` = time_scale).
+
+    Aimed at ``policy.target_for``: none before the window where the task is likely to end
+    (``window`` of its expected duration before the expected end, from ``estimated_time`` or
+    the rate of progress), then one every target; a task later than expected is read less
+    and less often. The time is put on the read grid, so reads of many tasks coincide.
+    """
+    end, total = expected_end(
+        now=now,
+        start=start,
+        estimated=estimated,
+        zero_at=zero_at,
+        p1=p1,
+        p2=p2,
+        fallback=policy.first_poll * scale,
+    )
+    target = policy.target_for(total / scale) * scale
+    lo, hi = policy.min_interval * scale, policy.max_interval * scale
+    window_start = end - max(policy.window * total, target)
+    if now < window_start:
+        delay = window_start - now
+        if policy.jitter:
+            delay *= 1.0 + policy.jitter * ((rng or random).random() - 0.5)
+    else:
+        late = max(0.0, now - end)
+        delay = target * (1.0 + late / max(total, 1e-9) / max(policy.window, 1e-9))
+    delay = min(max(delay, lo), hi)
+    if lo >= hi:  # a fixed-interval poller: no grid
+        return now + delay
+    return snap(now, now + delay, read_grid(max(target, lo) / scale) * scale)
 
 
 def plan_next_poll(

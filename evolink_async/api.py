@@ -6,17 +6,31 @@ not (the transport's gate applies the limits to every request).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import datetime
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
+from urllib.parse import urlencode
 
-from ._codec import decode_credits, decode_task
+from ._codec import decode_credits, decode_task, decode_task_page, decode_tasks
 from ._keys import check_idempotency_key, new_idempotency_key
 from ._transport import Transport
 from .errors import InvalidRequestError
-from .models import Credits, Task, VideoRequest
+from .models import Credits, Task, TaskPage, TaskSummary, VideoRequest
 
-__all__ = ["TASK_PREFIX", "EvolinkAPI", "check_task_id"]
+__all__ = [
+    "MAX_BATCH_READ",
+    "MAX_PAGE_SIZE",
+    "TASK_PREFIX",
+    "EvolinkAPI",
+    "check_task_id",
+    "since_cutoff",
+]
 
 TASK_PREFIX = "task-unified-"
+#: task ids one ``POST /v1/tasks/batch`` may ask for
+MAX_BATCH_READ = 50
+#: items one page of ``GET /v1/tasks`` may hold
+MAX_PAGE_SIZE = 50
 
 
 def check_task_id(task_id: str) -> str:
@@ -26,6 +40,22 @@ def check_task_id(task_id: str) -> str:
     if "/" in task_id or "?" in task_id or "#" in task_id:
         raise InvalidRequestError("task_id", task_id, "must not contain '/', '?' or '#'")
     return task_id
+
+
+def since_cutoff(since: float | datetime.datetime | datetime.timedelta | None) -> float | None:
+    """``since`` (a Unix time, an aware datetime, or a timedelta back from now) as a Unix time;
+    None: no cutoff."""
+    if since is None:
+        return None
+    if isinstance(since, datetime.timedelta):
+        return time.time() - since.total_seconds()
+    if isinstance(since, datetime.datetime):
+        if since.tzinfo is None:
+            raise InvalidRequestError("since", since, "must be timezone-aware")
+        return since.timestamp()
+    if isinstance(since, (int, float)) and not isinstance(since, bool):
+        return float(since)
+    raise InvalidRequestError("since", since, "must be a Unix time, a datetime or a timedelta")
 
 
 class EvolinkAPI:
@@ -87,6 +117,69 @@ class EvolinkAPI:
         """GET /v1/tasks/{task_id}."""
         check_task_id(task_id)
         return decode_task(await self.transport.request("GET", f"/v1/tasks/{task_id}", kind="task"))
+
+    async def get_tasks(self, task_ids: Iterable[str]) -> list[Task]:
+        """POST /v1/tasks/batch: up to 50 tasks in one request (duplicates sent once). Ids the
+        service does not know (wrong, expired, another account's) are simply absent."""
+        ids = list(dict.fromkeys(check_task_id(t) for t in task_ids))
+        if len(ids) > MAX_BATCH_READ:
+            raise InvalidRequestError(
+                "task_ids", len(ids), f"at most {MAX_BATCH_READ} task ids per request"
+            )
+        if not ids:
+            return []
+        data = await self.transport.request(
+            "POST", "/v1/tasks/batch", json={"task_ids": ids}, kind="tasks_batch"
+        )
+        return decode_tasks(data)
+
+    async def list_tasks(
+        self,
+        *,
+        status: str | None = None,
+        type: str | None = None,
+        model: str | None = None,
+        page: int = 1,
+        page_size: int = 20,
+    ) -> TaskPage:
+        """GET /v1/tasks: one page of the account's tasks, newest first (no result links)."""
+        if not isinstance(page, int) or isinstance(page, bool) or page < 1:
+            raise InvalidRequestError("page", page, "must be an integer >= 1")
+        if not isinstance(page_size, int) or not 1 <= page_size <= MAX_PAGE_SIZE:
+            raise InvalidRequestError("page_size", page_size, f"must be 1..{MAX_PAGE_SIZE}")
+        query: dict[str, str | int] = {"page": page, "page_size": page_size}
+        for name, value in (("status", status), ("type", type), ("model", model)):
+            if value is not None:
+                query[name] = value
+        path = "/v1/tasks?" + urlencode(query)
+        data = await self.transport.request("GET", path, kind="tasks_list")
+        return decode_task_page(data, page, page_size)
+
+    async def iter_tasks(
+        self,
+        *,
+        status: str | None = None,
+        type: str | None = None,
+        model: str | None = None,
+        since: float | datetime.datetime | datetime.timedelta | None = None,
+        page_size: int = MAX_PAGE_SIZE,
+    ) -> AsyncIterator[TaskSummary]:
+        """Every task of ``list_tasks``, page after page as the loop goes, newest first;
+        stops at the first task created before ``since`` (filtered here: the service has no
+        such filter)."""
+        cutoff = since_cutoff(since)
+        page = 1
+        while True:
+            batch = await self.list_tasks(
+                status=status, type=type, model=model, page=page, page_size=page_size
+            )
+            for item in batch.items:
+                if cutoff is not None and item.created_at is not None and item.created_at < cutoff:
+                    return
+                yield item
+            if not batch.items or page * batch.page_size >= batch.total:
+                return
+            page += 1
 
     async def get_credits(self) -> Credits:
         """GET /v1/credits: the key's and the account's balance."""

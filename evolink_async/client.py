@@ -8,10 +8,11 @@ the dispatcher; this module only knows single requests.
 
 from __future__ import annotations
 
+import datetime
 import logging
 import math
 import os
-from collections.abc import AsyncIterable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -25,9 +26,9 @@ from .api import EvolinkAPI
 from .callbacks import CallbackReceiver
 from .dispatcher import Batch, Dispatcher, Event, Item, TaskHandle
 from .download import DownloadResult, download_file
-from .errors import DownloadError, TaskFailedError
+from .errors import DownloadError, TaskCancelledError, TaskFailedError
 from .limits import ConcurrencyLimit, CreditBudget, Estimator, Limits, PriceTable, RateLimiter
-from .models import Credits, Task, TaskStatus, VideoRequest
+from .models import Credits, Task, TaskStatus, TaskSummary, VideoRequest
 from .poller import Poller, PollPolicy
 
 __all__ = ["DEFAULT_BASE_URL", "TIME_SCALE_HEADER", "EvolinkClient"]
@@ -41,6 +42,17 @@ class _RetryListeners(list[Callable[[RetryEvent], None]]):
     def __call__(self, event: RetryEvent) -> None:
         for listener in list(self):
             listener(event)
+
+
+def _build_poller(client: EvolinkClient, time_scale: float, *, callbacks: bool) -> Poller:
+    """The client's one poller: single reads by ``get_task``, batch reads by ``get_tasks``."""
+    return Poller(
+        client.get_task,
+        client.poll_policy,
+        fetch_many=client.get_tasks,
+        time_scale=time_scale,
+        callbacks=callbacks,
+    )
 
 
 #: the header on which a simulator states its time scale (the real gateway never sends it)
@@ -118,7 +130,64 @@ def _video_url(task_or_url: Task | str) -> str:
     return url
 
 
-class EvolinkClient:
+class _Requests:
+    """The client's single requests, one per endpoint (``EvolinkClient`` inherits them)."""
+
+    api: EvolinkAPI
+
+    async def create_video(self, request: VideoRequest | None = None, /, **fields: Any) -> Task:
+        """POST /v1/videos/generations. Give a ``VideoRequest`` or its fields as keywords
+        (``prompt=...``, ``duration=...``; unknown keywords go to ``extra``).
+
+        It carries ``idempotency_key`` (else ``client_request_id``, else a fresh ``run_`` key);
+        an unknown outcome (no answer, a 5xx) is sent again with the same key: billed once.
+        With ``idempotency=False`` on the client (only for a proxy that strips the header) no
+        key is sent and such a create is not retried (``maybe_created=True``). Raises
+        ``InvalidRequestError`` before sending anything when a field breaks a rule,
+        ``IdempotencyConflictError`` for a key used before with another request.
+        """
+        key = fields.pop("idempotency_key", None)
+        if request is None:
+            request = VideoRequest.from_json(fields)
+        elif fields:
+            raise TypeError("pass either a VideoRequest or keyword fields, not both")
+        elif not isinstance(request, VideoRequest):
+            raise TypeError(f"expected a VideoRequest, got {type(request).__name__}")
+        return await self.api.create_video(request, idempotency_key=key)
+
+    async def get_task(self, task_id: str) -> Task:
+        """GET /v1/tasks/{task_id}."""
+        return await self.api.get_task(task_id)
+
+    async def get_tasks(self, task_ids: Iterable[str]) -> list[Task]:
+        """POST /v1/tasks/batch: up to 50 tasks in one request. Ids the service does not know
+        (wrong, expired, another account's) are absent from the list."""
+        return await self.api.get_tasks(task_ids)
+
+    def list_tasks(
+        self,
+        *,
+        status: str | None = None,
+        type: str | None = None,
+        model: str | None = None,
+        since: float | datetime.datetime | datetime.timedelta | None = None,
+        page_size: int = 50,
+    ) -> AsyncIterator[TaskSummary]:
+        """The account's tasks, newest first, read page by page (GET /v1/tasks) as the loop
+        goes. ``status`` (``processing`` includes queued tasks), ``type`` and ``model`` filter
+        on the service; ``since`` (a Unix time, a datetime, or a timedelta back from now)
+        stops at the first older task. Items carry no result links (``get_tasks`` has them).
+        """
+        return self.api.iter_tasks(
+            status=status, type=type, model=model, since=since, page_size=page_size
+        )
+
+    async def get_credits(self) -> Credits:
+        """GET /v1/credits: the key's and the account's balance."""
+        return await self.api.get_credits()
+
+
+class EvolinkClient(_Requests):
     """Async client for Evolink's video API. Use it as an async context manager::
 
         async with EvolinkClient() as client:            # key from $EVOLINK_API_KEY
@@ -169,9 +238,7 @@ class EvolinkClient:
         self.poll_policy = poll or PollPolicy()
         self.task_timeout = task_timeout
         self.callbacks = callbacks
-        self._poller = Poller(
-            self.get_task, self.poll_policy, time_scale=scale or 1.0, callbacks=bool(callbacks)
-        )
+        self._poller = _build_poller(self, scale or 1.0, callbacks=callbacks is not None)
         if callbacks is not None:
             callbacks.bind(self._poller)  # the receiver wakes this client's tasks
         self.limits = _build_limits(rate, burst, max_in_flight, budget, self._poller)
@@ -284,36 +351,6 @@ class EvolinkClient:
                 return price
         return self.prices.price(model, duration)
 
-    # -- single requests ---------------------------------------------------------------------
-
-    async def create_video(self, request: VideoRequest | None = None, /, **fields: Any) -> Task:
-        """POST /v1/videos/generations. Give a ``VideoRequest`` or its fields as keywords
-        (``prompt=...``, ``duration=...``; unknown keywords go to ``extra``).
-
-        It carries ``idempotency_key`` (else ``client_request_id``, else a fresh ``run_`` key);
-        an unknown outcome (no answer, a 5xx) is sent again with the same key: billed once.
-        With ``idempotency=False`` on the client (only for a proxy that strips the header) no
-        key is sent and such a create is not retried (``maybe_created=True``). Raises
-        ``InvalidRequestError`` before sending anything when a field breaks a rule,
-        ``IdempotencyConflictError`` for a key used before with another request.
-        """
-        key = fields.pop("idempotency_key", None)
-        if request is None:
-            request = VideoRequest.from_json(fields)
-        elif fields:
-            raise TypeError("pass either a VideoRequest or keyword fields, not both")
-        elif not isinstance(request, VideoRequest):
-            raise TypeError(f"expected a VideoRequest, got {type(request).__name__}")
-        return await self.api.create_video(request, idempotency_key=key)
-
-    async def get_task(self, task_id: str) -> Task:
-        """GET /v1/tasks/{task_id}."""
-        return await self.api.get_task(task_id)
-
-    async def get_credits(self) -> Credits:
-        """GET /v1/credits: the key's and the account's balance."""
-        return await self.api.get_credits()
-
     # -- waiting and downloading -------------------------------------------------------------
 
     @property
@@ -332,9 +369,11 @@ class EvolinkClient:
     ) -> Task:
         """Wait until the task is completed and return it.
 
-        Polls through the client's one poller, planned from ``estimated_time`` and progress.
-        Raises ``TaskFailedError`` if it fails and ``TaskTimeoutError`` when ``timeout``
-        (seconds; default the client's ``task_timeout``) passes first.
+        Reads through the client's one poller, planned from ``estimated_time`` and progress.
+        Raises ``TaskFailedError`` if it fails, ``TaskCancelledError`` (a ``TaskFailedError``)
+        if it was cancelled, ``TaskStalledError`` if it keeps an unknown status too long, and
+        ``TaskTimeoutError`` when ``timeout`` (seconds; default the client's ``task_timeout``)
+        passes first: a read in flight is cut off then.
         """
         if isinstance(task, str):
             task = Task(id=task, status=TaskStatus.PENDING, raw_status="pending")
@@ -343,7 +382,9 @@ class EvolinkClient:
         result = await handle.wait()
         if isinstance(result, BaseException):
             raise result
-        if result.status is TaskStatus.FAILED:
+        if result.is_cancelled:
+            raise TaskCancelledError(result)
+        if result.status is not TaskStatus.COMPLETED:
             raise TaskFailedError(result)
         return result
 

@@ -20,7 +20,9 @@
     │   └── APITimeoutError            no answer in time (.maybe_created)
     ├── TaskError                      a generation task did not produce a video
     │   ├── TaskFailedError            the task ended ``failed`` (.task, .code, .retryable)
-    │   └── TaskTimeoutError           the task did not finish before its deadline (.task_id)
+    │   │   └── TaskCancelledError     the task was cancelled (code ``request_cancelled``)
+    │   ├── TaskTimeoutError           the task did not finish before its deadline (.task_id)
+    │   └── TaskStalledError           an unknown status stayed unchanged too long (.status)
     ├── BudgetExceededError            the credit budget cannot pay for a request
     ├── DownloadError                  a result could not be downloaded (.url, .reason, .status)
     │   ├── DownloadTooLargeError      over the size cap or longer than its Content-Length
@@ -71,8 +73,10 @@ __all__ = [
     "RateLimitError",
     "RequestTooLargeError",
     "ServerError",
+    "TaskCancelledError",
     "TaskError",
     "TaskFailedError",
+    "TaskStalledError",
     "TaskTimeoutError",
     "redact_url",
     "shorten",
@@ -257,6 +261,32 @@ class TaskFailedError(TaskError):
         self.retryable = task.is_retryable_failure
         detail = f"{err.code}: {err.message}" if err is not None else "no error detail"
         super().__init__(f"task {task.id} failed ({detail})")
+
+
+class TaskCancelledError(TaskFailedError):
+    """The task was cancelled (status ``cancelled``, or ``failed`` with ``request_cancelled``).
+    Not retried: the cancel was somebody's decision. ``code`` is ``request_cancelled``."""
+
+    def __init__(self, task: Task) -> None:
+        super().__init__(task)
+        self.code = "request_cancelled"
+        self.retryable = False
+        self.args = (f"task {task.id} was cancelled",)
+
+
+class TaskStalledError(TaskError):
+    """The task reported a status this SDK does not know, unchanged for ``seconds`` (service
+    seconds): tracking gave up instead of polling forever. It may still finish later."""
+
+    def __init__(self, task: Task, seconds: float) -> None:
+        self.task = task
+        self.task_id = task.id
+        self.status = task.raw_status
+        self.seconds = seconds
+        super().__init__(
+            f"task {task.id} has reported the unknown status {task.raw_status!r:.40} "
+            f"unchanged for {seconds:g} s; gave up waiting"
+        )
 
 
 class TaskTimeoutError(TaskError):

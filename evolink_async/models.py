@@ -31,6 +31,7 @@ from ._rules import MAX_CALLBACK_URL as MAX_CALLBACK_URL  # noqa: PLC0414 - re-e
 from .errors import InvalidRequestError
 
 __all__ = [
+    "CANCELLED_CODE",
     "DEFAULT_MODEL",
     "FATAL_TASK_ERROR_CODES",
     "MODEL_SPECS",
@@ -41,7 +42,9 @@ __all__ = [
     "Task",
     "TaskErrorInfo",
     "TaskInfo",
+    "TaskPage",
     "TaskStatus",
+    "TaskSummary",
     "Usage",
     "VideoRequest",
     "is_loopback_host",
@@ -50,6 +53,8 @@ __all__ = [
 ]
 
 DEFAULT_MODEL = "sora-2-preview"
+#: the task error code of a cancelled task (a ``cancelled`` status without an error gets it)
+CANCELLED_CODE = "request_cancelled"
 
 #: Task error codes that are the request's fault: resubmitting the same request will fail again.
 FATAL_TASK_ERROR_CODES = frozenset(
@@ -84,6 +89,7 @@ class TaskStatus(str, enum.Enum):
     PROCESSING = "processing"
     COMPLETED = "completed"
     FAILED = "failed"
+    CANCELLED = "cancelled"
     UNKNOWN = "unknown"
 
     @classmethod
@@ -98,7 +104,7 @@ class TaskStatus(str, enum.Enum):
 
     @property
     def is_terminal(self) -> bool:
-        return self in (TaskStatus.COMPLETED, TaskStatus.FAILED)
+        return self in (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED)
 
     def __str__(self) -> str:
         return self.value
@@ -311,8 +317,20 @@ class Task:
 
     @property
     def is_terminal(self) -> bool:
-        """Completed or failed: the task will not change any more."""
+        """Completed, failed or cancelled: the task will not change any more."""
         return self.status.is_terminal
+
+    @property
+    def is_cancelled(self) -> bool:
+        """Cancelled: status ``cancelled``, or ``failed`` with code ``request_cancelled`` (the
+        service reports a cancel both ways)."""
+        if self.status is TaskStatus.CANCELLED:
+            return True
+        return (
+            self.status is TaskStatus.FAILED
+            and self.error is not None
+            and self.error.code == CANCELLED_CODE
+        )
 
     @property
     def is_retryable_failure(self) -> bool:
@@ -326,6 +344,35 @@ class Task:
     @property
     def credits_reserved(self) -> float | None:
         return self.usage.credits_reserved if self.usage is not None else None
+
+
+@attrs.frozen
+class TaskSummary:
+    """One item of ``GET /v1/tasks`` (the account's task list): no result links; read the task
+    itself (``get_task``/``get_tasks``) for those."""
+
+    id: str
+    status: TaskStatus = TaskStatus.UNKNOWN
+    raw_status: str = ""
+    progress: int | None = None
+    model: str | None = None
+    type: str | None = None
+    created_at: int | None = None
+    duration: float | None = None
+    has_results: bool | None = None
+    result_count: int | None = None
+    has_error: bool | None = None
+    credits_used: float | None = None
+
+
+@attrs.frozen
+class TaskPage:
+    """One page of ``GET /v1/tasks``: its items, newest first, and where it stands."""
+
+    items: tuple[TaskSummary, ...] = ()
+    total: int = 0
+    page: int = 1
+    page_size: int = 20
 
 
 @attrs.frozen

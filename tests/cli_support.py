@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from mp4_support import served_clip
 
 from evolink_async.batch import MANIFEST_FILENAME, video_filename
 from evolink_async.journal import replay
 from evolink_async.testing import Simulator, ThreadedSimulator
-from evolink_async.testing._files import sample_video
 
 __all__ = [
     "KEY",
@@ -57,7 +57,8 @@ def read_manifest(out: Path) -> list[dict[str, Any]]:
 
 
 def check_complete(out: Path, prompts: list[str], first_line: int = 1) -> list[dict[str, Any]]:
-    """One manifest line per prompt, in order; an MP4 of the journaled size for each video."""
+    """One manifest line per prompt, in order; for each video, its task's clip, whole, of the
+    journaled size."""
     manifest = read_manifest(out)
     expected = list(range(first_line, first_line + len(prompts)))
     assert list(zip(expected, prompts, strict=True)) == [(e["line"], e["prompt"]) for e in manifest]
@@ -68,10 +69,8 @@ def check_complete(out: Path, prompts: list[str], first_line: int = 1) -> list[d
         assert video_filename(entry["line"], entry["task_id"]) == entry["video"]
         data = (out / entry["video"]).read_bytes()
         assert b"ftyp" == data[4:8]
-        assert (len(sample_video()), len(sample_video())) == (
-            len(data),
-            state[entry["line"]].size,
-        )
+        served = served_clip(entry["task_id"], data)  # the task's own clip, whole
+        assert (served, len(served)) == (data, state[entry["line"]].size)
     return manifest
 
 

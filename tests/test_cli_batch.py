@@ -126,6 +126,23 @@ def test_a_batch_on_a_locked_directory_exits_2_with_the_lock_message(
     assert 0 == sim.stats.total_requests
 
 
+def test_a_misspelled_field_in_a_prompt_file_is_refused_with_its_line_and_the_field_meant(
+    sim: Simulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "p.jsonl"
+    rows = [{"prompt": "fine", "duration": 4}, {"prompt": "a fox", "durration": 8}]
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "clips"
+    assert 2 == main(["batch", str(source), "--out", str(out), *service_args(sim)])
+    captured = capsys.readouterr()
+    assert "" == captured.out
+    assert "line 2" in captured.err
+    assert "durration" in captured.err
+    assert "did you mean 'duration'?" in captured.err
+    assert 0 == sim.stats.total_requests
+    assert not out.exists()
+
+
 def test_out_naming_a_file_exits_2_before_any_output(
     sim: Simulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

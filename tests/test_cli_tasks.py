@@ -51,3 +51,32 @@ def test_generate_then_status_then_credits(
     assert 1 == main(["status", "task-unified-1-abcdefgh", *service_args(sim)])
     captured = capsys.readouterr()
     assert KEY not in captured.out + captured.err
+
+
+def test_tasks_lists_the_account_s_tasks_newest_first(
+    sim: Simulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("fox", "hen"):
+        target = tmp_path / f"{name}.mp4"
+        assert 0 == main(["generate", f"A {name}", "-o", str(target), *service_args(sim)])
+    created = [w for w in capsys.readouterr().out.split() if w.startswith("task-unified-")]
+    ids = list(dict.fromkeys(created))
+
+    assert 0 == main(["tasks", "--json", "--since", "2h", *service_args(sim)])
+    listed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert list(reversed(ids)) == [t["id"] for t in listed]
+    assert {"completed"} == {t["status"] for t in listed}
+
+    assert 0 == main(["tasks", "--status", "processing", *service_args(sim)])
+    assert "no tasks" == capsys.readouterr().out.strip()
+
+    assert 0 == main(["tasks", "--limit", "1", *service_args(sim)])
+    shown = capsys.readouterr().out.splitlines()
+    assert 1 == len(shown)
+    assert shown[0].startswith(ids[-1])
+    assert "completed 100%" in shown[0]
+
+    assert 2 == main(["tasks", "--since", "soon", *service_args(sim)])
+    captured = capsys.readouterr()
+    assert "not an age" in captured.err
+    assert KEY not in captured.out + captured.err

@@ -185,10 +185,12 @@ def test_processing_task_with_progress_is_not_terminal() -> None:
         ("failed", TaskStatus.FAILED, True),
         ("Completed", TaskStatus.COMPLETED, True),
         ("queued", TaskStatus.UNKNOWN, False),
-        ("cancelled", TaskStatus.UNKNOWN, False),
+        ("cancelled", TaskStatus.CANCELLED, True),
+        ("Cancelled", TaskStatus.CANCELLED, True),
+        ("paused", TaskStatus.UNKNOWN, False),
     ],
 )
-def test_is_terminal_only_for_completed_and_failed(
+def test_is_terminal_only_for_completed_failed_and_cancelled(
     raw: str, status: TaskStatus, terminal: bool
 ) -> None:
     task = decode_task({"id": TASK_ID, "status": raw})

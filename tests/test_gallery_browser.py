@@ -86,6 +86,10 @@ def test_the_gallery_lists_every_line_filters_by_status_and_is_screenshotted(
         (a["id"], a["data-status"]) for a in loaded.articles
     ]
     assert [None] * len(manifest) == [a.get("hidden") for a in loaded.articles]
+    # each clip decodes in the browser (the simulator's own H.264), the others have none
+    assert [("playable" if e["video"] else None) for e in manifest] == [
+        a.get("data-clip") for a in loaded.articles
+    ]
     assert KEY not in loaded.text
     for status in sorted(statuses):
         shown = Page(_browse(chromium, profile, f"{page_url}#status={status}", "--dump-dom"))
@@ -96,3 +100,19 @@ def test_the_gallery_lists_every_line_filters_by_status_and_is_screenshotted(
     _browse(chromium, profile, page_url, f"--screenshot={shot}")
     assert b"\x89PNG" == shot.read_bytes()[:4]
     print(f"gallery screenshot: {shot}")
+
+
+def test_a_clip_file_that_went_missing_is_marked_on_the_page(chromium: str, tmp_path: Path) -> None:
+    out = tmp_path / "clips"
+    source = write_prompts(tmp_path / "p.txt", ["kept", "deleted"])
+    with ThreadedSimulator(time_scale=TIME_SCALE, api_key=KEY, seed=1) as sim:
+        assert 0 == main(["batch", str(source), "--out", str(out), "-q", *service_args(sim)])
+    _, deleted = read_manifest(out)
+    (out / deleted["video"]).unlink()
+
+    page = Page(
+        _browse(chromium, tmp_path / "profile", (out / GALLERY_FILENAME).as_uri(), "--dump-dom")
+    )
+
+    assert ["playable", "missing"] == [a.get("data-clip") for a in page.articles]
+    assert "this clip cannot be played here" in page.text

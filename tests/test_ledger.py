@@ -38,6 +38,7 @@ EVENTS: dict[str, Event] = {
     "failed": lambda led: led.failed(1, ERR),
     "unknown": lambda led: led.unknown(1, ERR),
     "skipped": lambda led: led.skipped(1, ERR),
+    "cancelled": lambda led: led.cancelled(1, ERR),
     "downloaded": lambda led: led.downloaded(1, "00001-task-1.mp4"),
     "download_failed": lambda led: led.download_failed(1, ERR),
 }
@@ -60,6 +61,7 @@ TABLE: list[tuple[str, list[State], State]] = [
     ("failed", NOT_DOWNLOADING, "failed"),
     ("unknown", NOT_DOWNLOADING, "unknown"),
     ("skipped", NOT_DOWNLOADING, "skipped"),
+    ("cancelled", NOT_DOWNLOADING, "cancelled"),
     ("downloaded", ["downloading"], "completed"),
     ("download_failed", ["downloading"], "completed"),
 ]

@@ -129,8 +129,15 @@ def test_stale_temporaries_of_killed_runs_are_removed_and_nothing_else(tmp_path:
         ".00001-task-unified-1-abcdefgh.mp4.0a1b2c3d.part",
         ".manifest.jsonl.77.tmp",
         ".manifest.jsonl.0a1b2c3d.part",
+        ".index.html.0a1b2c3d.part",
     ]
-    kept = [".notes.0a1b2c3d.part", "00001-mine.mp4.part", "keep.txt", MANIFEST_FILENAME]
+    kept = [
+        ".notes.0a1b2c3d.part",
+        "00001-mine.mp4.part",
+        "keep.txt",
+        MANIFEST_FILENAME,
+        "index.html",
+    ]
     for name in stale + kept:
         (tmp_path / name).write_bytes(b"partial")
     remove_stale_temps(tmp_path)

@@ -691,13 +691,41 @@ def test_from_json_of_to_json_gives_the_same_request(request_: VideoRequest) -> 
     assert request_ == VideoRequest.from_json(request_.to_json())
 
 
-def test_unknown_jsonl_fields_go_to_extra_and_are_sent() -> None:
-    line = {"prompt": "waves", "model": VEO, "seed": 42, "quality": "1080p", "my_tag": "x"}
+def test_documented_jsonl_fields_go_to_extra_and_are_sent() -> None:
+    line = {"prompt": "waves", "model": VEO, "seed": 42, "quality": "1080p"}
     request = VideoRequest.from_json(line)
-    assert ({"seed": 42, "quality": "1080p", "my_tag": "x"}, line) == (
-        dict(request.extra),
-        request.to_json(),
-    )
+    assert ({"seed": 42, "quality": "1080p"}, line) == (dict(request.extra), request.to_json())
+
+
+def test_any_field_of_a_model_the_registry_does_not_know_is_sent() -> None:
+    line = {"prompt": "waves", "model": "brand-new-model", "my_tag": "x", "durration": 8}
+    request = VideoRequest.from_json(line)
+    assert line == request.to_json()
+
+
+@pytest.mark.parametrize(
+    ("model", "typo", "meant"),
+    [
+        (SORA_PREVIEW, "durration", "duration"),
+        (SORA_PREVIEW, "aspectratio", "aspect_ratio"),
+        (VEO, "negative_promt", "negative_prompt"),
+        (VEO, "image_url", "image_urls"),
+    ],
+)
+def test_a_misspelled_field_of_a_known_model_is_refused_with_the_field_it_meant(
+    model: str, typo: str, meant: str
+) -> None:
+    with pytest.raises(InvalidRequestError) as info:
+        VideoRequest.from_json({"prompt": "waves", "model": model, typo: 8})
+    assert f"extra.{typo}" == info.value.field
+    assert f"is not a field of {model}; did you mean {meant!r}?" in str(info.value)
+
+
+def test_a_field_nothing_like_a_known_one_is_refused_with_the_models_fields() -> None:
+    with pytest.raises(InvalidRequestError, match="its other fields: generate_audio, "):
+        VideoRequest(prompt="waves", model=VEO, extra={"my_tag": "x"})
+    with pytest.raises(InvalidRequestError, match="it has no other fields"):
+        VideoRequest(prompt="waves", model=SORA_PREVIEW, extra={"my_tag": "x"})
 
 
 def test_unknown_jsonl_fields_are_validated_where_the_model_has_rules() -> None:

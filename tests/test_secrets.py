@@ -17,15 +17,17 @@ from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 from aiohttp import web
 
 from evolink_async import EvolinkClient, RetryPolicy, errors
 from evolink_async.batch import BatchInputError, BatchJob, parse_prompts
 from evolink_async.download import download_file
+from evolink_async.errors import TaskStalledError
 from evolink_async.journal import Journal, replay
 from evolink_async.limits import CreditBudget
-from evolink_async.models import VideoRequest
+from evolink_async.models import TaskStatus, VideoRequest
 from evolink_async.testing import Simulator
 
 KEY = "sk-evo-SECRET-9f4e2b7c1d5a3e8f"
@@ -213,6 +215,11 @@ async def test_a_faulty_batch_at_debug_level_and_every_error_class_never_show_th
         raised.append(
             await caught(download_file(client.session, url, tmp_path / "c.mp4", expected_size=1))
         )
+        cancelled = await client.create_video(prompt="cancelled on purpose")
+        sim.cancel_task(cancelled.id)
+        raised.append(await caught(client.wait(cancelled)))
+        paused = attrs.evolve(done, status=TaskStatus.UNKNOWN, raw_status="paused")
+        raised.append(TaskStalledError(paused, 900.0))
         await client.create_video(prompt="keyed once", idempotency_key=RUN)
         for prompt in ("keyed again", "keyed once"):  # idempotency_conflict, outcome unknown
             raised.append(await caught(client.create_video(prompt=prompt, idempotency_key=RUN)))

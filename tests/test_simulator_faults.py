@@ -16,7 +16,7 @@ from test_simulator_support import Api, receiver, running
 
 import evolink_async.testing as testing_pkg
 from evolink_async.testing import Simulator, SimulatorConfig, SimulatorStats, cli, pytest_plugin
-from evolink_async.testing._files import sample_video
+from evolink_async.testing._files import task_video
 
 
 async def _completed_url(sim: Simulator, api: Api) -> str:
@@ -24,6 +24,12 @@ async def _completed_url(sim: Simulator, api: Api) -> str:
     sim.complete_task(task_id)
     url: str = (await api.task(task_id)).body["results"][0]
     return url
+
+
+def _served(sim: Simulator) -> bytes:
+    """The clip of the simulator's one task (made for it: see test_simulator_clips.py)."""
+    [task] = sim.tasks.values()
+    return task_video(task)
 
 
 # -- result files --------------------------------------------------------------------------
@@ -42,7 +48,7 @@ async def test_result_video_is_a_real_mp4_with_content_length() -> None:
         headers["Accept-Ranges"],
     )
     assert data[4:8] == b"ftyp"
-    assert data == sample_video()
+    assert data == _served(sim)
     assert 1_000 < len(data) < 60_000
 
 
@@ -53,13 +59,13 @@ async def test_result_video_is_a_real_mp4_with_content_length() -> None:
 async def test_result_video_honours_range_requests(
     range_: str, first: int, last: int | None
 ) -> None:
-    video = sample_video()
-    expected = video[first:] if last is None else video[first : last + 1]
-    start = first % len(video)
     async with running() as (sim, api):
         url = await _completed_url(sim, api)
         async with api.session.get(url, headers={"Range": range_}) as response:
             body = await response.read()
+    video = _served(sim)
+    expected = video[first:] if last is None else video[first : last + 1]
+    start = first % len(video)
     assert (206, expected) == (response.status, body)
     assert response.headers["Content-Range"] == (
         f"bytes {start}-{start + len(expected) - 1}/{len(video)}"
@@ -71,7 +77,7 @@ async def test_unsatisfiable_range_is_416() -> None:
         url = await _completed_url(sim, api)
         async with api.session.get(url, headers={"Range": "bytes=999999-"}) as response:
             status, content_range = response.status, response.headers["Content-Range"]
-    assert (416, f"bytes */{len(sample_video())}") == (status, content_range)
+    assert (416, f"bytes */{len(_served(sim))}") == (status, content_range)
 
 
 async def test_result_link_expires_after_link_ttl() -> None:
@@ -94,7 +100,7 @@ async def test_failing_download_cuts_the_body_short_then_succeeds() -> None:
                 await response.read()
         async with api.session.get(url) as response:
             retried = await response.read()
-    assert retried == sample_video()
+    assert retried == _served(sim)
 
 
 async def test_failing_download_mode_503_answers_503_once() -> None:

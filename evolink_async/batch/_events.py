@@ -198,6 +198,14 @@ class Recorder:
         elif outcome.status == "skipped":
             default = {"code": "skipped", "message": ""}
             self.ledger.skipped(line, error_info(err) if err is not None else default)
+        elif outcome.status == "cancelled" and outcome.task_id is not None:
+            message = error_info(err)["message"] if err is not None else "cancelled"
+            info = {"code": "request_cancelled", "message": message}
+            journal = functools.partial(
+                self.journal.finished, line, outcome.task_id, "cancelled", info
+            )
+            self._post(journal)
+            self.ledger.cancelled(line, info)
         elif outcome.status == "unknown":
             reason = str(err) if err is not None else "the create's outcome is unknown"
             self._post(functools.partial(self.journal.unknown, line, reason))

@@ -3,10 +3,12 @@
 Each completed clip plays in place (``<video controls>`` on its file, by a relative link),
 with its prompt, status, cost in credits and task id; lines that did not complete show their
 reason. A few lines of inline JavaScript filter the page by status (buttons, or a
-``#status=failed`` fragment); the page loads nothing from the network and every text from the
-manifest is HTML-escaped. :func:`render_gallery` is pure (entries in, HTML out);
-:func:`read_manifest` and :func:`write_gallery` do the file work (blocking: call them from a
-worker thread in async code).
+``#status=failed`` fragment) and mark each clip ``data-clip="playable"`` once the browser has
+decoded a frame of it, or ``"missing"`` (with a note) when it cannot load. The page loads
+nothing from the network and every text from the manifest is HTML-escaped.
+:func:`render_gallery` is pure (entries in, HTML out); :func:`read_manifest` and
+:func:`write_gallery` do the file work (blocking: call them from a worker thread in async
+code).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from .._files import atomic_write
-from .manifest import MANIFEST_FILENAME, ManifestEntry
+from .manifest import GALLERY_FILENAME, MANIFEST_FILENAME, ManifestEntry
 
 __all__ = [
     "GALLERY_FILENAME",
@@ -29,8 +31,6 @@ __all__ = [
     "render_gallery",
     "write_gallery",
 ]
-
-GALLERY_FILENAME = "index.html"
 
 #: the order of the filter buttons (other statuses follow, sorted)
 _STATUS_ORDER = ("completed", "failed", "cancelled", "unknown", "interrupted", "skipped")
@@ -50,7 +50,7 @@ margin-top:1rem}
 .prompt{white-space:pre-wrap;word-break:break-word}
 .badge{padding:0 .4rem;border-radius:.3rem;color:#fff;background:#777}
 .completed .badge{background:#2a7d2e}.failed .badge{background:#b3261e}
-.unknown .badge{background:#a15c00}
+.unknown .badge{background:#a15c00}.interrupted .badge{background:#4a5a9e}
 .reason{color:#b3261e;word-break:break-word}
 dl{display:grid;grid-template-columns:auto 1fr;gap:0 .6rem;margin:.3rem 0;font-size:.85rem}
 dt{color:#666}dd{margin:0;word-break:break-all}
@@ -79,6 +79,23 @@ _SCRIPT = """
     document.getElementById('shown').textContent = String(shown);
     document.body.dataset.filter = status;
   }
+  function watch(c) {  // data-clip: playable, or missing (with a note) when it cannot load
+    var v = c.querySelector('video');
+    if (!v) { return; }
+    function ok() { c.dataset.clip = 'playable'; }
+    function bad() {
+      if (c.dataset.clip === 'missing') { return; }
+      c.dataset.clip = 'missing';
+      var note = document.createElement('p');
+      note.className = 'reason';
+      note.textContent = 'this clip cannot be played here (file moved or deleted?)';
+      v.insertAdjacentElement('afterend', note);
+    }
+    v.addEventListener('loadeddata', ok);
+    v.addEventListener('error', bad);
+    if (v.error) { bad(); } else if (v.readyState >= 2) { ok(); }
+  }
+  clips.forEach(watch);
   buttons.forEach(function (b) {
     b.addEventListener('click', function () { location.hash = 'status=' + b.dataset.status; });
   });

@@ -56,10 +56,13 @@ State = Literal[
     "failed",
     "unknown",
     "skipped",
+    "cancelled",
 ]
 STATES: Final[tuple[State, ...]] = get_args(State)
 #: states in which a line is done for this run
-FINAL: Final[frozenset[State]] = frozenset({"completed", "failed", "unknown", "skipped"})
+FINAL: Final[frozenset[State]] = frozenset(
+    {"completed", "failed", "unknown", "skipped", "cancelled"}
+)
 _OPEN: Final[frozenset[State]] = frozenset(STATES) - FINAL
 #: states whose credits the service reported (task created, not failed)
 _REPORTED: Final[frozenset[State]] = frozenset(
@@ -86,6 +89,7 @@ TRANSITIONS: Final[Mapping[str, tuple[frozenset[State], State | None]]] = {
     "failed": (_OPEN - {"downloading"}, "failed"),
     "unknown": (_OPEN - {"downloading"}, "unknown"),
     "skipped": (_OPEN - {"downloading"}, "skipped"),
+    "cancelled": (_OPEN - {"downloading"}, "cancelled"),
     "stopped": (_OPEN - {"downloading"}, "queued"),
     "downloaded": (frozenset({"downloading"}), "completed"),
     "download_failed": (frozenset({"downloading"}), "completed"),
@@ -152,6 +156,7 @@ class BatchProgress:
     failed: int = 0
     unknown: int = 0
     skipped: int = 0
+    cancelled: int = 0
     credits: float = 0.0
     requests: int = 0
     rate_limited: int = 0
@@ -161,7 +166,7 @@ class BatchProgress:
     @property
     def done(self) -> int:
         """Lines with a final status."""
-        return self.completed + self.failed + self.unknown + self.skipped
+        return self.completed + self.failed + self.unknown + self.skipped + self.cancelled
 
 
 class Ledger:
@@ -237,6 +242,7 @@ class Ledger:
             failed=c.get("failed", 0),
             unknown=c.get("unknown", 0),
             skipped=c.get("skipped", 0),
+            cancelled=c.get("cancelled", 0),
             credits=self.credits(),
             **run,
         )
@@ -372,6 +378,14 @@ class Ledger:
             ln.error = error
             if task_id is not None:
                 ln.task_id = task_id
+        return ln is not None
+
+    def cancelled(self, line: int, error: Error) -> bool:
+        """The line's task was cancelled at the service (refunded; not retried)."""
+        ln = self._move(line, "cancelled")
+        if ln is not None:
+            ln.error = error
+            ln.credits = 0.0
         return ln is not None
 
     def skipped(self, line: int, error: Error) -> bool:

@@ -1,7 +1,8 @@
 """The manifest: one entry per input line, rendered from the ledger, written atomically.
 
 ``manifest.jsonl`` has one object per input line, in input order, with exactly the keys
-``line``, ``prompt``, ``status`` (``completed``, ``failed``, ``unknown`` or ``skipped``),
+``line``, ``prompt``, ``status`` (``completed``, ``failed``, ``unknown``, ``skipped`` or
+``cancelled``),
 ``task_id``, ``video`` (path relative to the directory, or null), ``url``, ``error``
 (``{"code", "message"}`` or null), ``attempts`` and ``credits``. The same entries are handed
 to the caller in :attr:`BatchSummary.entries`, so nobody needs to read the file back.
@@ -23,6 +24,7 @@ from .._files import PART_FILE, atomic_write
 from .ledger import LedgerLine
 
 __all__ = [
+    "GALLERY_FILENAME",
     "MANIFEST_FILENAME",
     "BatchSummary",
     "LineStatus",
@@ -34,8 +36,10 @@ __all__ = [
 ]
 
 MANIFEST_FILENAME = "manifest.jsonl"
+#: the gallery beside the manifest (written by :mod:`.gallery`)
+GALLERY_FILENAME = "index.html"
 
-LineStatus = Literal["completed", "failed", "unknown", "skipped"]
+LineStatus = Literal["completed", "failed", "unknown", "skipped", "cancelled"]
 
 #: a clip's file name (see ``video_filename``)
 _CLIP = re.compile(r"\d{5,}-[A-Za-z0-9._-]+\.mp4")
@@ -75,7 +79,7 @@ def render(ln: LedgerLine, why: str, reason: str) -> ManifestEntry:
     ``why`` (``interrupted`` or ``aborted``) because of ``reason``."""
     status: LineStatus
     error, credits, video = ln.error, ln.credits, ln.video
-    if ln.state in ("completed", "failed", "unknown", "skipped"):
+    if ln.state in ("completed", "failed", "unknown", "skipped", "cancelled"):
         status = ln.state
     elif ln.state in ("submitted", "processing"):
         status = "unknown"
@@ -102,7 +106,7 @@ def render(ln: LedgerLine, why: str, reason: str) -> ManifestEntry:
     else:  # queued
         status, credits = "skipped", 0.0
         error = {"code": why, "message": f"not submitted: {reason}"}
-    if status in ("failed", "skipped"):
+    if status in ("failed", "skipped", "cancelled"):
         credits = 0.0
     return ManifestEntry(
         line=ln.line,
@@ -124,14 +128,14 @@ def write_manifest(out_dir: Path, entries: Iterable[ManifestEntry]) -> Path:
 
 
 def remove_stale_temps(out_dir: Path) -> None:
-    """Remove the manifest's temporary files and partial clip downloads a killed run left
-    (blocking; the directory's lock is held, so no download of ours is running). Also the
-    ``.manifest.jsonl.<pid>.tmp`` files of older versions."""
+    """Remove the temporary files of the manifest and the gallery, and partial clip
+    downloads, a killed run left (blocking; the directory's lock is held, so no download of
+    ours is running). Also the ``.manifest.jsonl.<pid>.tmp`` files of older versions."""
     stale = [*out_dir.glob(f".{MANIFEST_FILENAME}.*.tmp")]
     for path in out_dir.glob(".*.part"):
         match = PART_FILE.fullmatch(path.name)
         if match is not None and (
-            match["name"] == MANIFEST_FILENAME or _CLIP.fullmatch(match["name"])
+            match["name"] in (MANIFEST_FILENAME, GALLERY_FILENAME) or _CLIP.fullmatch(match["name"])
         ):
             stale.append(path)
     for path in stale:
@@ -165,16 +169,18 @@ class BatchSummary:
     interrupted: bool = False
     aborted: str | None = None
     entries: tuple[ManifestEntry, ...] = ()
+    #: lines whose task was cancelled at the service (refunded, not retried)
+    cancelled: int = 0
 
     @property
     def counts(self) -> dict[str, int]:
-        """Lines by manifest status."""
+        """Lines by manifest status (``cancelled`` only when there are any)."""
         return {
             "completed": self.completed,
             "failed": self.failed,
             "unknown": self.unknown,
             "skipped": self.skipped,
-        }
+        } | ({"cancelled": self.cancelled} if self.cancelled else {})
 
     @property
     def ok(self) -> bool:
@@ -226,4 +232,5 @@ def summarize(
         interrupted=interrupted,
         aborted=aborted,
         entries=tuple(entries),
+        cancelled=by_status["cancelled"],
     )

@@ -113,6 +113,9 @@ class _Planner:
         elif s.phase == "finished" and s.status == "rejected":
             led.restore(line, "queued", task_id=None, credits=0.0)
             self.submit.append(line)
+        elif s.phase == "finished" and s.status == "cancelled":
+            error = journal_error(s.error, "request_cancelled")
+            led.restore(line, "cancelled", credits=0.0, error=error)
         elif s.phase == "finished":
             error = journal_error(s.error, s.status or "failed")
             led.restore(line, "failed", credits=0.0, error=error)

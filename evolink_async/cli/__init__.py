@@ -25,11 +25,11 @@ connection), ``display`` (progress and summaries), and one per command: ``batch`
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from .._env import CALLBACK_SECRET_ENV
+from .._logging import configure_logging
 from .app import (
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -55,6 +55,16 @@ __all__ = [
 ]
 
 
+def _configure_logging(verbose: int) -> None:
+    """``-v``/``-vv`` log the package at info/debug to stderr; without them ``$EVOLINK_LOG``
+    (debug, info, warning, error, critical) sets the level; neither: nothing is logged but
+    warnings and errors, as Python's default."""
+    if verbose:
+        configure_logging(logging.DEBUG if verbose > 1 else logging.INFO)
+    else:
+        configure_logging()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``evolink-async`` with ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
     parser = build_parser()
@@ -62,12 +72,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, or a usage error (already printed)
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
-    if args.verbose:
-        logging.basicConfig(
-            level=logging.DEBUG if args.verbose > 1 else logging.INFO,
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-            stream=sys.stderr,
-        )
+    try:
+        _configure_logging(args.verbose)
+    except ValueError as exc:  # a bad $EVOLINK_LOG
+        err(str(exc))
+        return EXIT_USAGE
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args)

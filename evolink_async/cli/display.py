@@ -66,6 +66,8 @@ def stats_line(p: BatchProgress, rps: float) -> str:
         parts.append(f"unknown {p.unknown}")
     if p.skipped:
         parts.append(f"skipped {p.skipped}")
+    if p.cancelled:
+        parts.append(f"cancelled {p.cancelled}")
     parts += [f"{rps:.1f} req/s", f"{p.credits:g} credits"]
     if p.rate_limited:
         parts.append(f"429s {p.rate_limited}")
@@ -205,6 +207,10 @@ def summary_rows(summary: BatchSummary) -> list[tuple[str, str]]:
         ("failed", str(summary.failed)),
         ("unknown", str(summary.unknown)),
         ("skipped", str(summary.skipped)),
+    ]
+    if summary.cancelled:
+        rows.append(("cancelled", str(summary.cancelled)))
+    rows += [
         ("downloaded", str(summary.downloaded) if summary.download else "off (--no-download)"),
     ]
     if summary.download_failed:

@@ -13,7 +13,7 @@ from .batch import DEFAULT_LISTEN, batch_command
 from .gallery import gallery_command
 from .generate import generate_command
 from .simulate import simulate_command
-from .tasks import credits_command, status_command
+from .tasks import credits_command, status_command, tasks_command
 
 __all__ = [
     "add_batch",
@@ -22,7 +22,9 @@ __all__ = [
     "add_generate",
     "add_simulate",
     "add_status",
+    "add_tasks",
     "build_parser",
+    "duration_ago",
     "non_negative_float",
     "positive_float",
     "positive_int",
@@ -241,6 +243,45 @@ def add_status(sub: _Commands) -> None:
     status.set_defaults(handler=status_command)
 
 
+def add_tasks(sub: _Commands) -> None:
+    tasks = sub.add_parser(
+        "tasks",
+        help="list the account's tasks",
+        description="List the account's tasks, newest first (no result links: use status).",
+    )
+    tasks.add_argument(
+        "--status",
+        choices=("processing", "completed", "failed", "cancelled"),
+        help="only tasks in this status (processing includes queued tasks)",
+    )
+    tasks.add_argument("--type", choices=("video", "image", "audio"), help="only this type")
+    tasks.add_argument("--model", help="only this model")
+    tasks.add_argument(
+        "--since",
+        type=duration_ago,
+        metavar="AGE",
+        help="only tasks created in the last AGE: 90s, 30m, 2h, 7d",
+    )
+    tasks.add_argument("--limit", type=positive_int, default=100, help="at most this many")
+    tasks.add_argument("--json", action="store_true", help="print JSON, one task a line")
+    _add_connection(tasks, simulate=False)
+    tasks.set_defaults(handler=tasks_command)
+
+
+def duration_ago(text: str) -> float:
+    """``90s``, ``30m``, ``2h``, ``7d`` (or bare seconds) as seconds."""
+    units = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+    unit = text[-1:].lower()
+    number = text[:-1] if unit in units else text
+    try:
+        value = float(number) * units.get(unit, 1.0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an age like 90s, 30m, 2h or 7d: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive age: {text!r}")
+    return value
+
+
 def add_credits(sub: _Commands) -> None:
     credits = sub.add_parser("credits", help="show the credit balance")
     credits.add_argument("--json", action="store_true", help="print JSON")
@@ -287,6 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-v", "--verbose", action="count", default=0, help="log to stderr (-vv: debug)"
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for add in (add_batch, add_generate, add_status, add_credits, add_simulate, add_gallery):
+    commands = (add_batch, add_generate, add_status, add_tasks, add_credits, add_simulate)
+    for add in (*commands, add_gallery):
         add(sub)
     return parser

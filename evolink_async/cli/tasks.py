@@ -1,15 +1,17 @@
-"""``evolink-async status TASK_ID`` and ``evolink-async credits``: one request, one answer."""
+"""``evolink-async status TASK_ID``, ``evolink-async credits``: one request, one answer; and
+``evolink-async tasks``: the account's tasks, page by page."""
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from ..client import EvolinkClient
 from ..errors import EvolinkError, InvalidRequestError
-from ..models import Credits, Task
+from ..models import Credits, Task, TaskSummary
 from .app import (
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -22,7 +24,14 @@ from .app import (
     service,
 )
 
-__all__ = ["credits_command", "one_request", "status_command", "task_json"]
+__all__ = [
+    "credits_command",
+    "one_request",
+    "status_command",
+    "summary_json",
+    "task_json",
+    "tasks_command",
+]
 
 _T = TypeVar("_T")
 
@@ -114,3 +123,52 @@ def _balance(balance: Any) -> dict[str, Any] | None:
         "used": balance.used_credits,
         "unlimited": balance.unlimited_credits,
     }
+
+
+def summary_json(item: TaskSummary) -> dict[str, Any]:
+    """What ``tasks`` shows of a list item."""
+    return {
+        "id": item.id,
+        "status": item.raw_status or str(item.status),
+        "progress": item.progress,
+        "model": item.model,
+        "type": item.type,
+        "created_at": item.created_at,
+        "credits_used": item.credits_used,
+    }
+
+
+def tasks_command(args: argparse.Namespace) -> int:
+    async def collect(client: EvolinkClient) -> list[TaskSummary]:
+        found: list[TaskSummary] = []
+        items = client.list_tasks(
+            status=args.status,
+            type=args.type,
+            model=args.model,
+            since=None if args.since is None else datetime.timedelta(seconds=args.since),
+        )
+        async for item in items:
+            found.append(item)
+            if len(found) >= args.limit:
+                break
+        return found
+
+    def show(items: list[TaskSummary]) -> None:
+        for item in items:
+            data = summary_json(item)
+            if args.json:
+                print(json.dumps(data, ensure_ascii=False))
+                continue
+            when = (
+                datetime.datetime.fromtimestamp(item.created_at, datetime.timezone.utc).strftime(
+                    "%Y-%m-%d %H:%M:%S"
+                )
+                if item.created_at is not None
+                else "-"
+            )
+            progress = "" if item.progress is None else f" {item.progress}%"
+            print(f"{item.id}  {when}  {data['status']}{progress}  {item.model or '-'}")
+        if not args.json and not items:
+            print("no tasks")
+
+    return one_request(args, collect, show)

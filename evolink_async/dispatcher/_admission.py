@@ -23,6 +23,7 @@ from ..errors import (
     EvolinkError,
     RateLimitError,
     ServerError,
+    TaskCancelledError,
     TaskFailedError,
 )
 from ..limits import (
@@ -362,8 +363,7 @@ class Run:
         self.stats.in_flight += 1
 
     def _track(self, job: Job, task: Task) -> None:
-        """Hand a created (or attached) task to the poller until it ends (a twin's ends with
-        the task its first job follows)."""
+        """Hand a created (or attached) task to the poller until it ends (not a twin's)."""
         if self.live.get(task.id) is not job:
             return
 
@@ -402,10 +402,9 @@ class Run:
         self.finish(job, "failed", exc if isinstance(exc, EvolinkError) else _wrap(exc))
 
     def _task_done(self, job: Job, task_id: str, result: TaskResult) -> None:
-        if self.live.pop(task_id, None) is None:
-            return
-        for each in (job, *self.twins.pop(task_id, ())):
-            self._job_done(each, task_id, result)
+        if self.live.pop(task_id, None) is not None:
+            for each in (job, *self.twins.pop(task_id, ())):
+                self._job_done(each, task_id, result)
 
     def _job_done(self, job: Job, task_id: str, result: TaskResult) -> None:
         self.stats.in_flight -= 1
@@ -422,6 +421,9 @@ class Run:
             return
         self._settle(job, commit=False)
         job.credits = 0.0
+        if result.is_cancelled:  # somebody's decision: never retried
+            self.finish(job, "cancelled", TaskCancelledError(result))
+            return
         if result.is_retryable_failure and job.attempts < job.max_attempts and not self.closed:
             self.stats.retries += 1
             code = result.error.code if result.error is not None else None

@@ -30,7 +30,7 @@ __all__ = [
     "as_request",
 ]
 
-OutcomeStatus = Literal["completed", "failed", "unknown", "skipped"]
+OutcomeStatus = Literal["completed", "failed", "cancelled", "unknown", "skipped"]
 RequestLike = VideoRequest | Mapping[str, Any] | str
 #: ``await before_create(index, request, attempt)`` runs just before each create is sent
 #: (after admission); an exception from it fails that attempt without sending anything. It
@@ -75,9 +75,10 @@ class Outcome:
     """What became of one request.
 
     ``status``: ``completed`` (``task`` has the video URL), ``failed`` (``error`` says why,
-    e.g. a ``TaskFailedError`` with the task's code), ``unknown`` (the create may or may not
-    have been taken: not resubmitted; ``error`` has ``maybe_created=True``), or ``skipped``
-    (never sent: the budget could not pay for it, or the request was invalid).
+    e.g. a ``TaskFailedError`` with the task's code), ``cancelled`` (the task was cancelled at
+    the service; ``error`` is a ``TaskCancelledError``; never retried), ``unknown`` (the create
+    may or may not have been taken: not resubmitted; ``error`` has ``maybe_created=True``), or
+    ``skipped`` (never sent: the budget could not pay for it, or the request was invalid).
     """
 
     index: int
@@ -162,7 +163,7 @@ class Completed:
 
 @attrs.frozen
 class Failed:
-    """A request ended ``failed`` or ``unknown`` (see ``outcome.status``)."""
+    """A request ended ``failed``, ``cancelled`` or ``unknown`` (see ``outcome.status``)."""
 
     outcome: Outcome
 
@@ -181,6 +182,7 @@ class BatchStats:
     failed: int = 0
     unknown: int = 0
     skipped: int = 0
+    cancelled: int = 0
     retries: int = 0
     creates: int = 0
     rate_limited: int = 0
@@ -193,4 +195,4 @@ class BatchStats:
 
     @property
     def done(self) -> int:
-        return self.completed + self.failed + self.unknown + self.skipped
+        return self.completed + self.failed + self.unknown + self.skipped + self.cancelled

@@ -84,6 +84,17 @@ class SimulatorConfig:
     )
     retryable_failure_rate: float = attrs.field(default=0.0, converter=float, validator=_rate)
     fatal_failure_rate: float = attrs.field(default=0.0, converter=float, validator=_rate)
+    #: fraction of tasks cancelled while running (refunded), reported as ``cancel_style`` says
+    cancel_rate: float = attrs.field(default=0.0, converter=float, validator=_rate)
+    #: how a cancelled task reads: status ``cancelled`` (Evolink's own client) or ``failed`` with
+    #: code ``request_cancelled`` (the docs; the default)
+    cancel_style: Literal["cancelled", "failed"] = attrs.field(
+        default="failed", validator=v.in_(("cancelled", "failed"))
+    )
+
+    # task reads
+    #: ``POST /v1/tasks/batch`` exists; False answers it 404 (a gateway without it)
+    batch_reads: bool = True
 
     # transport faults (fractions of API requests)
     error_5xx_rate: float = attrs.field(default=0.0, converter=float, validator=_rate)
@@ -110,6 +121,9 @@ class SimulatorConfig:
     create_fault_limit: int | None = attrs.field(default=_ONCE, validator=_optional_positive_int)
 
     # result files
+    #: each task's clip is made for it (its duration, aspect ratio and colour: testing/_clip.py);
+    #: False serves the one packaged 1 s sample to every task
+    per_task_clips: bool = attrs.field(default=True, validator=v.instance_of(bool))
     link_ttl: float = attrs.field(default=86_400.0, converter=float, validator=_positive)
     #: fraction of tasks whose FIRST result download fails
     download_fail_rate: float = attrs.field(default=0.0, converter=float, validator=_rate)
@@ -126,7 +140,12 @@ class SimulatorConfig:
     allow_insecure_callbacks: bool = False
 
     def __attrs_post_init__(self) -> None:
-        total = self.failure_rate + self.retryable_failure_rate + self.fatal_failure_rate
+        total = (
+            self.failure_rate
+            + self.retryable_failure_rate
+            + self.fatal_failure_rate
+            + self.cancel_rate
+        )
         if total > 1.0:
             raise ValueError(f"the failure rates add up to {total} > 1")
         if self.error_5xx_rate + self.slow_rate + self.ghost_rate > 1.0:

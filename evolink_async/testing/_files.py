@@ -1,5 +1,7 @@
-"""The result video: the bytes every completed task serves, signed links, and byte ranges.
+"""The result video: the bytes a completed task serves, signed links, and byte ranges.
 
+By default each task's clip is made for it by :mod:`._clip` (:func:`task_video`); with
+``per_task_clips=False`` every task serves the packaged sample.
 ``data/sample.mp4`` is a real 1 s H.264 clip (~10 KB); how it was made is in ``data/README``:
 
     ffmpeg -f lavfi -i testsrc2=size=160x90:rate=10 -f lavfi -i sine=frequency=440:sample_rate=22050
@@ -15,7 +17,10 @@ import hmac
 import re
 from importlib import resources
 
-__all__ = ["UnsatisfiableRange", "parse_range", "sample_video", "sign"]
+from ._clip import make_clip
+from ._task import SimulatedTask
+
+__all__ = ["UnsatisfiableRange", "parse_range", "sample_video", "sign", "task_video"]
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
@@ -24,6 +29,13 @@ _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 def sample_video() -> bytes:
     """The packaged sample clip (read once)."""
     return (resources.files(__package__) / "data" / "sample.mp4").read_bytes()
+
+
+def task_video(task: SimulatedTask, *, per_task: bool = True) -> bytes:
+    """The bytes ``task``'s result link serves: its own clip, or the packaged sample."""
+    if not per_task:
+        return sample_video()
+    return make_clip(task.id, task.duration, task.aspect_ratio)
 
 
 def sign(secret: bytes, task_id: str, expires: int) -> str:

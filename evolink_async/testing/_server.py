@@ -20,10 +20,11 @@ from ._clock import Clock, ManualClock, ScaledClock
 from ._config import TIME_SCALE_HEADER, SimulatorConfig
 from ._creates import CreateDesk
 from ._errors import ApiError, error_body
-from ._files import UnsatisfiableRange, parse_range, sample_video, sign
+from ._files import UnsatisfiableRange, parse_range, sign, task_video
 from ._state import ServiceState
 from ._stats import DROPPED, SimulatorStats
 from ._task import SimulatedTask
+from ._task_reads import TaskReads
 
 __all__ = ["Simulator"]
 
@@ -32,7 +33,7 @@ _PROXY_HTML = (
     "<center><h1>{status} {reason}</h1></center>\r\n<hr><center>nginx</center>\r\n"
     "</body>\r\n</html>\r\n"
 )
-_API_ENDPOINTS = frozenset({"create", "get_task", "credits"})
+_API_ENDPOINTS = frozenset({"create", "get_task", "credits", "tasks_batch", "tasks_list"})
 
 
 @attrs.define
@@ -91,8 +92,11 @@ class Simulator:
         if self._runner is not None or self._closed:
             raise RuntimeError("a Simulator starts once")
         app = web.Application()
+        reads = TaskReads(self.config, self.clock, self.stats, self._authorize, self._settled_body)
         routes: list[tuple[str, str, str, _Handler]] = [
             ("POST", "/v1/videos/generations", "create", self._create),
+            ("POST", "/v1/tasks/batch", "tasks_batch", reads.batch),
+            ("GET", "/v1/tasks", "tasks_list", reads.listing),
             ("GET", "/v1/tasks/{task_id}", "get_task", self._get_task),
             ("GET", "/v1/credits", "credits", self._credits),
             ("GET", "/files/{name}", "files", self._file),
@@ -182,7 +186,8 @@ class Simulator:
         self._finish(task_id, code, message)
 
     def cancel_task(self, task_id: str) -> None:
-        """Cancel a task: it fails with ``request_cancelled``, as the service reports it."""
+        """Cancel a task now (refunded): status ``cancelled``, or ``failed`` with
+        ``request_cancelled`` under ``cancel_style="failed"``, as the service reports it."""
         self._finish(task_id, "request_cancelled", None)
 
     async def drain_callbacks(self) -> None:
@@ -305,10 +310,7 @@ class Simulator:
             raise ApiError(404, "task_not_found", "Task not found or expired", "not_found_error")
         body = self._settled_body(task)
         if call.fault != "ghost":  # an answer the client never gets shows it nothing
-            task.polls += 1
-            if task.first_seen_terminal_at is None and body["status"] in ("completed", "failed"):
-                task.first_seen_terminal_at = self.clock.now()
-                task.first_seen_terminal_real = time.monotonic()
+            task.read(body["status"], self.clock.now())
         return web.json_response(body)
 
     async def _credits(self, request: web.Request, call: _Call) -> web.StreamResponse:
@@ -323,7 +325,8 @@ class Simulator:
             raise ApiError(404, "file_not_found", "File not found", "not_found_error")
         _check_link(self._secret, task, request.query, self.clock.now())
         failing = _download_fault(task, request.method)
-        return await _send_video(request, truncate=failing == "truncate")
+        data = task_video(task, per_task=self.config.per_task_clips)
+        return await _send_video(request, data, truncate=failing == "truncate")
 
     async def _not_found(self, request: web.Request, call: _Call) -> web.StreamResponse:
         raise ApiError(
@@ -384,9 +387,8 @@ def _proxy_error(status: int, kind: float, html_fraction: float) -> web.Response
     return web.Response(status=status, text=html, content_type="text/html")
 
 
-async def _send_video(request: web.Request, *, truncate: bool) -> web.StreamResponse:
+async def _send_video(request: web.Request, data: bytes, *, truncate: bool) -> web.StreamResponse:
     """200 or 206 with an exact Content-Length; ``truncate`` stops halfway and hangs up."""
-    data = sample_video()
     size = len(data)
     try:
         wanted = parse_range(request.headers.get("Range"), size)

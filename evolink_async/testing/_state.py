@@ -27,7 +27,8 @@ __all__ = ["ServiceState"]
 
 _ID_CHARS = string.ascii_lowercase + string.digits
 # A cancellation is the client's doing (cancel_task), never a random failure.
-_FATAL_DRAWN = tuple(code for code in FATAL_TASK_ERRORS if code != "request_cancelled")
+CANCELLED = "request_cancelled"
+_FATAL_DRAWN = tuple(code for code in FATAL_TASK_ERRORS if code != CANCELLED)
 
 
 class ServiceState:
@@ -115,6 +116,7 @@ class ServiceState:
             fault = mode if mode != "alternate" else ("truncate", "503")[self._created % 2]
         return SimulatedTask(
             id=task_id,
+            cancel_style=cfg.cancel_style,
             model=spec.name,
             prompt=request.prompt,
             duration=request.duration,
@@ -141,6 +143,7 @@ class ServiceState:
             (cfg.retryable_failure_rate, RETRYABLE_TASK_ERRORS),
             (cfg.fatal_failure_rate, _FATAL_DRAWN),
             (cfg.failure_rate, cfg.failure_codes),
+            (cfg.cancel_rate, (CANCELLED,)),
         ):
             if fail_draw < rate:
                 return codes[int(code_draw * len(codes))]

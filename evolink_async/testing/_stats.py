@@ -59,8 +59,9 @@ class SimulatorStats:
     """Everything the simulator counted; live (it changes as requests arrive).
 
     ``requests`` counts every answered request (API, result files; not the stats endpoint)
-    by ``(endpoint, status)``, endpoint one of ``create``, ``get_task``, ``credits``,
-    ``files``, ``other``; status 0 means the connection was dropped (ghost).
+    by ``(endpoint, status)``, endpoint one of ``create``, ``get_task``, ``tasks_batch``,
+    ``tasks_list``, ``credits``, ``files``, ``other``; status 0 means the connection was
+    dropped (ghost).
     ``request_times`` holds the ``time.monotonic()`` arrival of each API request (``/v1/...``),
     the ones the rate limit counts.
     """
@@ -78,6 +79,8 @@ class SimulatorStats:
     credits_spent: float = 0.0  # by completed tasks
     credits_released: float = 0.0  # by failed tasks
     tasks: dict[str, SimulatedTask] = attrs.Factory(dict)
+    #: the number of ids asked by each ``POST /v1/tasks/batch`` answered (in arrival order)
+    batch_reads: list[int] = attrs.Factory(list)
     ghost_task_ids: list[str] = attrs.Factory(list)
     slow_task_ids: list[str] = attrs.Factory(list)
     callbacks: CallbackStats = attrs.Factory(CallbackStats)
@@ -100,6 +103,16 @@ class SimulatorStats:
                 lo += 1
             best = max(best, hi - lo + 1)
         return best
+
+    @property
+    def single_reads(self) -> int:
+        """``GET /v1/tasks/{id}`` requests answered (any status)."""
+        return self.count("get_task")
+
+    @property
+    def reads(self) -> int:
+        """Task reads of any kind: single GETs plus batch reads answered."""
+        return self.count("get_task") + self.count("tasks_batch")
 
     @property
     def peak_requests_per_second(self) -> int:
@@ -131,5 +144,6 @@ class SimulatorStats:
             "tasks": {task_id: t.summary() for task_id, t in self.tasks.items()},
             "ghost_task_ids": self.ghost_task_ids,
             "slow_task_ids": self.slow_task_ids,
+            "batch_reads": self.batch_reads,
             "callbacks": self.callbacks.to_dict(),
         }

@@ -7,11 +7,14 @@ Nothing ticks: ``status_at(t)`` and ``progress_at(t)`` read the timestamps. pend
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import attrs
 
-__all__ = ["SimulatedTask"]
+__all__ = ["TERMINAL_STATUSES", "SimulatedTask"]
+
+TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
 
 
 @attrs.define(kw_only=True, eq=False)
@@ -38,6 +41,8 @@ class SimulatedTask:
     estimated_time: int
     error_code: str | None = None
     error_message: str | None = None
+    #: how a cancel (error code ``request_cancelled``) reads: status ``cancelled`` or ``failed``
+    cancel_style: str = "failed"
     #: this task's first result download fails ("truncate" or "503"), or None
     download_fault: str | None = None
     callback_dropped: bool = False
@@ -65,7 +70,11 @@ class SimulatedTask:
             return "pending"
         if now < self.finished_at:
             return "processing"
-        return "failed" if self.error_code is not None else "completed"
+        if self.error_code is None:
+            return "completed"
+        if self.error_code == "request_cancelled" and self.cancel_style == "cancelled":
+            return "cancelled"
+        return "failed"
 
     def is_terminal_at(self, now: float) -> bool:
         return now >= self.finished_at
@@ -74,7 +83,7 @@ class SimulatedTask:
         status = self.status_at(now)
         if status == "completed":
             return 100
-        if status == "failed":  # frozen where it stopped
+        if status in ("failed", "cancelled"):  # frozen where it stopped
             return (
                 self._running_progress(self.finished_at)
                 if self.finished_at > self.started_at
@@ -85,6 +94,13 @@ class SimulatedTask:
     def _running_progress(self, t: float) -> int:
         done = (t - self.started_at) / self.generation_time if self.generation_time > 0 else 1.0
         return min(99, max(1, 1 + int(98 * done)))
+
+    def read(self, status: str, now: float) -> None:
+        """A read (GET or batch) answered this task in ``status`` and the client got it."""
+        self.polls += 1
+        if self.first_seen_terminal_at is None and status in TERMINAL_STATUSES:
+            self.first_seen_terminal_at = now
+            self.first_seen_terminal_real = time.monotonic()
 
     @property
     def detection_delay(self) -> float | None:
@@ -124,7 +140,7 @@ class SimulatedTask:
         }
         if status == "completed":
             body["results"] = [result_url]
-        elif status == "failed":
+        elif status == "failed":  # a ``cancelled`` status carries no error (tolerated)
             body["error"] = {"code": self.error_code, "message": self.error_message or ""}
         return body
 

@@ -87,6 +87,14 @@ def add_simulator_arguments(parser: argparse.ArgumentParser) -> None:
         help="ignore Idempotency-Key (as behind a proxy that strips it)",
     )
     group.add_argument(
+        "--sample-clip",
+        dest="per_task_clips",
+        action="store_false",
+        default=None,
+        help="serve the packaged 1 s sample to every task (default: a clip made for each task, "
+        "of its duration and aspect ratio)",
+    )
+    group.add_argument(
         "--allow-insecure-callbacks",
         action="store_true",
         default=None,
@@ -98,7 +106,13 @@ def simulator_kwargs_from_args(ns: argparse.Namespace) -> dict[str, Any]:
     """The ``Simulator(**kwargs)`` for parsed flags; unset flags are left out."""
     kwargs: dict[str, Any] = {"host": ns.host, "port": ns.port, "api_key": ns.api_key}
     names = [flag[2:].replace("-", "_") for flag, *_ in _KNOB_FLAGS]
-    extra = ["download_fail_mode", "allow_insecure_callbacks", "create_fault", "idempotency"]
+    extra = [
+        "download_fail_mode",
+        "allow_insecure_callbacks",
+        "per_task_clips",
+        "create_fault",
+        "idempotency",
+    ]
     for name in [*names, *extra]:
         value = getattr(ns, name, None)
         if value is not None:

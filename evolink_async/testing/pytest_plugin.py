@@ -1,11 +1,18 @@
 """pytest fixtures for the simulator.
 
-Enable with ``pytest_plugins = ["evolink_async.testing.pytest_plugin"]`` in a root
-``conftest.py`` (or ``-p evolink_async.testing.pytest_plugin``), then::
+Install them with ``pip install 'evolink-async[testing]'`` (pytest and pytest-asyncio) and
+enable them with ``pytest_plugins = ["evolink_async.testing.pytest_plugin"]`` in a root
+``conftest.py`` (or ``-p evolink_async.testing.pytest_plugin``). The fixtures are
+``pytest_asyncio`` fixtures, so they work in pytest-asyncio's strict mode (its default: mark
+each async test) as in auto mode::
 
+    import pytest
+
+    @pytest.mark.asyncio
     async def test_bot(evolink_simulator):
         client = MyClient(base_url=evolink_simulator.base_url, api_key=evolink_simulator.api_key)
 
+    @pytest.mark.asyncio
     async def test_limits(make_simulator):
         sim = await make_simulator(rate_limit=2, max_concurrent=3)
 """
@@ -15,7 +22,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
-import pytest_asyncio
+try:
+    import pytest_asyncio
+except ImportError as exc:  # pragma: no cover - depends on the installation
+    raise ImportError(
+        "evolink_async.testing.pytest_plugin needs pytest-asyncio: "
+        "pip install 'evolink-async[testing]'"
+    ) from exc
 
 from ._config import SimulatorConfig
 from ._server import Simulator

@@ -1,0 +1,221 @@
+"""The poller's reads: one task by ``GET /v1/tasks/{id}``, or up to 50 by
+``POST /v1/tasks/batch``, each bounded by the tasks' deadlines (a read in flight included).
+
+The reader does the I/O and sorts what came back; what to do with it (observe, finish, try
+again later) is the poller's, through the ``Sink`` it is given. It falls back to single reads
+for good when the gateway answers the batch endpoint 404 or 405, and confirms an id missing
+from a batch answer with one single read.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
+
+import anyio
+
+from ._poll_entry import Entry, Gate
+from .errors import (
+    APIConnectionError,
+    APIError,
+    AuthenticationError,
+    DecodeError,
+    EvolinkError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    ServerError,
+    TaskTimeoutError,
+)
+from .models import Task
+
+__all__ = ["BATCH_SIZE", "Reader", "Sink"]
+
+logger = logging.getLogger("evolink_async")
+
+#: task ids one batch read may carry (the gateway's limit)
+BATCH_SIZE = 50
+#: a task never read yet may be read this fraction of its timeout past its deadline (one look)
+GRACE = 0.1
+#: a transient failure: the task still exists, read it again later
+_TRANSIENT = (APIConnectionError, ServerError, RateLimitError, DecodeError)
+#: the key or account is refused: reading again will not help
+_REFUSED = (AuthenticationError, PermissionDeniedError)
+
+
+class Sink(Protocol):
+    """What the reader tells the poller about each task it read (or failed to read)."""
+
+    def observe(self, entry: Entry, task: Task) -> None: ...
+
+    def finish(self, entry: Entry, result: Task | EvolinkError) -> None: ...
+
+    def retry(self, entry: Entry) -> None:
+        """A transient failure: read it again after the failure backoff."""
+
+    def again(self, entry: Entry) -> None:
+        """Read it again at once (single reads after a fallback, a confirmation)."""
+
+
+class Reader:
+    """Reads tasks for the poller (see the module docstring)."""
+
+    __slots__ = (
+        "batch",
+        "batch_reads",
+        "clock",
+        "fetch",
+        "fetch_many",
+        "single_reads",
+        "sink",
+    )
+
+    def __init__(
+        self,
+        fetch: Callable[[str], Awaitable[Task]],
+        fetch_many: Callable[[list[str]], Awaitable[list[Task]]] | None,
+        sink: Sink,
+        clock: Callable[[], float],
+    ) -> None:
+        self.fetch = fetch
+        self.fetch_many = fetch_many
+        self.sink = sink
+        self.clock = clock
+        #: batch reads are used (until the gateway says it has none)
+        self.batch = fetch_many is not None
+        self.single_reads = 0
+        self.batch_reads = 0
+
+    def single(self, entry: Entry) -> bool:
+        """Whether this entry must be read on its own."""
+        return not self.batch or entry.confirm
+
+    async def read(self, entries: Sequence[Entry]) -> None:
+        if len(entries) == 1:  # a batch of one is a GET: the same cost, and a clear 404
+            await self._read_one(entries[0])
+        else:
+            await self._read_batch(entries)
+
+    def _timed_out(self, entry: Entry) -> bool:
+        """End the entry with ``TaskTimeoutError`` if its deadline has passed."""
+        if entry.deadline is not None and self.clock() >= entry.deadline:
+            timeout = TaskTimeoutError(entry.task.id, entry.deadline - entry.start, entry.task)
+            self.sink.finish(entry, timeout)
+            return True
+        return False
+
+    def _room(self, entries: Sequence[Entry]) -> float:
+        """Seconds this read may take: until the earliest deadline of ``entries`` (inf without
+        one); a task never read yet may take a tenth of its timeout more, for one look."""
+        now, room = self.clock(), math.inf
+        for e in entries:
+            if e.deadline is not None:
+                left = e.deadline - now
+                grace = GRACE * (e.deadline - e.start)
+                room = min(room, left if e.polls > 0 else max(left, grace))
+        return room
+
+    async def _read_one(self, entry: Entry) -> None:
+        if entry.polls > 0 and self._timed_out(entry):
+            return
+        entry.woken = entry.confirm = False
+        task: Task | None = None
+        try:
+            with anyio.move_on_after(self._room([entry])):
+                if entry.gate is not None:
+                    await entry.gate.acquire()
+                task = await self.fetch(entry.task.id)
+        except NotFoundError as exc:
+            self.sink.finish(entry, exc)
+            return
+        except _TRANSIENT as exc:
+            logger.debug("read of %s failed (%s); trying again later", entry.task.id, exc)
+            self.sink.retry(entry)
+            return
+        except EvolinkError as exc:  # any other answer (400, 402, 4xx...): reading won't help
+            self.sink.finish(entry, exc)
+            return
+        finally:
+            self.single_reads += 1
+            entry.polls += 1
+        if task is None:  # the deadline came while the read was in flight
+            if not self._timed_out(entry):
+                self.sink.again(entry)
+            return
+        self.sink.observe(entry, task)
+
+    async def _read_batch(self, entries: Sequence[Entry]) -> None:
+        live = [e for e in entries if not (e.polls > 0 and self._timed_out(e))]
+        if not live:
+            return
+        for e in live:
+            e.woken = False
+        tasks: list[Task] | None = None
+        assert self.fetch_many is not None
+        try:
+            with anyio.move_on_after(self._room(live)):
+                for gate in _distinct_gates(live):
+                    await gate.acquire()
+                tasks = await self.fetch_many([e.task.id for e in live])
+        except APIError as exc:
+            if isinstance(exc, _REFUSED):
+                for e in live:
+                    self.sink.finish(e, exc)
+                return
+            if not isinstance(exc, _TRANSIENT):
+                self._fall_back(exc, live)
+                return
+            self._transient(exc, live)
+            return
+        except _TRANSIENT as exc:
+            self._transient(exc, live)
+            return
+        finally:
+            self.batch_reads += 1
+        self._sort(live, tasks)
+
+    def _sort(self, live: Sequence[Entry], tasks: list[Task] | None) -> None:
+        """Hand each entry its task; confirm the ones missing from the answer singly."""
+        if tasks is None:  # the earliest deadline came while the read was in flight
+            for e in live:
+                if not self._timed_out(e):
+                    self.sink.again(e)
+            return
+        found = {t.id: t for t in tasks}
+        for e in live:
+            e.polls += 1
+            task = found.get(e.task.id)
+            if task is None:
+                e.confirm = True  # absent: wrong, expired or another account's? ask once
+                self.sink.again(e)
+            else:
+                self.sink.observe(e, task)
+
+    def _fall_back(self, exc: APIError, live: Sequence[Entry]) -> None:
+        """The batch endpoint answered with an error polling cannot fix: 404/405 means the
+        gateway has none (single reads for good); anything else, read these singly once."""
+        if exc.status in (404, 405):
+            logger.info("no batch reads here (HTTP %s): reading tasks one by one", exc.status)
+            self.batch = False
+        else:
+            logger.warning("batch read failed (%s): reading these tasks one by one", exc)
+            for e in live:
+                e.confirm = True
+        for e in live:
+            self.sink.again(e)
+
+    def _transient(self, exc: EvolinkError, live: Sequence[Entry]) -> None:
+        logger.debug("batch read of %d tasks failed (%s); trying again later", len(live), exc)
+        for e in live:
+            e.polls += 1
+            self.sink.retry(e)
+
+
+def _distinct_gates(entries: Sequence[Entry]) -> list[Gate]:
+    gates: dict[int, Gate] = {}
+    for e in entries:
+        if e.gate is not None:
+            gates.setdefault(id(e.gate), e.gate)
+    return list(gates.values())
