@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import anyio
 import attrs
 
+from .._keys import new_idempotency_key
 from ..errors import (
     APIConnectionError,
     BudgetExceededError,
@@ -134,6 +135,16 @@ class Job:
     credits: float = 0.0
     #: a task an earlier run created, to follow instead of creating one (``Attach``)
     attach_id: str | None = None
+    #: the idempotency key of each attempt (sent again with the attempt, never reused)
+    keys: dict[int, str] = attrs.field(factory=dict)
+
+    def key_for(self, attempt: int) -> str:
+        """The key of ``attempt``: the same each time the attempt is sent, a new one for a new
+        attempt (the first is the request's ``client_request_id``, when it has one)."""
+        if attempt not in self.keys:
+            own = self.request.client_request_id
+            self.keys[attempt] = own if own is not None and not self.keys else new_idempotency_key()
+        return self.keys[attempt]
 
 
 class Run:
@@ -312,9 +323,9 @@ class Run:
         job.attempts += 1
         self.stats.creates += 1
         try:
-            key = None
-            if self.before_create is not None:
-                key = await self.before_create(job.index, job.request, job.attempts)
+            hook = self.before_create
+            key = await hook(job.index, job.request, job.attempts) if hook is not None else None
+            key = key or job.key_for(job.attempts)
             task = await self.services.api.create_video(job.request, idempotency_key=key)
         except BaseException as exc:
             self._create_failed(job, exc)
