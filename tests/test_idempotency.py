@@ -185,3 +185,19 @@ def test_the_batch_command_journals_each_intent_s_key_unless_told_not_to(
     else:
         assert 1 == sum(r["event"] == "job" for r in records)
         assert all(r["key"].startswith("evb_") for r in intents)
+
+
+async def test_without_keys_a_5xx_after_the_create_is_journaled_unknown_and_a_rerun_keeps_it(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "clips"
+    lines = parse_prompts(["one", "two"], fmt="txt")
+    knobs = {"create_fault": "524", "idempotency": False, "create_fault_limit": None}
+    async with service(knobs, idempotency=False) as (sim, client):
+        await BatchJob(client, lines, out).run()
+        await BatchJob(client, lines, out).run()  # the rerun resubmits nothing
+    entries = [json.loads(raw) for raw in (out / MANIFEST_FILENAME).read_text().splitlines()]
+    assert [("unknown", "maybe_created")] * 2 == [
+        (e["status"], e["error"]["code"]) for e in entries
+    ]
+    assert {"one": 1, "two": 1} == dict(sim.stats.creates_per_prompt)

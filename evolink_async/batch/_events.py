@@ -60,6 +60,8 @@ def error_info(exc: BaseException) -> dict[str, str]:
         }
     if isinstance(exc, BudgetExceededError):
         return {"code": "budget_exceeded", "message": str(exc)}
+    if isinstance(exc, APIError) and exc.maybe_created:  # a 5xx to a create: it may exist
+        return {"code": "maybe_created", "message": str(exc)}
     if isinstance(exc, APIError):
         api_code = exc.code if exc.code is not None else (exc.type or f"http_{exc.status}")
         return {"code": str(api_code), "message": str(exc)}
