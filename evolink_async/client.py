@@ -88,6 +88,8 @@ class _AdoptTimeScale:
         if 0 < scale <= 1 and scale != self.poller.time_scale:
             logger.info("the simulator runs at time scale %g: polling on its timeline", scale)
             self.poller.time_scale = scale
+            for task_id in self.poller.tracked_ids():  # planned on the old scale: read now
+                self.poller.wake(task_id)
 
 
 def _build_limits(
@@ -375,8 +377,10 @@ class EvolinkClient(_Requests):
         ``TaskTimeoutError`` when ``timeout`` (seconds; default the client's ``task_timeout``)
         passes first: a read in flight is cut off then.
         """
-        if isinstance(task, str):
-            task = Task(id=task, status=TaskStatus.PENDING, raw_status="pending")
+        if isinstance(task, str):  # read it first: its estimate plans the next reads
+            task = await self.get_task(task)
+            if on_progress is not None:
+                on_progress(task)
         limit = self.task_timeout if timeout is None else timeout
         handle = self.poller.track(task, timeout=limit, on_update=on_progress)
         result = await handle.wait()

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -206,3 +207,38 @@ def test_the_first_interrupt_calls_on_first_once(capsys: pytest.CaptureFixture[s
         "evolink-async: interrupted: stopping (press Ctrl-C again to quit at once)\n"
         == capsys.readouterr().err
     )
+
+
+def test_an_interrupted_simulate_batch_resumes_to_all_completed_with_no_task_not_found(
+    tmp_path: Path,
+) -> None:
+    """``--simulate`` keeps its simulator's tasks in the output directory: the rerun's new
+    embedded simulator knows the tasks the first one was running, and creates no prompt twice."""
+    prompts = [f"demo {i}: a kite over a field" for i in range(16)]
+    source = write_prompts(tmp_path / "p.txt", prompts)
+    out = tmp_path / "clips"
+    argv = [sys.executable, "-m", "evolink_async", "batch", str(source), "--out", str(out)]
+    argv += ["--simulate", "--time-scale", "0.01", "--concurrency", "6"]
+    proc = subprocess.Popen(
+        argv, cwd=REPO, env=fast_client_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    wait_for_records(out / "journal.jsonl", "created", 4, proc)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=30)
+    assert 130 == proc.returncode, stderr
+    running = {n for n, s in replay(out).items() if s.phase == "created"}
+    assert running  # the rerun has tasks of the first simulator to follow
+
+    rerun = subprocess.run(
+        [*argv, "--quiet"], cwd=REPO, env=fast_client_env(), capture_output=True, text=True,
+        timeout=120, check=False,
+    )  # fmt: skip
+
+    assert 0 == rerun.returncode, rerun.stderr
+    manifest = check_complete(out, prompts)
+    assert {"completed"} == {e["status"] for e in manifest}
+    assert "task_not_found" not in (out / "journal.jsonl").read_text()
+    kept = [json.loads(raw) for raw in (out / ".simulator.jsonl").read_text().splitlines()]
+    created = [r["prompt"] for r in kept if "id" in r]
+    assert sorted(prompts) == sorted(created)  # each prompt created once, over both runs

@@ -14,6 +14,7 @@ from cli_support import (
     write_prompts,
 )
 
+from evolink_async.batch import BatchProgress
 from evolink_async.cli import display, main
 from evolink_async.testing import Simulator
 
@@ -94,3 +95,52 @@ def test_failure_lines_list_the_entries_without_a_clip(
     entries: list[dict[str, Any]], download: bool, expected: list[str]
 ) -> None:
     assert expected == list(display.failure_lines(entries, download=download))
+
+
+def progress(**kw: Any) -> BatchProgress:
+    return BatchProgress(total=kw.pop("total", 10), **kw)
+
+
+@pytest.mark.parametrize(
+    ("p", "eta", "shown", "hidden"),
+    [
+        (
+            progress(queued=4, submitted=3, processing=1, completed=2, credits=92.16, budget=300),
+            None,
+            ["queued 4", "running 4 (1 seen processing)", "92.16 credits of 300"],
+            ["ETA", "paused", "retries"],
+        ),
+        (
+            progress(completed=8, downloaded=7, download_failed=1, retries=3, rate_limited=2),
+            200.0,
+            ["retries 3", "downloads 7 ok, 1 failed", "429s 2", "ETA 3 min 20 s"],
+            ["of ", "paused"],
+        ),
+        (
+            progress(queued=5, paused=11.2, rate_limited=1),
+            4000.0,
+            ["paused: rate limited, 12 s", "ETA 1 h 06 min"],
+            ["seen processing"],
+        ),
+        (progress(queued=5, stopping=True), 10.0, ["stopping"], ["ETA"]),
+    ],
+)
+def test_the_progress_line_shows_what_a_person_watching_wants(
+    p: BatchProgress, eta: float | None, shown: list[str], hidden: list[str]
+) -> None:
+    line = display.stats_line(p, 2.0, eta)
+    for text in shown:
+        assert text in line
+    for text in hidden:
+        assert text not in line
+
+
+def test_the_eta_follows_the_pace_of_finished_lines() -> None:
+    now = [0.0]
+    eta = display._Eta(window=60.0, clock=lambda: now[0])
+    assert eta.update(0, 100) is None  # no pace yet
+    now[0] = 10.0
+    assert eta.update(5, 100) == pytest.approx(190.0)  # 5 lines in 10 s: 95 left at 0.5/s
+    now[0] = 20.0
+    assert eta.update(5, 100) == pytest.approx(380.0)  # slower: 5 in 20 s
+    assert 0.0 == eta.update(100, 100)

@@ -25,14 +25,43 @@ from evolink_async.testing import ThreadedSimulator
 _BROWSER_TIMEOUT = 90  # seconds: a guard against a hung browser, not a measured time
 
 
-@pytest.fixture(name="chromium")
-def chromium_fixture() -> str:
+def find_chromium() -> str:
+    """chromium's path; skips the test without it, unless $CI is set: then it fails."""
     path = shutil.which("chromium") or shutil.which("chromium-browser")
     if path is None:
         if os.environ.get("CI"):
             pytest.fail("chromium is not installed, and $CI is set: CI must install it")
         pytest.skip("chromium is not installed (apt-get install chromium); $CI is not set")
     return path
+
+
+@pytest.fixture(name="chromium")
+def chromium_fixture() -> str:
+    return find_chromium()
+
+
+@pytest.mark.parametrize(
+    ("installed", "ci", "outcome"),
+    [
+        (True, "", "found"),
+        (True, "true", "found"),
+        (False, "", "skipped"),
+        (False, "true", "failed"),
+    ],
+)
+def test_without_chromium_the_test_skips_unless_ci_is_set(
+    monkeypatch: pytest.MonkeyPatch, installed: bool, ci: str, outcome: str
+) -> None:
+    monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}" if installed else None)
+    monkeypatch.setenv("CI", ci)
+    try:
+        find_chromium()
+        got = "found"
+    except pytest.skip.Exception:
+        got = "skipped"
+    except pytest.fail.Exception:
+        got = "failed"
+    assert outcome == got
 
 
 def _browse(chromium: str, profile: Path, url: str, *action: str) -> str:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 from test_simulator_support import Api, poll_until, running
 
+from evolink_async import EvolinkClient
 from evolink_async.testing import (
     FATAL_TASK_ERRORS,
     RETRYABLE_TASK_ERRORS,
@@ -405,3 +407,25 @@ def test_manual_clock_only_moves_forward() -> None:
     with pytest.raises(ValueError, match="forward"):
         clock.advance(-1)
     assert clock.now() == 102.5
+
+
+async def test_a_simulator_on_the_same_state_file_answers_for_the_earlier_ones_tasks(
+    tmp_path: Path,
+) -> None:
+    state = tmp_path / "sim.jsonl"
+    async with Simulator(time_scale=0.01, seed=5, state_path=str(state)) as first:
+        async with EvolinkClient(first.api_key, first.base_url, rate=None) as client:
+            task = await client.create_video(prompt="kept", duration=4)
+        created_at = first.tasks[task.id].created_at
+    with state.open("a") as torn:  # a crash mid-line: that task was never answered
+        torn.write('{"id": "task-unified-torn", "prom')
+    async with Simulator(time_scale=0.01, seed=5, state_path=str(state)) as second:
+        assert [task.id] == list(second.tasks)
+        assert created_at == second.tasks[task.id].created_at
+        assert second.clock.now() > created_at  # the timeline went on
+        async with EvolinkClient(second.api_key, second.base_url, rate=None) as client:
+            done = await client.wait(task.id)
+            fresh = await client.create_video(prompt="new", duration=4)
+        assert done.video_url is not None
+        assert fresh.id != task.id
+        assert {"kept": 1, "new": 1} == dict(second.stats.creates_per_prompt)

@@ -3,12 +3,14 @@ back here by an MP4 header reader of the tests' own (tests/mp4_support.py)."""
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 
 import pytest
 from mp4_support import Mp4Info, read_mp4
 from test_simulator_support import running
 
+from evolink_async.testing import SimulatorConfig, cli
 from evolink_async.testing._files import sample_video
 
 
@@ -55,3 +57,18 @@ async def test_clips_differ_per_task_and_the_knob_serves_the_sample() -> None:
 
     assert 3 == len({hashlib.sha256(d).digest() for d in downloads[True]})
     assert [sample_video()] * 3 == downloads[False]
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"), [([], None), (["--sample-clip"], False)], ids=["default", "sample"]
+)
+def test_the_sample_clip_flag_turns_per_task_clips_off(
+    argv: list[str], expected: bool | None
+) -> None:
+    parser = argparse.ArgumentParser()
+    cli.add_simulator_arguments(parser)
+
+    kwargs = cli.simulator_kwargs_from_args(parser.parse_args(argv))
+
+    assert expected == kwargs.get("per_task_clips")
+    assert (expected is not False) == SimulatorConfig(**kwargs).per_task_clips

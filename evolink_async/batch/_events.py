@@ -112,6 +112,8 @@ class Recorder:
         self.fingerprints = fingerprints
         self.keys = keys
         self.rate_limited = 0
+        #: attempts made again (Retrying events)
+        self.retries = 0
         self.changed = anyio.Event()
         #: ids of the tasks of earlier runs that this run re-attached, until they end
         self.attached: set[str] = set()
@@ -175,6 +177,7 @@ class Recorder:
             if event.status is TaskStatus.PROCESSING:
                 self.ledger.processing(line)
         elif isinstance(event, Retrying):
+            self.retries += 1
             if event.task_id is not None and event.task_id in self.attached:
                 self._attached_failed(line, event)
             else:

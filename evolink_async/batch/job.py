@@ -133,6 +133,9 @@ class BatchJob:
         return self._ledger.progress(
             requests=requests,
             rate_limited=self._rec.rate_limited if self._rec is not None else 0,
+            retries=self._rec.retries if self._rec is not None else 0,
+            budget=self.budget,
+            paused=self.client.limits.rate.pause_left,
             elapsed=time.monotonic() - self._start_time,
             stopping=self._stopping,
         )

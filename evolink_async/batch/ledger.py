@@ -143,8 +143,11 @@ class BatchProgress:
     Line counts: ``queued`` (not sent yet, or waiting to be sent again), ``submitted`` (task
     created, pending at the service), ``processing``, ``downloading`` (completed, file being
     fetched), and the final ``completed``, ``failed``, ``unknown``, ``skipped``. ``credits``:
-    reserved by completed tasks and tasks in flight. ``requests``: API requests sent by this
-    run.
+    reserved by completed tasks and tasks in flight, of ``budget`` (None: no budget).
+    ``downloaded``/``download_failed``: completed lines with their file on disk / whose file
+    could not be fetched. ``requests``: API requests sent by this run; ``retries``: attempts
+    made again (a retryable task failure, or a create the service refused); ``paused``:
+    seconds left of a pause a 429 asked for.
     """
 
     total: int
@@ -158,8 +161,13 @@ class BatchProgress:
     skipped: int = 0
     cancelled: int = 0
     credits: float = 0.0
+    budget: float | None = None
+    downloaded: int = 0
+    download_failed: int = 0
     requests: int = 0
+    retries: int = 0
     rate_limited: int = 0
+    paused: float = 0.0
     elapsed: float = 0.0
     stopping: bool = False
 
@@ -244,6 +252,10 @@ class Ledger:
             skipped=c.get("skipped", 0),
             cancelled=c.get("cancelled", 0),
             credits=self.credits(),
+            downloaded=sum(1 for ln in self if ln.state == "completed" and ln.video),
+            download_failed=sum(
+                1 for ln in self if ln.error and ln.error.get("code") == "download_failed"
+            ),
             **run,
         )
 

@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -121,6 +122,10 @@ def run(command: Callable[[Interrupts], Awaitable[int]]) -> int:
         return EXIT_INTERRUPTED
 
 
+#: where ``--simulate`` keeps its simulator's tasks in a batch's output directory
+SIMULATOR_STATE = ".simulator.jsonl"
+
+
 def connection(args: argparse.Namespace) -> tuple[str, str] | None:
     """(base_url, api_key) from the flags and environment; None (after a message) when no
     key is available."""
@@ -137,8 +142,11 @@ def connection(args: argparse.Namespace) -> tuple[str, str] | None:
 
 
 @contextlib.asynccontextmanager
-async def service(args: argparse.Namespace, **client_kwargs: Any) -> AsyncIterator[EvolinkClient]:
-    """A client for the real service, or for an embedded simulator with ``--simulate``.
+async def service(
+    args: argparse.Namespace, *, state_dir: Path | None = None, **client_kwargs: Any
+) -> AsyncIterator[EvolinkClient]:
+    """A client for the real service, or for an embedded simulator with ``--simulate`` (which
+    keeps its tasks in ``state_dir``, when given, so that a rerun there finds them again).
     Raises :class:`UsageError` (after a message) without an API key."""
     time_scale: float | None = args.time_scale
     client_kwargs.setdefault("idempotency", not getattr(args, "no_idempotency", False))
@@ -148,7 +156,10 @@ async def service(args: argparse.Namespace, **client_kwargs: Any) -> AsyncIterat
         scale = time_scale or SIMULATE_TIME_SCALE
         # with callbacks, the simulator calls the local receiver over http on loopback
         insecure = client_kwargs.get("callbacks") is not None
-        async with testing.Simulator(time_scale=scale, allow_insecure_callbacks=insecure) as sim:
+        state = str(state_dir / SIMULATOR_STATE) if state_dir is not None else None
+        async with testing.Simulator(
+            time_scale=scale, allow_insecure_callbacks=insecure, state_path=state
+        ) as sim:
             client_kwargs.setdefault("rate", _SIMULATE_RATE)
             client_kwargs.setdefault("burst", _SIMULATE_BURST)
             async with EvolinkClient(

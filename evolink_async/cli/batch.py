@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -145,7 +146,9 @@ async def _run_job(
                 err(f"cannot listen for callbacks on {where}: {exc.strerror or exc}")
                 return None
             client_kwargs["callbacks"] = receiver
-        client = await stack.enter_async_context(service(args, **client_kwargs))
+        client = await stack.enter_async_context(
+            service(args, state_dir=Path(args.out), **client_kwargs)
+        )
         job = _make_job(client, lines, args)
         interrupts.on_first = job.stop
         interrupts.message = _STOPPING

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import math
 import sys
 import time
 from collections import deque
@@ -52,26 +53,65 @@ def _use_rich() -> bool:
 # ------------------------------------------------------------------------------- batch progress
 
 
-def stats_line(p: BatchProgress, rps: float) -> str:
-    """Counts, requests per second and credits, on one line."""
-    parts = [
-        f"queued {p.queued}",
-        f"submitted {p.submitted}",
-        f"processing {p.processing}",
-    ]
+def stats_line(p: BatchProgress, rps: float, eta: float | None = None) -> str:
+    """What a person watching a batch wants on one line: counts by state, credits of the
+    budget, retries, downloads, a 429 pause and the time left."""
+    running = p.submitted + p.processing  # created: waiting at the service or generating
+    parts = [f"queued {p.queued}", f"running {running}"]
+    if p.processing:
+        parts[-1] += f" ({p.processing} seen processing)"
     if p.downloading:
         parts.append(f"downloading {p.downloading}")
     parts += [f"completed {p.completed}", f"failed {p.failed}"]
-    if p.unknown:
-        parts.append(f"unknown {p.unknown}")
-    if p.skipped:
-        parts.append(f"skipped {p.skipped}")
-    if p.cancelled:
-        parts.append(f"cancelled {p.cancelled}")
-    parts += [f"{rps:.1f} req/s", f"{p.credits:g} credits"]
+    for name in ("unknown", "skipped", "cancelled"):
+        if getattr(p, name):
+            parts.append(f"{name} {getattr(p, name)}")
+    spent = f"{p.credits:g} credits" + (f" of {p.budget:g}" if p.budget is not None else "")
+    parts += [f"{rps:.1f} req/s", spent]
+    if p.retries:
+        parts.append(f"retries {p.retries}")
+    if p.download_failed:
+        parts.append(f"downloads {p.downloaded} ok, {p.download_failed} failed")
     if p.rate_limited:
         parts.append(f"429s {p.rate_limited}")
+    if p.paused > 0:
+        parts.append(f"paused: rate limited, {math.ceil(p.paused)} s")
+    if p.stopping:
+        parts.append("stopping")
+    elif eta is not None:
+        parts.append(f"ETA {_duration(eta)}")
     return " · ".join(parts)
+
+
+def _duration(seconds: float) -> str:
+    """``42 s``, ``3 min 20 s``, ``2 h 05 min``."""
+    s = max(0, round(seconds))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
+
+
+class _Eta:
+    """Time left from the pace of lines finished over the last minute (None until known)."""
+
+    def __init__(self, window: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.window = window
+        self.clock = clock
+        self.samples: deque[tuple[float, int]] = deque()
+
+    def update(self, done: int, total: int) -> float | None:
+        now = self.clock()
+        self.samples.append((now, done))
+        while len(self.samples) > 2 and now - self.samples[0][0] > self.window:
+            self.samples.popleft()
+        t0, d0 = self.samples[0]
+        if done >= total:
+            return 0.0
+        if done <= d0 or now <= t0:
+            return None
+        return (total - done) * (now - t0) / (done - d0)
 
 
 class _Rate:
@@ -111,11 +151,13 @@ class PlainDisplay(Display):
         self.interval = interval
         self.last = 0.0
         self.rate = _Rate()
+        self.eta = _Eta()
 
     def _line(self, p: BatchProgress) -> None:
         rps = self.rate.update(p.requests)
+        eta = self.eta.update(p.done, p.total)
         print(
-            f"[{p.elapsed:7.1f}s] {p.done}/{p.total} done · {stats_line(p, rps)}",
+            f"[{p.elapsed:7.1f}s] {p.done}/{p.total} done · {stats_line(p, rps, eta)}",
             file=self.out,
             flush=True,
         )

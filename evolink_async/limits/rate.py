@@ -163,6 +163,11 @@ class RateLimiter:
         return self._paused_until
 
     @property
+    def pause_left(self) -> float:
+        """Seconds until requests may go again after a 429 (0.0 when not paused)."""
+        return max(0.0, self._paused_until - self._clock())
+
+    @property
     def tokens(self) -> float:
         """Tokens in the bucket now: requests that could go at once (0 while booked ahead)."""
         now = self._clock()

@@ -62,6 +62,9 @@ class SimulatorConfig:
     #: state ``time_scale`` on every API answer (the X-Evolink-Simulator-Time-Scale header), so
     #: that a client adopts it; False: a client must be told (as before)
     state_time_scale: bool = True
+    #: keep the tasks in this file (JSON lines): a simulator started again on it continues
+    #: the timeline and answers for the earlier one's tasks (``--simulate`` resumes)
+    state_path: str | None = None
     models: Mapping[str, ModelSpec] = DEFAULT_MODELS
 
     # timing of a task (simulated seconds, uniform in [low, high])

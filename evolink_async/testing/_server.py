@@ -21,6 +21,7 @@ from ._config import TIME_SCALE_HEADER, SimulatorConfig
 from ._creates import CreateDesk
 from ._errors import ApiError, error_body
 from ._files import UnsatisfiableRange, parse_range, sign, task_video
+from ._persist import TaskFile
 from ._state import ServiceState
 from ._stats import DROPPED, SimulatorStats
 from ._task import SimulatedTask
@@ -67,9 +68,12 @@ class Simulator:
         **knobs: Any,
     ) -> None:
         self.config = attrs.evolve(config or SimulatorConfig(), **knobs)
-        self.clock: Clock = clock or ScaledClock(self.config.time_scale)
+        path = self.config.state_path
+        store = TaskFile(path, self.config.time_scale) if path is not None else None
+        start = store.start if store is not None else None  # an earlier run's timeline, or now
+        self.clock: Clock = clock or ScaledClock(self.config.time_scale, start=start)
         self.stats = SimulatorStats()
-        self._state = ServiceState(self.config, self.clock, self.stats)
+        self._state = ServiceState(self.config, self.clock, self.stats, store)
         self._faults = random.Random(f"{self.config.seed}/requests")
         self._secret = hashlib.sha256(f"evolink-simulator/{self.config.seed}".encode()).digest()
         self._callbacks = CallbackSender(
@@ -101,9 +105,11 @@ class Simulator:
             ("GET", "/v1/credits", "credits", self._credits),
             ("GET", "/files/{name}", "files", self._file),
             ("HEAD", "/files/{name}", "files", self._file),
-            ("*", "/{tail:.*}", "other", self._not_found),
+            ("*", "/{tail:.*}", "other", _not_found),
         ]
-        app.router.add_get("/_simulator/stats", self._stats_json)
+        app.router.add_get(
+            "/_simulator/stats", functools.partial(_stats_json, self._state, self.stats)
+        )
         app.router.add_get("/_simulator/info", functools.partial(_info_json, self.config))
         for method, path, endpoint, handler in routes:
             app.router.add_route(method, path, self._wrap(endpoint, handler))
@@ -125,6 +131,7 @@ class Simulator:
         if self._closed:
             return
         self._closed = True
+        self._state.close()
         if self._runner is not None:
             await self._callbacks.close()
             await self._runner.cleanup()
@@ -328,14 +335,18 @@ class Simulator:
         data = task_video(task, per_task=self.config.per_task_clips)
         return await _send_video(request, data, truncate=failing == "truncate")
 
-    async def _not_found(self, request: web.Request, call: _Call) -> web.StreamResponse:
-        raise ApiError(
-            404, "not_found", f"No route for {request.method} {request.path}", "not_found_error"
-        )
 
-    async def _stats_json(self, request: web.Request) -> web.StreamResponse:
-        self._state.settle()
-        return web.json_response(self.stats.to_dict())
+async def _not_found(request: web.Request, call: _Call) -> web.StreamResponse:
+    raise ApiError(
+        404, "not_found", f"No route for {request.method} {request.path}", "not_found_error"
+    )
+
+
+async def _stats_json(
+    state: ServiceState, stats: SimulatorStats, request: web.Request
+) -> web.StreamResponse:
+    state.settle()
+    return web.json_response(stats.to_dict())
 
 
 async def _info_json(config: SimulatorConfig, request: web.Request) -> web.StreamResponse:

@@ -19,6 +19,7 @@ from ._catalog import FATAL_TASK_ERRORS, RETRYABLE_TASK_ERRORS, TASK_ERROR_MESSA
 from ._clock import Clock
 from ._config import SimulatorConfig
 from ._errors import ApiError
+from ._persist import TaskFile
 from ._stats import SimulatorStats
 from ._task import SimulatedTask
 from ._validation import CreateRequest
@@ -34,8 +35,15 @@ _FATAL_DRAWN = tuple(code for code in FATAL_TASK_ERRORS if code != CANCELLED)
 class ServiceState:
     """Tasks, credits and limits of the one simulated account."""
 
-    def __init__(self, config: SimulatorConfig, clock: Clock, stats: SimulatorStats) -> None:
+    def __init__(
+        self,
+        config: SimulatorConfig,
+        clock: Clock,
+        stats: SimulatorStats,
+        store: TaskFile | None = None,
+    ) -> None:
         self.config = config
+        self.store = store
         self.clock = clock
         self.stats = stats
         self.tasks = stats.tasks
@@ -46,6 +54,8 @@ class ServiceState:
         self._active_ids: set[str] = set()
         self._accepted: deque[float] = deque()  # monotonic times inside the rate window
         self._created = 0
+        for task in store.tasks() if store is not None else ():
+            self._restore(task)
 
     # -- limits -----------------------------------------------------------------------------
 
@@ -82,14 +92,31 @@ class ServiceState:
         rng = random.Random(f"{self.config.seed}/task/{self._created}")
         self._created += 1
         task = self._plan(rng, request, price, now)
+        if self.store is not None:
+            self.store.append(task, now)
+        self._admit(task)
+        return task
+
+    def _admit(self, task: SimulatedTask) -> None:
         self.tasks[task.id] = task
-        self.available -= price
-        self.held += price
-        self.stats.credits_reserved += price
+        self.available -= task.price
+        self.held += task.price
+        self.stats.credits_reserved += task.price
         self.stats.creates_per_prompt[task.prompt] += 1
         self._activate(task)
         self.stats.peak_active_tasks = max(self.stats.peak_active_tasks, len(self._active_ids))
-        return task
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
+
+    def _restore(self, task: SimulatedTask) -> None:
+        """A task an earlier simulator created (``state_path``), on this clock."""
+        self._created += 1
+        task.created_real = self.clock.to_real(task.created_at) or 0.0
+        task.started_real = self.clock.to_real(task.started_at)
+        task.finished_real = self.clock.to_real(task.finished_at)
+        self._admit(task)
 
     def _plan(
         self, rng: random.Random, request: CreateRequest, price: float, now: float
