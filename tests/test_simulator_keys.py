@@ -3,6 +3,7 @@ keys off, and the after-create faults, seen with plain aiohttp (no SDK)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -115,3 +116,17 @@ async def test_the_fault_limit_counts_faulted_answers_per_prompt(
         statuses = [(await create(api, KEY_A)).status for _ in range(3)]
     assert [500] * faulted + [200] * (3 - faulted) == statuses
     assert 1 == len(sim.tasks)
+
+
+async def test_a_simulator_on_the_same_state_file_knows_the_earlier_one_s_keys(
+    tmp_path: Path,
+) -> None:
+    state = tmp_path / ".simulator.jsonl"
+    async with running(state_path=state) as (_, api):
+        first = await create(api, KEY_A)
+    async with running(state_path=state) as (sim, api):
+        again = await create(api, KEY_A)
+        other = await create(api, KEY_A, "another prompt")
+    assert (first.body["id"], "true") == (again.body["id"], again.headers["Idempotency-Replayed"])
+    # the earlier task, restored, is the only one: nothing billed again
+    assert (409, {"A cat playing piano": 1}) == (other.status, dict(sim.stats.creates_per_prompt))

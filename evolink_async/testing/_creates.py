@@ -81,6 +81,11 @@ class CreateDesk:
         self._unknown_given: Counter[str] = Counter()
         self._faulted: Counter[str] = Counter()
         self._rng = random.Random(f"{config().seed}/create-faults")
+        store = state.store
+        for key, (fingerprint, task_id) in (store.keys if store is not None else {}).items():
+            task = stats.tasks.get(task_id)
+            if task is not None:  # an earlier simulator's, on the same state file
+                self._ledger[key] = (fingerprint, task.body(task.created_at, None))
 
     def __repr__(self) -> str:
         return f"<CreateDesk keys={len(self._ledger)} honoured={self.config.idempotency}>"
@@ -121,6 +126,8 @@ class CreateDesk:
         answer = task.body(task.created_at, None)
         if key is not None:
             self._ledger[key] = (fingerprint, answer)
+            if self._state.store is not None:
+                self._state.store.append_key(key, fingerprint, task.id)
         return self._after(valid.prompt, CreateAnswer(web.json_response(answer), task))
 
     def _key(self, request: web.Request) -> str | None:
