@@ -79,13 +79,15 @@ async def test_with_keys_ignored_and_idempotency_off_no_prompt_is_billed_twice(
     assert all(o.error is not None and getattr(o.error, "maybe_created", False) for o in outcomes)
 
 
+@pytest.mark.parametrize("keys", [True, False], ids=["keys", "no-idempotency"])
 @pytest.mark.parametrize("fault", ["500", "524"])
 async def test_attack_1_a_persistent_5xx_after_the_create_bills_one_task_per_prompt(
-    fault: str,
+    fault: str, keys: bool
 ) -> None:
     # Before: the transport retried a create on 500/502/503 and the dispatcher re-queued every
     # ServerError up to 50 times: one prompt, 255 billed tasks (a 524: 51).
-    async with service({"create_fault": fault, "create_fault_limit": None}) as (sim, client):
+    knobs = {"create_fault": fault, "create_fault_limit": None, "idempotency": keys}
+    async with service(knobs, idempotency=keys) as (sim, client):
         outcomes = await run_batch(client, prompts(2))
     assert {"unknown": 2} == Counter(o.status for o in outcomes)
     assert dict.fromkeys(prompts(2), 1) == dict(sim.stats.creates_per_prompt)
