@@ -93,9 +93,12 @@ async def worker_in_flight(
     """Hold ``n`` tasks in flight; measure memory, asyncio tasks and CPU per poll."""
     from evolink_async import EvolinkClient, PollPolicy  # noqa: PLC0415
 
-    # every task is polled every `interval` seconds: n / interval = poll_rate polls a second
+    # every task is polled every `interval` seconds: n / interval = poll_rate polls a second;
+    # one GET a poll (no batch reads), so that CPU per poll stays the cost of one request
     interval = n / cfg["poll_rate"]
-    policy = PollPolicy(min_interval=interval, max_interval=interval, first_poll=interval)
+    policy = PollPolicy(
+        min_interval=interval, max_interval=interval, first_poll=interval, batch=False
+    )
     async with EvolinkClient(
         api_key, base_url, rate=None, max_in_flight=None, poll=policy, task_timeout=None
     ) as client:

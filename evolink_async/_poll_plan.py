@@ -105,20 +105,22 @@ def expected_end(
     p1: tuple[float, int] | None,
     p2: tuple[float, int] | None,
     fallback: float,
-) -> tuple[float, float]:
-    """(when the task is expected to end, its expected duration), local seconds: from the rate
-    of progress once it moved, else from ``estimated`` (or ``fallback``) since tracking began."""
+) -> tuple[float, float, float]:
+    """(when the task is expected to end, its expected duration, in local seconds; and how
+    uncertain that is, as a fraction of the window): from the rate of progress once it moved
+    twice (1/4), from one progress reading (1/2), else from ``estimated`` (or ``fallback``)
+    since tracking began (1)."""
     total = estimated if estimated else fallback
     if p1 is not None and p2 is not None and p2[1] > p1[1] and p2[0] > p1[0]:
         rate = (p2[1] - p1[1]) / (p2[0] - p1[0])
         end = p2[0] + (100 - p2[1]) / rate
-        return end, max(end - start, 1e-9)
+        return end, max(end - start, 1e-9), 0.25
     if p2 is not None and p2[1] > 0:
         t, p = p2
         started = zero_at if zero_at > start else start
         end = t + (t - started) * (100 - p) / p
-        return end, max(end - start, 1e-9)
-    return start + total, total
+        return end, max(end - start, 1e-9), 0.5
+    return start + total, total, 1.0
 
 
 def plan_read(
@@ -140,7 +142,7 @@ def plan_read(
     the rate of progress), then one every target; a task later than expected is read less
     and less often. The time is put on the read grid, so reads of many tasks coincide.
     """
-    end, total = expected_end(
+    end, total, doubt = expected_end(
         now=now,
         start=start,
         estimated=estimated,
@@ -151,7 +153,7 @@ def plan_read(
     )
     target = policy.target_for(total / scale) * scale
     lo, hi = policy.min_interval * scale, policy.max_interval * scale
-    window_start = end - max(policy.window * total, target)
+    window_start = end - max(doubt * policy.window * total, target)
     if now < window_start:
         delay = window_start - now
         if policy.jitter:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
@@ -31,7 +32,7 @@ from .errors import (
 )
 from .models import Task
 
-__all__ = ["BATCH_SIZE", "Reader", "Sink"]
+__all__ = ["BATCH_SIZE", "Reader", "Sink", "read_within"]
 
 logger = logging.getLogger("evolink_async")
 
@@ -219,3 +220,15 @@ def _distinct_gates(entries: Sequence[Entry]) -> list[Gate]:
         if e.gate is not None:
             gates.setdefault(id(e.gate), e.gate)
     return list(gates.values())
+
+
+async def read_within(
+    fetch: Callable[[str], Awaitable[Task]], task_id: str, limit: float | None
+) -> tuple[Task, float | None]:
+    """Read one task within ``limit`` seconds (None: no limit), a slow answer cut off with
+    ``TaskTimeoutError``; the task and what is left of ``limit`` (a wait's first read)."""
+    started = time.monotonic()
+    with anyio.move_on_after(math.inf if limit is None else limit):
+        task = await fetch(task_id)
+        return task, None if limit is None else max(0.0, limit - (time.monotonic() - started))
+    raise TaskTimeoutError(task_id, limit or 0.0)

@@ -15,11 +15,13 @@ import os
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
 from ._env import DEFAULT_BASE_URL, env_api_key, env_base_url, env_time_scale
+from ._generate import Generate
+from ._poll_read import read_within
 from ._retry import RetryPolicy
 from ._transport import RetryEvent, Transport
 from .api import EvolinkAPI
@@ -28,8 +30,11 @@ from .dispatcher import Batch, Dispatcher, Event, Item, TaskHandle
 from .download import DownloadResult, download_file
 from .errors import DownloadError, TaskCancelledError, TaskFailedError
 from .limits import ConcurrencyLimit, CreditBudget, Estimator, Limits, PriceTable, RateLimiter
-from .models import Credits, Task, TaskStatus, TaskSummary, VideoRequest
+from .models import Credits, Task, TaskStatus, TaskSummary, VideoFields, VideoRequest
 from .poller import Poller, PollPolicy
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["DEFAULT_BASE_URL", "TIME_SCALE_HEADER", "EvolinkClient"]
 
@@ -137,9 +142,16 @@ class _Requests:
 
     api: EvolinkAPI
 
-    async def create_video(self, request: VideoRequest | None = None, /, **fields: Any) -> Task:
+    async def create_video(
+        self,
+        request: VideoRequest | None = None,
+        /,
+        *,
+        idempotency_key: str | None = None,
+        **fields: Unpack[VideoFields],
+    ) -> Task:
         """POST /v1/videos/generations. Give a ``VideoRequest`` or its fields as keywords
-        (``prompt=...``, ``duration=...``; unknown keywords go to ``extra``).
+        (``prompt=...``, ``duration=...``; fields of one model in ``extra={...}``).
 
         It carries ``idempotency_key`` (else ``client_request_id``, else a fresh ``run_`` key);
         an unknown outcome (no answer, a 5xx) is sent again with the same key: billed once.
@@ -148,14 +160,13 @@ class _Requests:
         ``InvalidRequestError`` before sending anything when a field breaks a rule,
         ``IdempotencyConflictError`` for a key used before with another request.
         """
-        key = fields.pop("idempotency_key", None)
         if request is None:
-            request = VideoRequest.from_json(fields)
+            request = VideoRequest.from_fields(fields)
         elif fields:
             raise TypeError("pass either a VideoRequest or keyword fields, not both")
         elif not isinstance(request, VideoRequest):
             raise TypeError(f"expected a VideoRequest, got {type(request).__name__}")
-        return await self.api.create_video(request, idempotency_key=key)
+        return await self.api.create_video(request, idempotency_key=idempotency_key)
 
     async def get_task(self, task_id: str) -> Task:
         """GET /v1/tasks/{task_id}."""
@@ -189,7 +200,7 @@ class _Requests:
         return await self.api.get_credits()
 
 
-class EvolinkClient(_Requests):
+class EvolinkClient(_Requests, Generate):
     """Async client for Evolink's video API. Use it as an async context manager::
 
         async with EvolinkClient() as client:            # key from $EVOLINK_API_KEY
@@ -377,11 +388,11 @@ class EvolinkClient(_Requests):
         ``TaskTimeoutError`` when ``timeout`` (seconds; default the client's ``task_timeout``)
         passes first: a read in flight is cut off then.
         """
-        if isinstance(task, str):  # read it first: its estimate plans the next reads
-            task = await self.get_task(task)
+        limit = self.task_timeout if timeout is None else timeout
+        if isinstance(task, str):  # read it first (its estimate plans the next reads), in time
+            task, limit = await read_within(self.get_task, task, limit)
             if on_progress is not None:
                 on_progress(task)
-        limit = self.task_timeout if timeout is None else timeout
         handle = self.poller.track(task, timeout=limit, on_update=on_progress)
         result = await handle.wait()
         if isinstance(result, BaseException):

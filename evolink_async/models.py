@@ -9,10 +9,11 @@ SDK does not know becomes ``TaskStatus.UNKNOWN`` with the raw string kept in ``r
 
 from __future__ import annotations
 
+import difflib
 import enum
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypedDict
 
 import attrs
 
@@ -46,6 +47,7 @@ __all__ = [
     "TaskStatus",
     "TaskSummary",
     "Usage",
+    "VideoFields",
     "VideoRequest",
     "is_loopback_host",
     "is_private_host",
@@ -159,6 +161,36 @@ def _extra(value: Any) -> Mapping[str, Any]:
     raise InvalidRequestError("extra", value, "must be a mapping of field names")
 
 
+class VideoFields(TypedDict, total=False):
+    """The request's fields as keywords (``create_video(prompt=..., duration=8)``), typed so
+    that a type checker refuses ``duration="8"`` or a misspelled name. Fields of one model
+    only (``quality``, ``seed``, ``generate_audio``...) go in ``extra``."""
+
+    prompt: str
+    model: str
+    aspect_ratio: str | None
+    duration: int | None
+    image_urls: Sequence[str]
+    callback_url: str | None
+    image_start: str | None
+    image_end: str | None
+    video_urls: Sequence[str]
+    audio_urls: Sequence[str]
+    model_params: Mapping[str, Any] | None
+    extra: Mapping[str, Any]
+    client_request_id: str | None
+
+
+def _unexpected_keyword(name: str) -> str:
+    known = sorted(VideoFields.__annotations__)
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return (
+        f"unexpected keyword {name!r}{hint} (a field of one model goes in extra={{...}}; "
+        f"the keywords are: {', '.join(known)})"
+    )
+
+
 @attrs.frozen
 class VideoRequest:
     """One video to generate. Validated when built; ``InvalidRequestError`` names the field.
@@ -255,6 +287,20 @@ class VideoRequest:
         if "model" in known and known["model"] is None:
             del known["model"]
         return cls(extra=extra, client_request_id=data.get("client_request_id"), **known)
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[str, Any]) -> VideoRequest:
+        """Build a request from :class:`VideoFields` keywords (``create_video(prompt=...)``);
+        model-specific fields go in ``extra``. Any other keyword is a TypeError naming the
+        keyword it most likely meant."""
+        for name in fields:
+            if name not in VideoFields.__annotations__:
+                raise TypeError(_unexpected_keyword(name))
+        extra = dict(fields.get("extra") or {})
+        typed = {k: v for k, v in fields.items() if k != "extra"}
+        if "prompt" not in typed:
+            return cls.from_json({**typed, **extra})  # the model may not need one
+        return cls(**typed, extra=extra)
 
     def with_callback(self, url: str | None) -> VideoRequest:
         """A copy with ``callback_url`` set (validated)."""

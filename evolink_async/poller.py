@@ -318,9 +318,11 @@ class Poller:
         else:
             delay = 0.0 if entry.woken else self._plan(entry, now)
             entry.woken = False
-            self._reschedule(entry, delay)
+            self._schedule(entry, delay)
 
     def finish(self, entry: Entry, result: TaskResult) -> None:
+        if entry.result is not None:  # ended already (forgotten, or a late answer): once only
+            return
         if self._entries.get(entry.task.id) is entry:
             del self._entries[entry.task.id]
         entry.resolve(result)
@@ -329,10 +331,10 @@ class Poller:
 
     def retry(self, entry: Entry) -> None:
         entry.failures += 1
-        self._reschedule(entry, _failed_poll_wait(self.policy, self.time_scale, entry.failures))
+        self._schedule(entry, _failed_poll_wait(self.policy, self.time_scale, entry.failures))
 
     def again(self, entry: Entry) -> None:
-        self._reschedule(entry, 0.0)
+        self._schedule(entry, 0.0)
 
     # -- scheduling -----------------------------------------------------------------------
 
@@ -342,6 +344,8 @@ class Poller:
         )
 
     def _schedule(self, entry: Entry, delay: float) -> None:
+        if self._entries.get(entry.task.id) is not entry:
+            return  # no longer tracked
         due = self._clock() + delay
         if entry.deadline is not None:
             due = min(due, entry.deadline)
@@ -350,10 +354,6 @@ class Poller:
         heapq.heappush(self._heap, (due, self._seq, entry.task.id))
         if due < self._sleep_until and self._wakeup is not None:
             self._wakeup.set()  # due before the loop would look again: wake it
-
-    def _reschedule(self, entry: Entry, delay: float) -> None:
-        if self._entries.get(entry.task.id) is entry:
-            self._schedule(entry, delay)
 
     def _ensure_running(self) -> None:
         if self._host is None and not self._closed:

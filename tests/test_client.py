@@ -71,12 +71,12 @@ async def test_create_video_sends_the_body_and_the_bearer_header(
     assert sent["headers"]["User-Agent"].startswith("evolink-async/")
 
 
-async def test_create_video_sends_extra_keywords_as_fields(
+async def test_create_video_sends_the_fields_of_one_model_given_in_extra(
     api: FakeAPI, client: EvolinkClient
 ) -> None:
     api.reply("POST", CREATE, 200, json=SEED_CREATE_ANSWER)
     await client.create_video(
-        prompt="waves", model="veo-3.1-fast-generate-preview", duration=6, n=2, seed=9
+        prompt="waves", model="veo-3.1-fast-generate-preview", duration=6, extra={"n": 2, "seed": 9}
     )
     expected = {
         "model": "veo-3.1-fast-generate-preview",
@@ -86,6 +86,19 @@ async def test_create_video_sends_extra_keywords_as_fields(
         "seed": 9,
     }
     assert expected == api.sent("POST", CREATE)["json"]
+
+
+@pytest.mark.parametrize(
+    ("keyword", "hint"),
+    [("durration", "did you mean 'duration'?"), ("seed", "a field of one model goes in extra")],
+)
+async def test_create_video_refuses_a_keyword_that_is_no_field_naming_the_one_meant(
+    api: FakeAPI, client: EvolinkClient, keyword: str, hint: str
+) -> None:
+    with pytest.raises(TypeError, match=f"unexpected keyword '{keyword}'") as info:
+        await client.create_video(prompt="x", **{keyword: 8})  # type: ignore[misc]
+    assert hint in str(info.value)
+    assert 0 == api.total_calls
 
 
 async def test_create_video_accepts_a_video_request(api: FakeAPI, client: EvolinkClient) -> None:

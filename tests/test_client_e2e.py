@@ -8,9 +8,12 @@ from pathlib import Path
 import pytest
 
 from evolink_async import (
+    Completed,
+    Event,
     EvolinkClient,
     InvalidRequestError,
     NotFoundError,
+    Submitted,
     TaskFailedError,
     TaskStatus,
     VideoRequest,
@@ -92,3 +95,31 @@ async def test_an_invalid_request_reaches_neither_client_nor_simulator(
         with pytest.raises(InvalidRequestError) as info:
             await client.create_video(prompt="x", duration=5)
     assert ("duration", 0) == (info.value.field, evolink_simulator.stats.total_requests)
+
+
+async def test_generate_creates_waits_and_downloads_in_one_call(
+    evolink_simulator: Simulator, tmp_path: Path
+) -> None:
+    events: list[Event] = []
+    async with _client(evolink_simulator) as client:
+        task = await client.generate(
+            "A cat playing piano", out=tmp_path / "cat.mp4", duration=8, on_event=events.append
+        )
+    assert TaskStatus.COMPLETED == task.status
+    assert b"ftyp" == (tmp_path / "cat.mp4").read_bytes()[4:8]
+    assert isinstance(events[0], Submitted)
+    assert isinstance(events[-1], Completed)
+    assert {"A cat playing piano": 1} == dict(evolink_simulator.stats.creates_per_prompt)
+
+
+async def test_generate_raises_the_failure_and_refuses_a_typo_before_sending(
+    make_simulator: SimulatorFactory, tmp_path: Path
+) -> None:
+    sim = await make_simulator(fatal_failure_rate=1.0)
+    async with _client(sim) as client:
+        with pytest.raises(TypeError, match="did you mean 'duration'"):
+            await client.generate("a typo", durration=8)  # type: ignore[call-arg]
+        assert 0 == sim.stats.total_requests
+        with pytest.raises(TaskFailedError):
+            await client.generate("doomed", out=tmp_path / "never.mp4")
+    assert [] == _names(tmp_path)

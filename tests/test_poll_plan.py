@@ -101,3 +101,10 @@ def test_the_grid_is_the_largest_power_of_two_not_above(seconds: float, grid: fl
 
 def test_snap_never_plans_later_than_asked_and_always_ahead() -> None:
     assert (8.0, 16.0, 24.0) == (snap(0.0, 9.0, 8.0), snap(8.0, 16.0, 8.0), snap(16.0, 16.5, 8.0))
+
+
+def test_a_known_rate_of_progress_narrows_the_window() -> None:
+    # the same expected end (400 s) from the estimate alone, and from two progress readings
+    blind = due(now=100.0, estimated=400.0)
+    known = due(now=100.0, estimated=400.0, p1=(50.0, 12), p2=(100.0, 25))
+    assert blind < known <= 400.0

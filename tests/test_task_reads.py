@@ -31,7 +31,9 @@ from evolink_async import (
     TaskStatus,
     TaskTimeoutError,
 )
+from evolink_async._transport import error_from_response
 from evolink_async.batch import MANIFEST_FILENAME, BatchJob, parse_prompts
+from evolink_async.batch._events import error_info
 from evolink_async.cli.display import failure_lines
 from evolink_async.models import Task, TaskInfo
 from evolink_async.poller import Poller
@@ -323,6 +325,20 @@ async def test_task_timeout_cuts_off_a_read_in_flight(
     assert 1 <= len(started) <= 3
 
 
+async def test_task_timeout_cuts_off_the_first_read_of_a_task_given_by_id(
+    trickler: tuple[str, list[int]],
+) -> None:
+    url, started = trickler
+    retry = RetryPolicy(attempts=50, wait_initial=0.001, wait_max=0.001)
+    async with EvolinkClient(
+        "sk-evo-test", url, timeout=0.2, task_timeout=0.5, retry=retry, rate=None
+    ) as client:
+        with pytest.raises(TaskTimeoutError) as caught:
+            await asyncio.wait_for(client.wait(TID), 30)
+    assert (TID, 0.5) == (caught.value.task_id, caught.value.timeout)
+    assert 1 <= len(started) <= 3  # cut off at 0.5 s: not 50 attempts of 0.2 s
+
+
 # -- a cancelled line in a batch -----------------------------------------------------------------
 
 
@@ -358,3 +374,77 @@ async def test_a_cancelled_task_ends_its_batch_line_cancelled_within_one_read(
     async with _client(sim) as client:
         again = await BatchJob(client, lines, out).run()
     assert (1, 3) == (again.cancelled, sim.stats.count("create", 200))
+
+
+def test_a_stalled_line_is_reported_task_stalled_and_left_to_re_attach() -> None:
+    paused = attrs.evolve(_pending(TID), status=TaskStatus.UNKNOWN, raw_status="paused")
+    info = error_info(TaskStalledError(paused, 900.0))
+    assert "task_stalled" == info["code"]
+    assert "'paused'" in info["message"]
+    assert "re-attach" in info["message"]
+
+
+@pytest.mark.parametrize("status", [404, 405])
+async def test_a_gateway_without_batch_reads_gets_single_gets_for_good(status: int) -> None:
+    ids = [f"task-unified-1-{i:08d}" for i in range(4)]
+    fake = FakeReads(missing=set())
+    batches: list[list[str]] = []
+
+    async def no_batch(task_ids: list[str]) -> list[Task]:
+        batches.append(task_ids)
+        await asyncio.sleep(0)
+        raise error_from_response(status, b"", {})
+
+    poller = Poller(fake.one, PollPolicy(jitter=0.0), fetch_many=no_batch, time_scale=0.001)
+    first = [poller.track(_pending(i)) for i in ids[:2]]
+    results = [await asyncio.wait_for(t.wait(), 10) for t in first]
+    later = [poller.track(_pending(i)) for i in ids[2:]]  # due together: still no batch read
+    results += [await asyncio.wait_for(t.wait(), 10) for t in later]
+    await poller.aclose()
+    assert 1 == len(batches)  # asked once, never again
+    assert Counter(dict.fromkeys(ids, 1)) == fake.singles
+    assert [TaskStatus.COMPLETED] * 4 == [r.status for r in results]  # type: ignore[union-attr]
+
+
+async def test_an_answer_after_a_task_was_forgotten_ends_nothing_twice() -> None:
+    release = asyncio.Event()
+    started = asyncio.Event()
+
+    async def fetch(task_id: str) -> Task:
+        started.set()
+        await release.wait()
+        raise NotFoundError(404, "Task not found or expired")
+
+    ended: list[object] = []
+    poller = Poller(fetch, PollPolicy(target_delay=1.0, min_interval=1.0), time_scale=0.001)
+    tracked = poller.track(_pending(TID, 0.001), on_done=ended.append)
+    await asyncio.wait_for(started.wait(), 10)
+    poller.forget(TID)  # its waiters get TaskTimeoutError; on_done is not called
+    release.set()
+    for _ in range(20):
+        await asyncio.sleep(0)
+    result = await tracked.wait()
+    await poller.aclose()
+    assert isinstance(result, TaskTimeoutError)
+    assert [] == ended
+
+
+async def test_against_the_simulator_a_missing_id_is_confirmed_by_one_get(
+    make_simulator: SimulatorFactory,
+) -> None:
+    sim = await make_simulator(clock=ManualClock())  # its tasks never move
+    async with _client(sim) as client:
+        real = await client.create_video(prompt="still queued")
+        est = real.estimated_time
+        ghost = attrs.evolve(real, id="task-unified-1-nosuchtk")
+        assert est is not None
+        # both due at the same instant: one batch read of the two
+        results = await asyncio.gather(
+            client.wait(real, timeout=est * FAST_TIME_SCALE * 1.5),
+            client.wait(ghost),
+            return_exceptions=True,
+        )
+    assert isinstance(results[0], TaskTimeoutError)
+    assert isinstance(results[1], NotFoundError)
+    assert 2 == sim.stats.batch_reads[0]
+    assert 1 == sim.stats.count("get_task", 404)  # the confirmation

@@ -31,6 +31,7 @@ from ..errors import (
     JournalError,
     NotFoundError,
     TaskFailedError,
+    TaskStalledError,
     TaskTimeoutError,
 )
 from ..models import TaskStatus, VideoRequest
@@ -57,6 +58,11 @@ def error_info(exc: BaseException) -> dict[str, str]:
         return {
             "code": "task_timeout",
             "message": f"{exc}; it may still finish: run the same command again to re-attach it",
+        }
+    if isinstance(exc, TaskStalledError):
+        return {
+            "code": "task_stalled",
+            "message": f"{exc}; run the same command again to re-attach it",
         }
     if isinstance(exc, BudgetExceededError):
         return {"code": "budget_exceeded", "message": str(exc)}

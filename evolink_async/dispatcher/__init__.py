@@ -18,7 +18,7 @@ taken by its consumer: a consumer that stops (a ``break``) stops the creates; ``
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Generator, Iterable
 from types import TracebackType
 from typing import Any
 
@@ -109,7 +109,7 @@ class TaskHandle:
     async def result(self) -> Outcome:
         return await self._future.wait()
 
-    def __await__(self) -> Any:
+    def __await__(self) -> Generator[Any, None, Outcome]:
         return self.result().__await__()
 
 

@@ -140,6 +140,10 @@ async def check_client() -> None:
         task = await client.create_video(prompt="A cat playing piano", duration=8)
         assert_type(task, Task)
         assert_type(await client.create_video(VideoRequest(prompt="x")), Task)
+        # mypy refuses these (the ignores would be "unused" otherwise, an error under --strict)
+        await client.create_video(prompt="x", duration="8")  # type: ignore[arg-type]
+        await client.create_video(prompt="x", durration=8)  # type: ignore[call-arg]
+        await client.create_video(prompt="x", extra={"quality": "720p"})
         assert_type(await client.get_task(task.id), Task)
         assert_type(await client.get_credits(), Credits)
         done = await client.wait(task, timeout=600)
@@ -153,4 +157,7 @@ async def check_client() -> None:
         outcomes: AsyncIterable[Outcome] = batch  # a Batch is an async iterable of outcomes
         async for outcome in outcomes:
             assert_type(outcome, Outcome)
+        handle = await client.submit("a bird")
+        assert_type(await handle, Outcome)
+        assert_type(await client.generate("a cat", out="cat.mp4", duration=8), Task)
     assert_type(evolink_async.__version__, str)
