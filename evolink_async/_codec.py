@@ -26,14 +26,17 @@ from .models import (
     TaskStatus,
     TaskSummary,
     Usage,
+    UsageCost,
 )
 
 __all__ = [
     "converter",
+    "decode_account_credits",
     "decode_credits",
     "decode_task",
     "decode_task_page",
     "decode_tasks",
+    "decode_upload",
     "loads_json",
     "make_converter",
 ]
@@ -136,6 +139,7 @@ def make_converter() -> cattrs.Converter:
     conv.register_structure_hook_func(lambda t: t == tuple[str, ...], _str_tuple)
     conv.register_structure_hook(TaskStatus, _status)
     conv.register_structure_hook(TaskInfo | None, _sub(conv, TaskInfo))
+    conv.register_structure_hook(UsageCost | None, _sub(conv, UsageCost))
     conv.register_structure_hook(Usage | None, _sub(conv, Usage))
     conv.register_structure_hook(CreditsBalance | None, _sub(conv, CreditsBalance))
     conv.register_structure_hook(TaskErrorInfo | None, _error)
@@ -226,6 +230,40 @@ def decode_credits(data: Any) -> Credits:
     if not isinstance(inner, Mapping):
         raise DecodeError("credits answer has no 'data' object")
     return converter.structure(dict(inner), Credits)
+
+
+def decode_upload(data: Any) -> str:
+    """The ``data.file_url`` of a Files API upload answer; ``success: false`` (even with HTTP
+    200) or an answer without an http(s) ``file_url`` is a DecodeError."""
+    if not isinstance(data, Mapping):
+        raise DecodeError(f"expected an upload answer object, got {type(data).__name__}")
+    if data.get("success") is not True:
+        message = data.get("msg") or data.get("message")
+        said = f": {message[:200]}" if isinstance(message, str) and message else ""
+        raise DecodeError(f"the upload was refused (success is not true){said}")
+    inner = data.get("data")
+    url = inner.get("file_url") if isinstance(inner, Mapping) else None
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise DecodeError("the upload answer has no http(s) data.file_url")
+    return url
+
+
+def decode_account_credits(data: Any) -> Credits:
+    """Decode GET /v1/credits strictly, as ``get_credits`` needs it: ``success: false``, or an
+    answer without both ``data.user`` (the account) and ``data.token`` (this key), is an
+    error even with HTTP 200 (the message is the answer's ``message``)."""
+    if not isinstance(data, Mapping):
+        raise DecodeError(f"expected a credits object, got {type(data).__name__}")
+    message = data.get("message")
+    said = f": {message[:200]}" if isinstance(message, str) and message else ""
+    if data.get("success") is False:
+        raise DecodeError(f"the credits answer says success=false{said}")
+    inner = data.get("data")
+    if not isinstance(inner, Mapping) or not all(
+        isinstance(inner.get(part), Mapping) for part in ("user", "token")
+    ):
+        raise DecodeError(f"the credits answer lacks data.user or data.token{said}")
+    return decode_credits(data)
 
 
 def _leaves(exc: BaseException) -> list[str]:

@@ -35,8 +35,10 @@ import attrs
 
 from . import __about__
 from ._codec import loads_json
+from ._redact import protect, redact, redact_bytes, redact_headers
 from ._retry import RetryPolicy, is_testing, parse_retry_after
 from .errors import (
+    QUOTA_DETAILS,
     APIConnectionError,
     APIError,
     APITimeoutError,
@@ -52,6 +54,7 @@ from .errors import (
     RateLimitError,
     RequestTooLargeError,
     ServerError,
+    quota_error_class,
 )
 
 __all__ = [
@@ -107,11 +110,30 @@ def _excerpt(body: bytes, limit: int = 200) -> str:
     return text[:limit] + ("..." if len(text) > limit else "")
 
 
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    """A header's value, whatever the case of its name (a plain dict of headers too)."""
+    value = headers.get(name)
+    if value is None:
+        lowered = name.lower()
+        value = next((v for k, v in headers.items() if k.lower() == lowered), None)
+    return value or None
+
+
+# "... (request id: abc)" at the end of a gateway message: the id, moved to its attribute
+_MESSAGE_REQUEST_ID = re.compile(r"\s*\(request id:?\s*([^()\s]+)\)\s*$", re.IGNORECASE)
+
+
 def error_from_response(
     status: int, body: bytes, headers: Mapping[str, str] | None = None
 ) -> APIError:
-    """Map a non-2xx answer to its exception class; HTML or empty bodies keep the right class."""
-    headers = headers or {}
+    """Map a non-2xx answer to its exception class; HTML or empty bodies keep the right class.
+
+    The request id comes from ``error.request_id``, else the ``x-request-id`` header, else
+    ``x-oneapi-request-id`` (else the ``(request id: ...)`` a message may end with);
+    ``suggestion`` from ``error.suggestion``. Everything shown passes the redactor.
+    """
+    body = redact_bytes(body)
+    headers = redact_headers(headers or {})
     fields: dict[str, Any] = {}
     message = ""
     try:
@@ -125,21 +147,34 @@ def error_from_response(
         fields["code"] = (
             code if isinstance(code, (int, str)) and not isinstance(code, bool) else None
         )
-        for name in ("type", "param", "fallback_suggestion"):
+        for name in ("type", "param", "fallback_suggestion", "suggestion", "request_id"):
             value = err.get(name)
-            fields[name] = value if isinstance(value, str) else None
+            fields[name] = redact(value) if isinstance(value, str) and value else None
     elif isinstance(data, dict) and isinstance(data.get("message"), str):
         message = data["message"]
     if not message:
         message = _excerpt(body) if body else "(empty body)"
-    request_id = headers.get("x-request-id") or headers.get("X-Request-Id")
+    message = redact(message)
+    in_message = _MESSAGE_REQUEST_ID.search(message)
+    if in_message:
+        message = message[: in_message.start()]
+    fields["request_id"] = (
+        fields.get("request_id")
+        or _header(headers, "x-request-id")
+        or _header(headers, "x-oneapi-request-id")
+        or (in_message.group(1) if in_message else None)
+    )
     cls = _CODE_CLASSES.get(str(fields.get("code"))) or _STATUS_CLASSES.get(status)
     if cls is None:
         cls = ServerError if status >= 500 else APIError
+    quota = quota_error_class(fields.get("code"), status)
+    if quota is not None:  # 402 sub-codes: by error.code first, status second
+        details = {k: err[k] for k in QUOTA_DETAILS if isinstance(err, dict) and k in err}
+        return quota(status, message, details=details, **fields)
     if cls in (RateLimitError, ServerError, PaidOutcomeUnknownError):
-        retry_after = parse_retry_after(headers.get("Retry-After"), message)
-        return cls(status, message, request_id=request_id, retry_after=retry_after, **fields)
-    return cls(status, message, request_id=request_id, **fields)
+        retry_after = parse_retry_after(_header(headers, "Retry-After"), message)
+        return cls(status, message, retry_after=retry_after, **fields)
+    return cls(status, message, **fields)
 
 
 _GET_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -166,6 +201,7 @@ class Transport:
     """One aiohttp session, the API key, the retry policy and the gate of the limits."""
 
     __slots__ = (
+        "__weakref__",
         "_api_key",
         "_owns_session",
         "_rng",
@@ -199,6 +235,7 @@ class Transport:
         seed: int | None = None,
     ) -> None:
         self._api_key = api_key
+        protect(self, api_key)
         self.base_url = base_url.rstrip("/")
         self._session = session
         self._owns_session = session is None
@@ -272,9 +309,9 @@ class Transport:
         ``create=True`` applies the never-pay-twice rule of a create without a key (see the
         module docstring).
         """
-        call = _Call(
-            method, path, self.base_url + path, kind or path, json, create, self._headers()
-        )
+        headers = self._headers()
+        url = path if path.startswith(("http://", "https://")) else self.base_url + path
+        call = _Call(method, path, url, kind or path, json, create, headers)
         return await self._run(call)
 
     async def create(
@@ -354,8 +391,7 @@ class Transport:
             return error, not call.create or call.key is not None
         self.counters[f"{call.method} {call.kind} {status}"] += 1
         self._log(call, status, attempt, start)
-        if self._api_key:  # a server echoing the key must not put it in an error
-            body = body.replace(self._api_key.encode(), b"[redacted]")
+        body = redact_bytes(body)  # a server echoing the key must not put it anywhere
         if 200 <= status < 300:
             if len(body) > self.max_response_bytes:
                 raise DecodeError(
@@ -419,7 +455,7 @@ def _create_error(call: _Call, status: int, error: APIError) -> tuple[EvolinkErr
             maybe_created=True,
         )
         return timeout, call.key is not None
-    if status >= 500 or isinstance(error, PaidOutcomeUnknownError):
+    if isinstance(error, ServerError):  # a 5xx, or paid_outcome_unknown whatever its status
         error.maybe_created = True
         return error, call.key is not None
     return error, False
@@ -427,7 +463,7 @@ def _create_error(call: _Call, status: int, error: APIError) -> tuple[EvolinkErr
 
 def _connection_error(exc: BaseException, *, maybe_created: bool) -> APIConnectionError:
     what = type(exc).__name__
-    detail = str(exc)
+    detail = redact(str(exc))
     text = f"{what}: {detail}" if detail else what
     if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
         return APITimeoutError(f"request timed out ({text})", maybe_created=maybe_created)

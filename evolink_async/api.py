@@ -6,12 +6,19 @@ not (the transport's gate applies the limits to every request).
 
 from __future__ import annotations
 
+import base64
 import datetime
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from urllib.parse import urlencode
 
-from ._codec import decode_credits, decode_task, decode_task_page, decode_tasks
+from ._codec import (
+    decode_account_credits,
+    decode_task,
+    decode_task_page,
+    decode_tasks,
+    decode_upload,
+)
 from ._keys import check_idempotency_key, new_idempotency_key
 from ._transport import Transport
 from .errors import InvalidRequestError
@@ -68,17 +75,20 @@ class EvolinkAPI:
     the header: then no key is sent and no create is sent twice.
     """
 
-    __slots__ = ("callback_url", "idempotency", "transport")
+    __slots__ = ("callback_url", "files_base_url", "idempotency", "transport")
 
     def __init__(
         self,
         transport: Transport,
         *,
         callback_url: Callable[[], str] | None = None,
+        files_base_url: str | None = None,
         idempotency: bool = True,
     ) -> None:
         self.transport = transport
         self.callback_url = callback_url
+        #: the Files API's base (None: the API's own base serves it, as the simulator does)
+        self.files_base_url = files_base_url
         self.idempotency = idempotency
 
     def __repr__(self) -> str:
@@ -181,6 +191,21 @@ class EvolinkAPI:
                 return
             page += 1
 
+    async def upload_file(self, data: bytes, file_name: str, mime: str) -> str:
+        """POST /api/v1/files/upload/base64 on the Files API: the uploaded file's public URL
+        (it expires after 72 hours). Never retried once it may have been sent."""
+        base = (self.files_base_url or self.transport.base_url).rstrip("/")
+        body = {
+            "base64_data": f"data:{mime};base64," + base64.b64encode(data).decode("ascii"),
+            "file_name": file_name,
+        }
+        answer = await self.transport.request(
+            "POST", base + "/api/v1/files/upload/base64", json=body, create=True, kind="upload"
+        )
+        return decode_upload(answer)
+
     async def get_credits(self) -> Credits:
-        """GET /v1/credits: the key's and the account's balance."""
-        return decode_credits(await self.transport.request("GET", "/v1/credits", kind="credits"))
+        """GET /v1/credits: the account's balance and this key's spend and limit.
+        ``success: false`` or a missing ``data.user``/``data.token`` raises DecodeError."""
+        answer = await self.transport.request("GET", "/v1/credits", kind="credits")
+        return decode_account_credits(answer)

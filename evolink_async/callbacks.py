@@ -44,17 +44,28 @@ import attrs
 from aiohttp import web
 
 from ._codec import decode_task
+from ._redact import protect
 from .errors import DecodeError, InvalidRequestError
 from .models import Task, validate_callback_url
 
-__all__ = ["DEFAULT_MAX_BODY", "CallbackReceiver", "ReceiverStats", "TaskWaker", "parse_listen"]
+__all__ = [
+    "DEFAULT_MAX_BODY",
+    "MAX_TASK_ID",
+    "CallbackReceiver",
+    "ReceiverStats",
+    "TaskWaker",
+    "parse_listen",
+]
 
 logger = logging.getLogger("evolink_async")
 
 #: The largest callback body accepted (a task object is a few hundred bytes).
 DEFAULT_MAX_BODY = 1024 * 1024
-#: How many task ids are remembered to count duplicate deliveries.
+#: How many task ids are remembered to count duplicate deliveries, and their total size.
 _SEEN_LIMIT = 10_000
+_SEEN_BYTES = 512 * 1024
+#: The longest task id taken (the service's are about 40 characters); longer ones get 400.
+MAX_TASK_ID = 256
 _SECRET_RE = re.compile(r"[A-Za-z0-9_-]{16,256}")
 _REDACTED = "<secret>"
 
@@ -110,12 +121,14 @@ class CallbackReceiver:
     """
 
     __slots__ = (
+        "__weakref__",
         "_address",
         "_path",
         "_public_url",
         "_runner",
         "_secret",
         "_seen",
+        "_seen_bytes",
         "_sink",
         "allow_insecure",
         "confirm",
@@ -144,6 +157,7 @@ class CallbackReceiver:
         if max_body < 1:
             raise ValueError("max_body must be >= 1")
         self._secret = secret
+        protect(self, secret)
         self.host = host
         self.port = port
         self.confirm = confirm
@@ -154,6 +168,7 @@ class CallbackReceiver:
         self._runner: web.AppRunner | None = None
         self._address: tuple[str, int] | None = None
         self._seen: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._seen_bytes = 0
         if public_url is None:
             if not allow_insecure:
                 raise ValueError("public_url is required (None needs allow_insecure=True)")
@@ -201,6 +216,12 @@ class CallbackReceiver:
     def path(self) -> str:
         """The local path prefix the receiver serves (the secret segment follows it)."""
         return self._path
+
+    @property
+    def seen(self) -> tuple[int, int]:
+        """``(ids, characters)`` of the task ids remembered to count duplicate deliveries:
+        at most 10,000 ids of at most :data:`MAX_TASK_ID` characters, 512 KiB of them."""
+        return len(self._seen), self._seen_bytes
 
     @property
     def address(self) -> tuple[str, int] | None:
@@ -304,10 +325,12 @@ class CallbackReceiver:
             return response
         data = _parse(body)
         task_id = data.get("id") if data is not None else None
-        if data is None or not isinstance(task_id, str) or not task_id:
+        if data is None or not isinstance(task_id, str) or not 0 < len(task_id) <= MAX_TASK_ID:
             self.stats.bad_request += 1
             logger.debug("callback body is not a JSON task object with an id: 400")
-            return web.Response(status=400, text="expected a JSON task object with an id")
+            return web.Response(
+                status=400, text=f"expected a JSON task object with an id of 1-{MAX_TASK_ID} chars"
+            )
         self.stats.received += 1
         self._take(task_id, data)
         return web.Response(status=204)
@@ -334,8 +357,9 @@ class CallbackReceiver:
             self._seen.move_to_end(task_id)
         else:
             self._seen[task_id] = None
-            if len(self._seen) > _SEEN_LIMIT:
-                self._seen.popitem(last=False)
+            self._seen_bytes += len(task_id)
+            while len(self._seen) > _SEEN_LIMIT or self._seen_bytes > _SEEN_BYTES:
+                self._seen_bytes -= len(self._seen.popitem(last=False)[0])
         poller = self._sink
         if poller is not None and not self.confirm:
             try:

@@ -24,19 +24,31 @@ from ._generate import Generate
 from ._poll_read import read_within
 from ._retry import RetryPolicy
 from ._transport import RetryEvent, Transport
+from ._upload_check import aread_upload
 from .api import EvolinkAPI
 from .callbacks import CallbackReceiver
 from .dispatcher import Batch, Dispatcher, Event, Item, TaskHandle
 from .download import DownloadResult, download_file
 from .errors import DownloadError, TaskCancelledError, TaskFailedError
-from .limits import ConcurrencyLimit, CreditBudget, Estimator, Limits, PriceTable, RateLimiter
+from .limits import (
+    ConcurrencyLimit,
+    CreditBudget,
+    Estimator,
+    LearnedPrices,
+    Limits,
+    PriceTable,
+    RateLimiter,
+)
 from .models import Credits, Task, TaskStatus, TaskSummary, VideoFields, VideoRequest
 from .poller import Poller, PollPolicy
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-__all__ = ["DEFAULT_BASE_URL", "TIME_SCALE_HEADER", "EvolinkClient"]
+__all__ = ["DEFAULT_BASE_URL", "FILES_BASE_URL", "TIME_SCALE_HEADER", "EvolinkClient"]
+
+#: the Files API of the production service (another host, the same key)
+FILES_BASE_URL = "https://files-api.evolink.ai"
 
 logger = logging.getLogger("evolink_async")
 
@@ -118,13 +130,6 @@ def _build_limits(
     )
 
 
-def _build_api(
-    transport: Transport, callbacks: CallbackReceiver | None, idempotency: bool
-) -> EvolinkAPI:
-    url = (lambda: callbacks.callback_url) if callbacks is not None else None
-    return EvolinkAPI(transport, callback_url=url, idempotency=idempotency)
-
-
 def _video_url(task_or_url: Task | str) -> str:
     """The URL to download: a completed task's video, or the URL itself."""
     if not isinstance(task_or_url, Task):
@@ -154,12 +159,9 @@ class _Requests:
         (``prompt=...``, ``duration=...``; fields of one model in ``extra={...}``).
 
         It carries ``idempotency_key`` (else ``client_request_id``, else a fresh ``run_`` key);
-        an unknown outcome (no answer, a 5xx) is sent again with the same key: billed once.
-        With ``idempotency=False`` on the client (only for a proxy that strips the header) no
-        key is sent and such a create is not retried (``maybe_created=True``). Raises
-        ``InvalidRequestError`` before sending anything when a field breaks a rule,
-        ``IdempotencyConflictError`` for a key used before with another request.
-        """
+        an unknown outcome (no answer, a 5xx) is sent again with that key (with the client's
+        ``idempotency=False``: never, ``maybe_created=True``). ``InvalidRequestError``: a field
+        broke a rule, nothing sent; ``IdempotencyConflictError``: the key was used before."""
         if request is None:
             request = VideoRequest.from_fields(fields)
         elif fields:
@@ -195,8 +197,18 @@ class _Requests:
             status=status, type=type, model=model, since=since, page_size=page_size
         )
 
+    async def upload_file(self, path: str | os.PathLike[str]) -> str:
+        """Upload a local image (JPEG, PNG, GIF or WebP, at most 30 MB: checked first, naming
+        the rule) to the Files API; its public URL, for ``image_urls``. It expires after 72
+        hours. An upload is never retried once it may have been sent."""
+        file = await aread_upload(path)
+        return await self.api.upload_file(file.data, file.name, file.mime)
+
     async def get_credits(self) -> Credits:
-        """GET /v1/credits: the key's and the account's balance."""
+        """GET /v1/credits: the account's balance (``.balance``), this key's spend and what is
+        left of its limit (``.key_used``, ``.key_remaining``), and ``.available``, the smaller.
+        An answer with ``success: false`` or without ``data.user``/``data.token`` raises
+        ``DecodeError``."""
         return await self.api.get_credits()
 
 
@@ -214,6 +226,9 @@ class EvolinkClient(_Requests, Generate):
       requests for its Retry-After and lowers the rate, which then recovers slowly.
     * ``max_in_flight``: tasks pending or processing at once (submit/generate_many).
     * ``budget``: credits that may be reserved in all; each create reserves its price first.
+
+    ``files_base_url``: the Files API of :meth:`upload_file` (default: ``FILES_BASE_URL`` for
+    the production service, else ``base_url``, which a simulator or a proxy serves it on).
 
     ``time_scale`` compresses the task timeline for a simulator that runs faster than real
     time: the service's ``estimated_time`` and the poll plan (``PollPolicy``, in the service's
@@ -243,13 +258,14 @@ class EvolinkClient(_Requests, Generate):
         time_scale: float | None = None,
         verify_ssl: bool = True,
         callbacks: CallbackReceiver | None = None,
+        files_base_url: str | None = None,
         idempotency: bool = True,
     ) -> None:
         scale = _resolve_time_scale(time_scale)
-        self.prices = prices or PriceTable()
-        self.estimator = estimator
-        self.poll_policy = poll or PollPolicy()
-        self.task_timeout = task_timeout
+        self.prices, self.estimator = prices or PriceTable(), estimator
+        #: prices the service showed to be above the table's (used for later reservations)
+        self.learned_prices = LearnedPrices()
+        self.poll_policy, self.task_timeout = poll or PollPolicy(), task_timeout
         self.callbacks = callbacks
         self._poller = _build_poller(self, scale or 1.0, callbacks=callbacks is not None)
         if callbacks is not None:
@@ -267,7 +283,13 @@ class EvolinkClient(_Requests, Generate):
             on_retry=self._retry_listeners,
             on_headers=_AdoptTimeScale(self._poller) if scale is None else None,
         )
-        self.api = _build_api(self._transport, callbacks, idempotency)
+        self.api = EvolinkAPI(
+            self._transport,
+            callback_url=(lambda: callbacks.callback_url) if callbacks is not None else None,
+            files_base_url=files_base_url
+            or (FILES_BASE_URL if self._transport.base_url == DEFAULT_BASE_URL else None),
+            idempotency=idempotency,
+        )
         self._dispatcher = Dispatcher(
             self.api,
             self._poller,
@@ -275,6 +297,7 @@ class EvolinkClient(_Requests, Generate):
             price=self._price,
             time_scale=scale or 1.0,
             task_timeout=task_timeout,
+            learn=self.learned_prices.learn,
         )
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -357,12 +380,14 @@ class EvolinkClient(_Requests, Generate):
         self._retry_listeners.remove(listener)
 
     def _price(self, model: str, duration: int | None, extra: Mapping[str, Any]) -> float | None:
-        """What a create costs: the estimator's figure, else the price table's."""
+        """What a create costs: the estimator's figure, else the price table's, raised to
+        what the service charged for the same (model, duration, quality) when that was more."""
+        price: float | None = None
         if self.estimator is not None:
             price = self.estimator(model, duration, extra)
-            if price is not None:
-                return price
-        return self.prices.price(model, duration)
+        if price is None:
+            price = self.prices.price(model, duration)
+        return self.learned_prices.adjust(model, duration, extra, price)
 
     # -- waiting and downloading -------------------------------------------------------------
 

@@ -8,14 +8,16 @@
     ├── APIError                       the service answered with a non-2xx status
     │   ├── BadRequestError            400  invalid_request_error
     │   ├── AuthenticationError        401  authentication_error
-    │   ├── InsufficientCreditsError   402  insufficient_quota_error
+    │   ├── InsufficientCreditsError   402  the account's balance (.balance, .estimate)
+    │   │   ├── KeyQuotaExceededError  402  this key's total limit (.limit, .used, .remaining)
+    │   │   └── DailyQuotaExceededError 402 this key's daily limit (.reset_at, .reset_timezone)
     │   ├── PermissionDeniedError      403  permission_error
     │   ├── NotFoundError              404  not_found_error (model or task)
     │   ├── RequestTooLargeError       413  request_too_large_error
     │   ├── RateLimitError             429  rate_limit_error (.retry_after)
-    │   ├── ServerError                5xx  (.retry_after)
-    │   ├── IdempotencyConflictError   code idempotency_conflict: the key was used for another body
-    │   └── PaidOutcomeUnknownError    code paid_outcome_unknown: the key's create is unresolved
+    │   ├── ServerError                5xx  (.retry_after, .maybe_created on a create)
+    │   │   └── PaidOutcomeUnknownError code paid_outcome_unknown: the key's create is unresolved
+    │   └── IdempotencyConflictError   code idempotency_conflict: the key was used for another body
     ├── APIConnectionError             no answer: refused, reset, TLS, DNS (.maybe_created)
     │   └── APITimeoutError            no answer in time (.maybe_created)
     ├── TaskError                      a generation task did not produce a video
@@ -31,18 +33,19 @@
         ├── JournalLockedError         another batch holds the output directory
         └── JournalCorruptError        an unreadable line in the middle of the journal
 
-``maybe_created=True`` on an error of a create request (no answer, a 5xx, or
-``paid_outcome_unknown``) means the service may have created (and will bill) the task. Such a
-create is retried only with the same ``Idempotency-Key`` (the gateway then answers with the
-original task); without keys (``idempotency=False``) it is never retried.
+``maybe_created=True``: a create may have been taken (and billed); only its own key resends it.
 
 No exception message contains the API key.
 """
 
 from __future__ import annotations
 
+import datetime
+import math
 import os
 import re
+import zoneinfo
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -56,6 +59,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "BudgetExceededError",
+    "DailyQuotaExceededError",
     "DecodeError",
     "DownloadError",
     "DownloadIntegrityError",
@@ -67,6 +71,7 @@ __all__ = [
     "JournalCorruptError",
     "JournalError",
     "JournalLockedError",
+    "KeyQuotaExceededError",
     "NotFoundError",
     "PaidOutcomeUnknownError",
     "PermissionDeniedError",
@@ -78,6 +83,7 @@ __all__ = [
     "TaskFailedError",
     "TaskStalledError",
     "TaskTimeoutError",
+    "quota_error_class",
     "redact_url",
     "shorten",
 ]
@@ -124,12 +130,11 @@ class APIError(EvolinkError):
     """The service answered with a non-2xx HTTP status.
 
     Attributes mirror the documented error body ``{"error": {"code", "message", "type",
-    "param"}}``; for an HTML or empty body, ``message`` holds a short excerpt.
-    ``maybe_created`` is True on the answer to a create that the service may have taken anyway
-    (a 5xx, ``paid_outcome_unknown``).
+    "param"}}``; for an HTML or empty body, ``message`` holds a short excerpt. ``request_id``
+    (the body's ``error.request_id``, else the ``x-request-id`` or ``x-oneapi-request-id``
+    header) and ``suggestion`` (``error.suggestion``, else ``error.fallback_suggestion``) are
+    set when the gateway gave them, and shown in ``str()``; all of it is redacted.
     """
-
-    maybe_created: bool = False
 
     def __init__(
         self,
@@ -141,6 +146,7 @@ class APIError(EvolinkError):
         param: str | None = None,
         request_id: str | None = None,
         fallback_suggestion: str | None = None,
+        suggestion: str | None = None,
     ) -> None:
         self.status = status
         self.message = message
@@ -149,6 +155,7 @@ class APIError(EvolinkError):
         self.param = param
         self.request_id = request_id
         self.fallback_suggestion = fallback_suggestion
+        self.suggestion = suggestion or fallback_suggestion
         parts = [f"HTTP {status}"]
         if type:
             parts.append(type)
@@ -159,6 +166,8 @@ class APIError(EvolinkError):
         text = f"{' '.join(parts)}: {message}"
         if request_id:
             text += f" (request id {request_id})"
+        if self.suggestion:
+            text += f" [suggestion: {self.suggestion}]"
         super().__init__(text)
 
 
@@ -171,7 +180,117 @@ class AuthenticationError(APIError):
 
 
 class InsufficientCreditsError(APIError):
-    """402: the account's balance cannot pay for the request."""
+    """402: the account's balance cannot pay for the request. ``details`` holds the quota
+    figures the gateway gave (``account_balance_credits``, ``estimated_credits``...)."""
+
+    def __init__(
+        self, status: int, message: str, *, details: Mapping[str, Any] | None = None, **kw: Any
+    ) -> None:
+        super().__init__(status, message, **kw)
+        self.details: Mapping[str, Any] = dict(details or {})
+
+    def _figure(self, name: str) -> float | None:
+        value = self.details.get(name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return None
+        return float(value) if math.isfinite(value) else None
+
+    @property
+    def balance(self) -> float | None:
+        """The account's balance in credits, when the gateway said."""
+        return self._figure("account_balance_credits")
+
+    @property
+    def estimate(self) -> float | None:
+        """What the refused request would have cost, when the gateway said."""
+        return self._figure("estimated_credits")
+
+
+class KeyQuotaExceededError(InsufficientCreditsError):
+    """402: this API key's own total credit limit is reached (raise it in the console)."""
+
+    @property
+    def limit(self) -> float | None:
+        return self._figure("total_limit_credits")
+
+    @property
+    def used(self) -> float | None:
+        return self._figure("used_credits")
+
+    @property
+    def remaining(self) -> float | None:
+        return self._figure("remaining_credits")
+
+
+class DailyQuotaExceededError(InsufficientCreditsError):
+    """402: this API key's daily credit limit is reached. It resets by itself at midnight in
+    ``reset_timezone``; ``reset_at`` is that instant (None when the zone is unknown)."""
+
+    @property
+    def reset_timezone(self) -> str | None:
+        zone = self.details.get("reset_timezone")
+        return zone if isinstance(zone, str) and zone else None
+
+    @property
+    def reset_at(self) -> datetime.datetime | None:
+        """The next midnight in ``reset_timezone``, from now."""
+        zone = self.reset_timezone
+        try:
+            tz = zoneinfo.ZoneInfo(zone) if zone is not None else None
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            tz = None
+        if tz is None:
+            return None
+        now = datetime.datetime.now(tz)
+        return datetime.datetime.combine(
+            now.date() + datetime.timedelta(days=1), datetime.time(), tzinfo=tz
+        )
+
+    @property
+    def daily_limit(self) -> float | None:
+        return self._figure("daily_limit_credits")
+
+    @property
+    def daily_used(self) -> float | None:
+        return self._figure("daily_used_credits")
+
+
+_BALANCE_CODES = frozenset(
+    {
+        "insufficient_quota",
+        "insufficient_user_quota",
+        "quota_not_enough",
+        "account_balance_insufficient",
+    }
+)
+_KEY_CODES = frozenset({"insufficient_token_quota", "key_quota_exhausted"})
+_DAILY_CODES = frozenset({"token_daily_quota_exceeded", "key_daily_quota_exhausted"})
+#: the figures a quota error may carry, read from the error body
+QUOTA_DETAILS = (
+    "key_name",
+    "estimated_credits",
+    "account_balance_credits",
+    "total_limit_credits",
+    "used_credits",
+    "remaining_credits",
+    "daily_limit_credits",
+    "daily_used_credits",
+    "reset_timezone",
+)
+
+
+def quota_error_class(code: object, status: int) -> type[InsufficientCreditsError] | None:
+    """The 402 class of an error answer: by ``error.code`` first (case-insensitive), by the
+    status second; None when it is no quota error."""
+    if isinstance(code, str):
+        lowered = code.strip().lower()
+        if lowered in _DAILY_CODES:
+            return DailyQuotaExceededError
+        if lowered in _KEY_CODES:
+            return KeyQuotaExceededError
+        if lowered in _BALANCE_CODES:
+            return InsufficientCreditsError
+    return InsufficientCreditsError if status == 402 else None
 
 
 class PermissionDeniedError(APIError):
@@ -188,6 +307,7 @@ class RequestTooLargeError(APIError):
 
 class _RetryAfterMixin:
     retry_after: float | None
+    maybe_created: bool = False  # an answer to a create the service may have taken
 
 
 class RateLimitError(APIError, _RetryAfterMixin):
@@ -212,19 +332,13 @@ class ServerError(APIError, _RetryAfterMixin):
 
 
 class IdempotencyConflictError(APIError):
-    """The gateway saw this ``Idempotency-Key`` before with another request body (code
-    ``idempotency_conflict``). Never retried: a new generation needs a new key."""
+    """Code ``idempotency_conflict``: the key was used with another body. Never retried."""
 
 
-class PaidOutcomeUnknownError(APIError, _RetryAfterMixin):
-    """The gateway cannot say yet what became of the create that first used this key (code
-    ``paid_outcome_unknown``). Retried later with the same key, never with a new one."""
+class PaidOutcomeUnknownError(ServerError):
+    """Code ``paid_outcome_unknown``: retried later with the same key, never a new one."""
 
     maybe_created = True
-
-    def __init__(self, status: int, message: str, *, retry_after: float | None = None, **kw: Any):
-        super().__init__(status, message, **kw)
-        self.retry_after = retry_after
 
 
 class APIConnectionError(EvolinkError):

@@ -47,6 +47,7 @@ __all__ = [
     "TaskStatus",
     "TaskSummary",
     "Usage",
+    "UsageCost",
     "VideoFields",
     "VideoRequest",
     "is_loopback_host",
@@ -320,11 +321,23 @@ class TaskInfo:
 
 
 @attrs.frozen
+class UsageCost:
+    """``usage.cost`` of a finished task: its final charge in ``credits``."""
+
+    credits: float | None = None
+
+
+@attrs.frozen
 class Usage:
+    """``usage`` of a task: ``credits_reserved`` at the create; the final charge of a
+    completed task in ``credits_used`` (or ``cost.credits``)."""
+
     billing_rule: str | None = None
     credits_reserved: float | None = None
     user_group: str | None = None
     estimated_cost: float | None = None
+    credits_used: float | None = None
+    cost: UsageCost | None = None
 
 
 @attrs.frozen
@@ -434,6 +447,30 @@ class Credits:
 
     token: CreditsBalance | None = None
     user: CreditsBalance | None = None
+
+    @property
+    def balance(self) -> float | None:
+        """The account's balance (``user.remaining_credits``), shared by all its keys."""
+        return self.user.remaining_credits if self.user is not None else None
+
+    @property
+    def key_used(self) -> float | None:
+        """What this API key has spent (``token.used_credits``)."""
+        return self.token.used_credits if self.token is not None else None
+
+    @property
+    def key_remaining(self) -> float | None:
+        """What is left of this key's own limit; None when the key is unlimited or unknown."""
+        if self.token is None or self.token.unlimited_credits:
+            return None
+        return self.token.remaining_credits
+
+    @property
+    def available(self) -> float | None:
+        """What a batch can spend now: the smaller of the balance and the key's remaining
+        limit (negative figures count as 0); None when neither is known."""
+        known = [max(0.0, v) for v in (self.balance, self.key_remaining) if v is not None]
+        return min(known) if known else None
 
     @property
     def remaining(self) -> float | None:

@@ -23,6 +23,7 @@ from aiohttp import web
 from evolink_async import EvolinkClient, InvalidRequestError, PollPolicy, Task, TaskStatus
 from evolink_async.callbacks import (
     DEFAULT_MAX_BODY,
+    MAX_TASK_ID,
     CallbackReceiver,
     ReceiverStats,
     TaskWaker,
@@ -254,6 +255,33 @@ async def test_non_json_body_is_400(receiver: CallbackReceiver) -> None:
 async def test_json_without_a_task_id_is_400(receiver: CallbackReceiver, body: object) -> None:
     assert 400 == await post_json(receiver.callback_url, body)
     assert ReceiverStats(bad_request=1) == receiver.stats
+
+
+async def test_attack_8_a_megabyte_task_id_is_400_and_not_remembered() -> None:
+    async with CallbackReceiver(None, allow_insecure=True) as r:
+        assert 400 == await post_json(r.callback_url, {"id": "t" * 1_000_000})
+        assert 204 == await post_json(r.callback_url, {"id": "t" * MAX_TASK_ID})
+
+        assert ReceiverStats(received=1, ignored=1, bad_request=1) == r.stats
+        assert (1, MAX_TASK_ID) == r.seen
+
+
+async def test_attack_8_the_remembered_ids_are_capped_in_bytes_as_well_as_in_count() -> None:
+    posted = 2_100  # 2,100 ids of the longest length: over the 512 KiB cap, under 10,000
+    async with (
+        CallbackReceiver(None, allow_insecure=True) as r,
+        aiohttp.ClientSession() as session,
+    ):
+        for i in range(posted):
+            task_id = f"task-unified-{i:05d}-".ljust(MAX_TASK_ID, "x")
+            async with session.post(r.callback_url, json={"id": task_id}) as response:
+                assert 204 == response.status
+
+        count, size = r.seen
+
+    assert ReceiverStats(received=posted, ignored=posted) == r.stats
+    assert 512 * 1024 // MAX_TASK_ID == count
+    assert count * MAX_TASK_ID == size
 
 
 async def test_duplicate_deliveries_cost_one_get_and_one_outcome(make_rig: RigFactory) -> None:

@@ -81,8 +81,21 @@ def test_batch_jsonl_with_mixed_durations_and_defaults(
         ('{"prompt": "five", "duration": 5}', "duration", "must be one of 4, 8, 12"),
         (json.dumps({"prompt": "y" * 6000}), "prompt", "at most 5000 characters"),
         ('{"prompt": "h", "callback_url": "http://example.com/cb"}', "callback_url", "https"),
+        ('{"prompt": "\\u0000"}', "prompt", "control character U+0000"),
+        ('{"prompt": "nul \x00 raw"}', None, "control character U+0000"),
+        ('{"prompt": "a", "prompt": "b"}', "prompt", "duplicate key 'prompt'"),
+        ("[" * 100_000 + "]" * 100_000, None, "nested deeper than 32 levels"),
     ],
-    ids=["bad-json", "duration-5", "prompt-6000", "http-callback"],
+    ids=[
+        "bad-json",
+        "duration-5",
+        "prompt-6000",
+        "http-callback",
+        "escaped-nul",
+        "raw-nul",
+        "duplicate-key",
+        "nested-100k",
+    ],
 )
 def test_an_invalid_line_exits_2_naming_line_and_field_and_sends_nothing(
     sim: Simulator,
@@ -97,13 +110,47 @@ def test_an_invalid_line_exits_2_naming_line_and_field_and_sends_nothing(
 
     assert 2 == main(["batch", str(source), "--out", str(out), *service_args(sim)])
 
-    err = capsys.readouterr().err
+    captured = capsys.readouterr()
+    err = captured.err
+    assert "" == captured.out  # no progress output before the input is known good
+    assert "Traceback" not in err
     assert "line 3: " in err
     if field is not None:
         assert f"line 3: {field}: " in err
     assert fragment in err
     assert 0 == sim.stats.total_requests
     assert not out.exists()
+
+
+@pytest.mark.parametrize("codec", ["utf-16-le", "utf-16-be"])
+def test_a_utf16_file_without_a_bom_exits_2_before_any_request(
+    sim: Simulator, tmp_path: Path, capsys: pytest.CaptureFixture[str], codec: str
+) -> None:
+    source = tmp_path / "p.txt"
+    source.write_bytes("a cat\na dog\n".encode(codec))
+    out = tmp_path / "clips"
+
+    assert 2 == main(["batch", str(source), "--out", str(out), *service_args(sim)])
+
+    captured = capsys.readouterr()
+    assert "" == captured.out
+    assert "UTF-16 without a byte-order mark" in captured.err
+    assert 0 == sim.stats.total_requests
+    assert not out.exists()
+
+
+def test_duplicate_prompts_are_reported_in_the_summary_and_each_is_made(
+    sim: Simulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    prompts = ["a kite", "a boat", "a kite", "a kite", "a boat", "a train"]
+    source = write_prompts(tmp_path / "p.txt", prompts)
+    out = tmp_path / "clips"
+
+    assert 0 == main(["batch", str(source), "--out", str(out), *service_args(sim)])
+
+    check_complete(out, prompts)
+    text = capsys.readouterr().out
+    assert "duplicate prompts  3 (lines 3, 4 repeat line 1; line 5 repeats line 2)" in text
 
 
 def test_without_an_api_key_batch_exits_2(

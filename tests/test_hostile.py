@@ -413,7 +413,8 @@ async def test_a_self_signed_server_is_refused_by_default_and_accepted_when_aske
     self_signed: ssl.SSLContext, tmp_path: Path
 ) -> None:
     async def credits(request: web.Request) -> web.StreamResponse:
-        return web.json_response({"data": {"token": {"remaining_credits": 5}}})
+        data = {"token": {"remaining_credits": 5}, "user": {"remaining_credits": 9}}
+        return web.json_response({"data": data, "message": "", "success": True})
 
     async def clip(request: web.Request) -> web.StreamResponse:
         return web.Response(body=CLIP)

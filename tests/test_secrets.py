@@ -3,16 +3,21 @@ an exception through every error class of ``evolink_async.errors`` (and ``BatchI
 The key appears in no log record (message, arguments, traceback), no repr, no exception
 message or attribute (causes included), and not in ``journal.jsonl`` nor ``manifest.jsonl``.
 
-A stub server echoes the ``Authorization`` header back in its answers, as a careless proxy
-or a hostile server might, so that redaction is needed for the key to stay out.
+A stub server echoes the ``Authorization`` header back in its answers (in the body, in
+``X-Request-Id``, in base64), as a careless proxy or a hostile server might, so that redaction
+is needed for the key to stay out; the key is looked for plain, JSON-escaped, URL-encoded and
+in base64. The attacks of the idempotency issue (7 and 8) use the simulator's echo knobs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import inspect
+import json
 import logging
 import socket
+import traceback
 from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 from typing import Any
@@ -23,6 +28,7 @@ from aiohttp import web
 
 from evolink_async import EvolinkClient, RetryPolicy, errors
 from evolink_async.batch import BatchInputError, BatchJob, parse_prompts
+from evolink_async.callbacks import CallbackReceiver
 from evolink_async.download import download_file
 from evolink_async.errors import TaskStalledError
 from evolink_async.journal import Journal, replay
@@ -50,7 +56,7 @@ def leaks(*things: object) -> list[str]:
             for linked in (thing.__cause__, thing.__context__):
                 if linked is not None:
                     visit(linked)
-        found.extend(t for t in texts if KEY in t)
+        found.extend(t for t in texts if forms_in(KEY, t))
 
     for thing in things:
         visit(thing)
@@ -64,7 +70,7 @@ def log_leaks(records: list[logging.LogRecord]) -> list[str]:
         texts = [formatter.format(record), repr(record.args), repr(record.msg)]
         if record.exc_info and record.exc_info[1] is not None:
             texts += leaks(record.exc_info[1])
-        out += [t for t in texts if KEY in t]
+        out += [t for t in texts if forms_in(KEY, t)]
     return out
 
 
@@ -75,8 +81,18 @@ class Echo:
     async def echo(self, request: web.Request) -> web.StreamResponse:
         auth = request.headers.get("Authorization", "")
         status = int(request.match_info["status"])
-        body = {"error": {"message": f"refused {auth}", "type": f"t {auth}", "param": auth}}
-        return web.json_response(body, status=status, headers={"Retry-After": "0"})
+        body: dict[str, Any] = {
+            "error": {
+                "message": f"refused {auth}",
+                "type": f"t {auth}",
+                "param": auth,
+                "suggestion": base64.b64encode(auth.encode()).decode(),
+            }
+        }
+        if "code" in request.query:  # a quota sub-code, its figures echoing the key too
+            body["error"].update(code=request.query["code"], key_name=auth, reset_timezone=auth)
+        headers = {"Retry-After": "0", "X-Request-Id": auth}
+        return web.json_response(body, status=status, headers=headers)
 
     async def echo_html(self, request: web.Request) -> web.StreamResponse:
         auth = request.headers.get("Authorization", "")
@@ -116,7 +132,9 @@ async def echo() -> AsyncIterator[str]:
 
 
 def files_holding_the_key(root: Path) -> list[str]:
-    return [p.name for p in root.rglob("*") if p.is_file() and KEY.encode() in p.read_bytes()]
+    return [
+        p.name for p in root.rglob("*") if p.is_file() and forms_in(KEY, p.read_text("latin-1"))
+    ]
 
 
 def closed_port() -> int:
@@ -234,6 +252,8 @@ async def test_a_faulty_batch_at_debug_level_and_every_error_class_never_show_th
         transport = client.transport
         for status in (400, 401, 402, 403, 404, 413, 418, 429, 500, 503):
             raised.append(await caught(transport.request("GET", f"/echo/{status}")))
+        for code in ("key_quota_exhausted", "key_daily_quota_exhausted"):
+            raised.append(await caught(transport.request("GET", f"/echo/402?code={code}")))
         raised.append(await caught(transport.request("GET", "/echo-html")))
         raised.append(await caught(client.wait("task-unified-1-echoecho")))
         raised.append(await caught(transport.request("POST", "/slow", create=True)))
@@ -289,3 +309,124 @@ async def test_a_faulty_batch_at_debug_level_and_every_error_class_never_show_th
     for name in ("journal.jsonl", "manifest.jsonl"):
         assert KEY not in (out / name).read_text()
     assert [] == files_holding_the_key(tmp_path)
+
+
+# -- the attacks of the idempotency issue (7 and 8): echoes of a careless gateway -------------
+
+
+def key_forms(secret: str) -> dict[str, str]:
+    """The forms a leaked secret is looked for in: plain, JSON-escaped, URL-encoded, base64."""
+    return {
+        "plain": secret,
+        "json-escaped": "".join(f"\\u{ord(c):04x}" for c in secret),
+        "url-encoded": "".join(f"%{ord(c):02X}" for c in secret),
+        "base64": base64.b64encode(secret.encode()).decode(),
+    }
+
+
+def forms_in(secret: str, *texts: str) -> list[str]:
+    """The names of the forms of ``secret`` found in ``texts`` (decoded JSON strings too)."""
+    found = []
+    for name, form in key_forms(secret).items():
+        if any(form.lower() in text.lower() for text in texts):
+            found.append(name)
+    return found
+
+
+def output_texts(root: Path) -> list[str]:
+    return [p.read_text("utf-8", "replace") for p in root.rglob("*") if p.is_file()]
+
+
+def exception_texts(exc: BaseException) -> list[str]:
+    return [
+        str(exc),
+        repr(exc),
+        repr(exc.args),
+        repr(vars(exc)),
+        "".join(traceback.format_exception(exc)),
+    ]
+
+
+def log_texts(records: list[logging.LogRecord]) -> list[str]:
+    formatter = logging.Formatter("%(name)s %(levelname)s %(message)s")
+    return [formatter.format(r) for r in records]
+
+
+HOOK = "https://hooks.example.com/evolink/cb"
+
+
+async def test_attack_7_a_key_echoed_as_request_id_reaches_no_error_log_journal_or_manifest(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    out = tmp_path / "clips"
+    knobs: dict[str, Any] = {"echo_key_header": True, "echo_callback_url": True}
+    async with (
+        Simulator(time_scale=TIME_SCALE, api_key=KEY, **knobs) as sim,
+        EvolinkClient(KEY, sim.base_url, rate=None, retry=ONCE, time_scale=TIME_SCALE) as client,
+    ):
+        missing = await caught(client.get_task("task-unified-1-nosuchtk"))
+        rows = [{"prompt": "echo me"}, {"prompt": "refused", "callback_url": HOOK}]
+        lines = parse_prompts([json.dumps(r) for r in rows], fmt="jsonl")
+        summary = await BatchJob(client, lines, out, task_timeout=20).run()
+
+    assert isinstance(missing, errors.NotFoundError)
+    assert "[redacted]" == missing.request_id
+    assert ["completed", "failed"] == [e.status for e in summary.entries]
+    failure = summary.entries[1].error
+    assert failure is not None
+    assert "[redacted]" == failure["request_id"]  # the manifest has the field, redacted
+    assert [] == forms_in(KEY, *exception_texts(missing))
+    assert [] == forms_in(KEY, *log_texts(caplog.records))
+    assert [] == forms_in(KEY, *output_texts(out))
+
+
+async def test_attack_7_a_key_json_escaped_in_an_error_body_is_in_no_str_repr_or_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with (
+        Simulator(time_scale=TIME_SCALE, api_key=KEY, echo_key_body=True) as sim,
+        EvolinkClient(KEY, sim.base_url, rate=None, retry=ONCE, time_scale=TIME_SCALE) as client,
+    ):
+        raised = [
+            await caught(client.get_task("task-unified-1-nosuchtk")),
+            await caught(client.transport.request("GET", "/v1/tasks/not-a-task-id")),
+            await caught(client.transport.request("GET", "/v1/nowhere")),
+        ]
+
+    assert [404, 400, 404] == [getattr(e, "status", None) for e in raised]
+    assert all("(you sent [redacted])" in str(e) for e in raised)  # the echo was there
+    for exc in raised:
+        assert [] == forms_in(KEY, *exception_texts(exc))
+    assert [] == forms_in(KEY, *log_texts(caplog.records))
+
+
+async def test_attack_8_a_400_echoing_callback_url_keeps_the_receivers_secret_out_of_the_job(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    out = tmp_path / "clips"
+    async with (
+        Simulator(
+            time_scale=TIME_SCALE,
+            api_key=KEY,
+            echo_callback_url=True,
+            allow_insecure_callbacks=True,
+        ) as sim,
+        CallbackReceiver(None, allow_insecure=True) as receiver,
+        EvolinkClient(
+            KEY, sim.base_url, rate=None, retry=ONCE, time_scale=TIME_SCALE, callbacks=receiver
+        ) as client,
+    ):
+        secret = receiver.callback_url.rsplit("/", 1)[-1]
+        lines = parse_prompts([f"hooked {i}" for i in range(3)], fmt="txt")
+        summary = await BatchJob(client, lines, out, task_timeout=20).run()
+
+    assert ["failed"] * 3 == [e.status for e in summary.entries]
+    messages = [e.error["message"] for e in summary.entries if e.error is not None]
+    assert all("callback_url http://" in m for m in messages)  # the URL was echoed
+    assert all("[redacted]" in m for m in messages)
+    assert [] == forms_in(secret, *output_texts(out))
+    assert [] == forms_in(secret, *(json.dumps(e.to_json()) for e in summary.entries))
+    assert [] == forms_in(secret, *log_texts(caplog.records))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
 import logging
 import random
 import time
@@ -63,6 +64,7 @@ from evolink_async.errors import (
     RequestTooLargeError,
     ServerError,
 )
+from evolink_async.testing import Simulator
 
 # the fixtures of the mocked service, used by name
 _testing_switch_is_reset = _http_fakes.testing_switch_is_reset
@@ -187,6 +189,70 @@ async def test_json_error_body_maps_to_its_class_with_every_attribute(
     assert f"HTTP {status}" in str(err)
     assert "req-42" in str(err)
     assert error["message"] in str(err)
+
+
+@pytest.mark.parametrize(
+    ("error", "headers", "request_id", "suggestion", "message"),
+    [
+        ({"request_id": "body-1"}, {"x-request-id": "h-1"}, "body-1", None, "m"),
+        ({}, {"X-Request-Id": "h-1", "x-oneapi-request-id": "o-1"}, "h-1", None, "m"),
+        ({}, {"X-Oneapi-Request-Id": "o-1"}, "o-1", None, "m"),
+        ({"message": "m (request id: in-msg-7)"}, {}, "in-msg-7", None, "m"),
+        ({"message": "m (request id: in-msg-7)"}, {"x-request-id": "h-2"}, "h-2", None, "m"),
+        ({}, {}, None, None, "m"),
+        (
+            {"suggestion": "Top up at /dashboard/credits"},
+            {},
+            None,
+            "Top up at /dashboard/credits",
+            "m",
+        ),
+        ({"fallback_suggestion": "old client hint"}, {}, None, "old client hint", "m"),
+        ({"suggestion": "new", "fallback_suggestion": "old"}, {}, None, "new", "m"),
+    ],
+    ids=[
+        "body-wins",
+        "x-request-id",
+        "x-oneapi-request-id",
+        "from-the-message",
+        "header-over-message",
+        "none",
+        "suggestion",
+        "fallback-suggestion",
+        "suggestion-wins",
+    ],
+)
+def test_every_api_error_carries_the_request_id_and_suggestion_the_gateway_gave(
+    error: dict[str, str],
+    headers: dict[str, str],
+    request_id: str | None,
+    suggestion: str | None,
+    message: str,
+) -> None:
+    body = {"error": {"code": "x", "message": "m", "type": "t", **error}}
+
+    err = error_from_response(402, json.dumps(body).encode(), headers)
+
+    tail = "" if request_id is None else f" (request id {request_id})"
+    tail += "" if suggestion is None else f" [suggestion: {suggestion}]"
+    assert (request_id, suggestion, message) == (err.request_id, err.suggestion, err.message)
+    assert f"HTTP 402 t code=x: {message}{tail}" == str(err)
+
+
+async def test_the_simulators_errors_carry_a_request_id_unless_turned_off() -> None:
+    ids = []
+    for request_ids in (True, False):
+        async with (
+            Simulator(request_ids=request_ids) as sim,
+            EvolinkClient(sim.api_key, sim.base_url, rate=None, retry=RetryPolicy(attempts=1)) as c,
+        ):
+            with pytest.raises(NotFoundError) as info:
+                await c.get_task("task-unified-1-nosuchtk")
+            ids.append(info.value.request_id)
+
+    assert ids[0] is not None
+    assert ids[0].startswith("req-")
+    assert [None] == ids[1:]
 
 
 def _html_page(status: int) -> str:

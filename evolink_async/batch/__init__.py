@@ -40,7 +40,8 @@ on the same directory:
 **Manifest.** ``manifest.jsonl`` has one object per input line, in input order, with exactly
 the keys ``line``, ``prompt``, ``status`` (``completed``, ``failed``, ``unknown`` or
 ``skipped``), ``task_id``, ``video`` (path relative to the directory, or null), ``url``,
-``error`` (``{"code", "message"}`` or null), ``attempts`` (times the line was submitted,
+``error`` (``{"code", "message"}`` or null; an error the gateway answered adds its
+``request_id`` and ``suggestion`` when it gave them), ``attempts`` (times the line was submitted,
 over all runs) and ``credits`` (credits reserved by its completed or possibly running task). It
 is written atomically (temporary file + rename) when the job ends, also when it is stopped or
 fails. A completed clip that could not be downloaded keeps ``status: "completed"`` with
@@ -67,6 +68,8 @@ Modules: :mod:`.input` (prompts in), :mod:`.ledger` (the one state machine per l
 
 from __future__ import annotations
 
+from ._credits import CreditsShortError
+from ._uploads import UploadError
 from .gallery import GALLERY_FILENAME, GalleryError, read_manifest, render_gallery, write_gallery
 from .input import (
     BatchInputError,
@@ -89,11 +92,13 @@ __all__ = [
     "BatchLine",
     "BatchProgress",
     "BatchSummary",
+    "CreditsShortError",
     "GalleryError",
     "LineProblem",
     "LineStatus",
     "ManifestEntry",
     "PromptFormat",
+    "UploadError",
     "load_prompts",
     "parse_prompts",
     "read_manifest",

@@ -66,11 +66,16 @@ def error_info(exc: BaseException) -> dict[str, str]:
         }
     if isinstance(exc, BudgetExceededError):
         return {"code": "budget_exceeded", "message": str(exc)}
-    if isinstance(exc, APIError) and exc.maybe_created:  # a 5xx to a create: it may exist
+    if isinstance(exc, APIError) and getattr(exc, "maybe_created", False):  # a 5xx to a create
         return {"code": "maybe_created", "message": str(exc)}
     if isinstance(exc, APIError):
         api_code = exc.code if exc.code is not None else (exc.type or f"http_{exc.status}")
-        return {"code": str(api_code), "message": str(exc)}
+        info = {"code": str(api_code), "message": str(exc)}
+        if exc.request_id:
+            info["request_id"] = exc.request_id
+        if exc.suggestion:
+            info["suggestion"] = exc.suggestion
+        return info
     if isinstance(exc, APIConnectionError):
         code = "maybe_created" if exc.maybe_created else "connection_error"
         return {"code": code, "message": str(exc)}
@@ -86,6 +91,8 @@ class Recorder:
 
     ``on_download`` is called with a line whose clip is to be fetched now; ``on_abort`` with
     the reason the job must stop admitting (the service refused the key or the credits);
+    ``on_quota`` (when given) instead with a 402 (balance, key or daily limit): the job stops
+    creating but lets the tasks in flight finish;
     ``stopping()`` says whether the job stopped admitting; ``fingerprints`` are the lines'
     request fingerprints, for their intents; ``keys`` gives each attempt's idempotency key
     (journaled in its intent, then sent with the create).
@@ -106,6 +113,7 @@ class Recorder:
         on_abort: Callable[[str], None],
         stopping: Callable[[], bool],
         fingerprints: Mapping[int, str],
+        on_quota: Callable[[InsufficientCreditsError], None] | None = None,
         keys: LineKeys | None = None,
     ) -> None:
         self.ledger = ledger
@@ -114,6 +122,7 @@ class Recorder:
         self.download = download
         self.on_download = on_download
         self.on_abort = on_abort
+        self.on_quota = on_quota
         self.stopping = stopping
         self.fingerprints = fingerprints
         self.keys = keys
@@ -258,6 +267,12 @@ class Recorder:
                 "error": info,
             }
             self._post(functools.partial(self.journal.append, record))
+            if isinstance(err, InsufficientCreditsError) and self.on_quota is not None:
+                # out of credits or over a key limit: no new creates, the line is skipped
+                # (nothing was created: the next run submits it again)
+                self.on_quota(err)
+                self.ledger.skipped(line, info)
+                return
             if isinstance(err, (AuthenticationError, InsufficientCreditsError)):
                 self.on_abort(f"the service refused a create: {err}")
         # A task timeout (or an error that ended tracking) leaves ``created`` in the journal:

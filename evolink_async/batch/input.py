@@ -6,14 +6,19 @@ standard input. Every line is validated before anything is sent: one or more bad
 :class:`BatchInputError`, naming each line, field and rule. ``model``, ``duration`` and
 ``aspect_ratio`` defaults apply to the lines that do not set them. A line is identified by its
 line number in the file (comments and blank lines count).
+
+The input is read strictly (:mod:`._strict`): UTF-8, or UTF-16 with its byte-order mark;
+UTF-16 without one is refused as a whole. A line with a control character (tab aside; in a
+JSON string, escaped tab, newline and carriage return aside), a JSON line with a duplicate key
+or nested deeper than 32 levels is a bad line, named with its number. The same request given
+on several lines is not an error: :func:`duplicate_lines` finds them for the summary.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import IO, Any, Literal
 
@@ -22,6 +27,14 @@ import attrs
 from ..download import safe_filename
 from ..errors import EvolinkError, InvalidRequestError, shorten
 from ..models import VideoRequest
+from ._strict import (
+    InputProblem,
+    control_character,
+    decode_text,
+    loads_object,
+    text_looks_like_utf16,
+)
+from ._uploads import local_images
 from .journal import fingerprint
 
 __all__ = [
@@ -29,6 +42,7 @@ __all__ = [
     "BatchLine",
     "LineProblem",
     "PromptFormat",
+    "duplicate_lines",
     "load_prompts",
     "parse_prompts",
     "video_filename",
@@ -78,6 +92,8 @@ class BatchLine:
 
     line: int
     request: VideoRequest
+    #: local images of ``image_urls``: placeholder URL → file path (uploaded before the run)
+    uploads: Mapping[str, str] = attrs.field(factory=dict)
 
     @property
     def prompt(self) -> str:
@@ -93,6 +109,16 @@ def _detect_format(first: str | None) -> Literal["txt", "jsonl"]:
     return "jsonl" if first is not None and first.lstrip().startswith("{") else "txt"
 
 
+def _line_fields(text: str, fmt: Literal["txt", "jsonl"]) -> dict[str, Any]:
+    """A stripped input line as the request's fields; :class:`InputProblem` when unusable."""
+    found = control_character(text)
+    if found is not None:
+        raise InputProblem(f"control character {found}: not a prompt (is the file UTF-8?)")
+    if fmt == "txt":
+        return {"prompt": text}
+    return loads_object(text)
+
+
 def parse_prompts(
     lines: Iterable[str],
     *,
@@ -101,10 +127,12 @@ def parse_prompts(
     duration: int | None = None,
     aspect_ratio: str | None = None,
     source: str = "<prompts>",
+    base_dir: Path | None = None,
 ) -> list[BatchLine]:
     """Validate every line of a prompts text and return the requests, in input order.
 
-    ``lines`` are the input's lines (line numbers count from 1, skipped lines included).
+    ``lines`` are the input's lines (line numbers count from 1, skipped lines included). A
+    local file in ``image_urls`` (relative to ``base_dir``) is checked and uploaded later.
     Raises :class:`BatchInputError` listing every bad line when at least one is bad, or when
     there is no prompt at all.
     """
@@ -115,36 +143,22 @@ def parse_prompts(
         text = raw.strip()
         if not text or text.startswith("#"):
             continue
-        fields: dict[str, Any]
-        if fmt == "txt":
-            fields = {"prompt": text}
-        else:
-            try:
-                data = json.loads(text)
-            except ValueError as exc:
-                detail = (
-                    f"{exc.msg} (column {exc.colno})"
-                    if isinstance(exc, json.JSONDecodeError)
-                    else exc
-                )
-                problems.append(LineProblem(number, None, f"invalid JSON: {detail}"))
-                continue
-            if not isinstance(data, dict):
-                problems.append(
-                    LineProblem(number, None, "must be a JSON object with the API's field names")
-                )
-                continue
-            fields = data
+        try:
+            fields = _line_fields(text, fmt)
+        except InputProblem as exc:
+            problems.append(LineProblem(number, exc.field, exc.message))
+            continue
         for key, default in defaults.items():
             if default is not None and fields.get(key) is None:
                 fields[key] = default
         try:
+            fields, uploads = local_images(fields, base_dir)
             request = VideoRequest.from_json(fields)
         except InvalidRequestError as exc:
             rule = exc.rule if exc.value is None else f"{exc.rule} (got {shorten(exc.value, 60)})"
             problems.append(LineProblem(number, exc.field, rule))
             continue
-        result.append(BatchLine(number, request))
+        result.append(BatchLine(number, request, uploads))
     if problems:
         raise BatchInputError(source, problems)
     if not result:
@@ -168,13 +182,15 @@ def load_prompts(
 
     Raises :class:`BatchInputError` (every bad line listed, or an unreadable input).
     """
+    base_dir: Path | None = None  # where relative image paths start (stdin: the cwd)
     if isinstance(source, (str, os.PathLike)) and os.fspath(source) != "-":
         path = Path(source)
         name = str(path)
+        base_dir = path.parent
         try:
-            text = path.read_text(encoding="utf-8-sig")
-        except UnicodeDecodeError as exc:
-            raise BatchInputError(name, [], f"not UTF-8 text ({exc.reason})") from None
+            text = decode_text(path.read_bytes())
+        except InputProblem as exc:
+            raise BatchInputError(name, [], exc.message) from None
         except OSError as exc:
             raise BatchInputError(name, [], f"cannot read it: {exc.strerror or exc}") from None
         suffix_fmt: Literal["txt", "jsonl"] = (
@@ -190,6 +206,8 @@ def load_prompts(
         except UnicodeDecodeError as exc:
             raise BatchInputError(str(name), [], f"not UTF-8 text ({exc.reason})") from None
         text = text.removeprefix("\ufeff")
+        if text_looks_like_utf16(text):
+            raise BatchInputError(str(name), [], "looks like UTF-16 text: send UTF-8") from None
     lines = [raw.removesuffix("\r") for raw in text.split("\n")]
     if fmt == "auto":
         first = next((s for s in lines if s.strip() and not s.strip().startswith("#")), None)
@@ -201,7 +219,17 @@ def load_prompts(
         duration=duration,
         aspect_ratio=aspect_ratio,
         source=str(name),
+        base_dir=base_dir,
     )
+
+
+def duplicate_lines(lines: Iterable[BatchLine]) -> tuple[tuple[int, ...], ...]:
+    """The line numbers of each request given more than once (defaults applied), first
+    occurrence first; groups in the order of their first line. Not an error: each is sent."""
+    groups: dict[str, list[int]] = {}
+    for entry in lines:
+        groups.setdefault(entry.fingerprint, []).append(entry.line)
+    return tuple(tuple(numbers) for numbers in groups.values() if len(numbers) > 1)
 
 
 def video_filename(line: int, task_id: str) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, cast
 
@@ -19,13 +19,15 @@ import anyio.abc
 import anyio.to_thread
 
 from ..dispatcher import Batch, Item
-from ..errors import JournalError
+from ..errors import InsufficientCreditsError, JournalError
 from ..limits import CreditBudget
+from ._credits import check_credits, quota_stop
 from ._downloads import Downloader, check_files
 from ._events import Recorder
 from ._linekeys import LineKeys
+from ._uploads import upload_all, with_uploads
 from ._writer import JournalWriter
-from .input import BatchLine, PromptFormat, load_prompts
+from .input import BatchLine, PromptFormat, duplicate_lines, load_prompts
 from .journal import Journal, LineState, key_seed
 from .ledger import BatchProgress, Ledger, LedgerLine
 from .manifest import (
@@ -57,7 +59,12 @@ class BatchJob:
     Options: ``budget`` (credits for the whole batch, earlier runs included), ``max_attempts``
     (creates per line, retryable task failures included), ``task_timeout`` (seconds per task;
     default the client's ``task_timeout``), ``retry_unknown``, ``download`` (False: keep URLs
-    only), ``download_concurrency`` (files fetched at once).
+    only), ``download_concurrency`` (files fetched at once), ``check_credits`` (read the
+    credits first; raise ``CreditsShortError`` before sending anything when they cannot pay
+    for the lines to submit at the known prices).
+
+    A 402 on a create (balance, key limit, daily limit) stops new creates; the tasks in flight
+    finish; the lines not sent are ``skipped`` with the reason, and a later run sends them.
     """
 
     def __init__(
@@ -72,6 +79,7 @@ class BatchJob:
         retry_unknown: bool = False,
         download: bool = True,
         download_concurrency: int = 4,
+        check_credits: bool = False,
     ) -> None:
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
@@ -86,6 +94,9 @@ class BatchJob:
         self.task_timeout = task_timeout
         self.retry_unknown = retry_unknown
         self.download = download
+        self.check_credits = check_credits
+        self._uploaded: dict[str, str] = {}  # placeholder URL → uploaded URL
+        self._quota: tuple[str, str] | None = None  # (code, reason) once a 402 stopped creates
         self._entries = {entry.line: entry for entry in lines}
         price = client.prices.price
         self._ledger = Ledger(
@@ -121,6 +132,13 @@ class BatchJob:
         self._stopping = True
         if self._stop_requested is not None:
             self._stop_requested.set()
+
+    def _quota_stop(self, exc: InsufficientCreditsError) -> None:
+        if self._quota is None:
+            self._quota = quota_stop(exc)
+
+    def _no_new_creates(self) -> bool:
+        return self._stopping or self._quota is not None
 
     def _abort(self, reason: str) -> None:
         if self._aborted is None and not self._interrupted:
@@ -164,12 +182,14 @@ class BatchJob:
         journal = await Journal.aopen(self.out_dir)
         try:
             todo = await self._plan(journal.state)
+            if self.check_credits:
+                await check_credits(self.client, self._ledger, todo.submit)
+            files = [self._entries[n].uploads for n in todo.submit if self._entries[n].uploads]
+            self._uploaded = await upload_all(self.client, files)  # each file once
             self._ready = True
             if on_ready is not None:
                 on_ready()
-            keys_on = self.client.api.idempotency and bool(todo.submit)
-            seed = await key_seed(journal) if keys_on else None
-            writer = self._wire(journal, seed, todo.resend)
+            writer = self._wire(journal, await _line_keys(self, journal, todo))
             try:
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(writer.run)
@@ -195,13 +215,11 @@ class BatchJob:
             download=self.download,
             interrupted=self._interrupted,
             aborted=self._aborted,
+            duplicates=duplicate_lines(self._entries.values()),
         )
 
-    def _wire(self, journal: Journal, seed: str | None, resend: Mapping[int, str]) -> JournalWriter:
-        """Build the run's journal writer, event recorder (with the keys of its creates:
-        ``seed``, None when keys are off; ``resend``, the lines sent again with their key)
-        and downloader."""
-        fingerprints = {n: e.fingerprint for n, e in self._entries.items()}
+    def _wire(self, journal: Journal, keys: LineKeys) -> JournalWriter:
+        """Build the run's journal writer, event recorder and downloader."""
         writer = JournalWriter(lambda exc: self._abort(f"the journal cannot be written: {exc}"))
         self._rec = Recorder(
             self._ledger,
@@ -210,9 +228,10 @@ class BatchJob:
             download=self.download,
             on_download=self._start_download,
             on_abort=self._abort,
-            stopping=lambda: self._stopping,
-            fingerprints=fingerprints,
-            keys=LineKeys(seed, fingerprints, lambda n: self._ledger[n].attempts, resend),
+            stopping=self._no_new_creates,
+            fingerprints={n: e.fingerprint for n, e in self._entries.items()},
+            on_quota=self._quota_stop,
+            keys=keys,
         )
         self._downloads = Downloader(
             self.client, self.out_dir, self._rec, self._download_concurrency, lambda: self._stopping
@@ -229,14 +248,8 @@ class BatchJob:
         present = (
             await anyio.to_thread.run_sync(check_files, self.out_dir, checks) if checks else {}
         )
-        return plan(
-            self._ledger,
-            state,
-            present,
-            retry_unknown=self.retry_unknown,
-            download=self.download,
-            keys=self.client.api.idempotency,
-        )
+        flags = {"retry_unknown": self.retry_unknown, "download": self.download}
+        return plan(self._ledger, state, present, keys=self.client.api.idempotency, **flags)
 
     async def _execute(self, todo: Plan) -> None:
         async with anyio.create_task_group() as watch:
@@ -286,9 +299,9 @@ class BatchJob:
 
         def source() -> Iterator[Item]:
             for line in lines:
-                if self._stopping:
+                if self._no_new_creates():
                     return
-                request = self._entries[line].request
+                request = with_uploads(self._entries[line].request, self._uploaded)
                 yield rec.attach(line, request) if line in attach else request
 
         left = self._ledger.budget_left(self.budget)
@@ -322,6 +335,8 @@ class BatchJob:
     # -- results -------------------------------------------------------------------------
 
     def _manifest_entries(self) -> list[ManifestEntry]:
+        if self._quota is not None and not self._interrupted and self._aborted is None:
+            return [render(ln, *self._quota) for ln in self._ledger]
         why = "interrupted" if self._interrupted else "aborted"
         reason = (
             "the batch was interrupted"
@@ -329,6 +344,17 @@ class BatchJob:
             else f"the batch stopped: {self._aborted or 'internal error'}"
         )
         return [render(ln, why, reason) for ln in self._ledger]
+
+
+async def _line_keys(job: BatchJob, journal: Journal, todo: Plan) -> LineKeys:
+    """The idempotency keys of this run's creates: derived from the job's seed (journaled
+    once), the lines of ``todo.resend`` with their journaled key; none when the client sends
+    no keys."""
+    seed = None
+    if job.client.api.idempotency and todo.submit:
+        seed = await key_seed(journal)
+    fingerprints = {n: e.fingerprint for n, e in job._entries.items()}
+    return LineKeys(seed, fingerprints, lambda n: job._ledger[n].attempts, todo.resend)
 
 
 async def run_batch(
@@ -346,6 +372,7 @@ async def run_batch(
     retry_unknown: bool = False,
     download: bool = True,
     download_concurrency: int = 4,
+    check_credits: bool = False,
 ) -> BatchSummary:
     """Load and validate ``source`` (a prompts file, ``"-"``, a text stream, or
     :class:`BatchLine` objects), then run a :class:`BatchJob` on ``out_dir``."""
@@ -373,5 +400,6 @@ async def run_batch(
         retry_unknown=retry_unknown,
         download=download,
         download_concurrency=download_concurrency,
+        check_credits=check_credits,
     )
     return await job.run()

@@ -4,8 +4,10 @@
 ``line``, ``prompt``, ``status`` (``completed``, ``failed``, ``unknown``, ``skipped`` or
 ``cancelled``),
 ``task_id``, ``video`` (path relative to the directory, or null), ``url``, ``error``
-(``{"code", "message"}`` or null), ``attempts`` and ``credits``. The same entries are handed
-to the caller in :attr:`BatchSummary.entries`, so nobody needs to read the file back.
+(``{"code", "message"}`` or null; an error the gateway answered may add its ``request_id``
+and ``suggestion``), ``attempts`` and ``credits``. Error texts pass the redactor. The same
+entries are handed to the caller in :attr:`BatchSummary.entries`, so nobody needs to read the
+file back.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any, Literal
 import attrs
 
 from .._files import PART_FILE, atomic_write
+from .._redact import redact_value
 from .ledger import LedgerLine
 
 __all__ = [
@@ -68,7 +71,7 @@ class ManifestEntry:
             "task_id": self.task_id,
             "video": self.video,
             "url": self.url,
-            "error": self.error,
+            "error": redact_value(self.error),
             "attempts": self.attempts,
             "credits": self.credits,
         }
@@ -152,6 +155,8 @@ class BatchSummary:
     cannot be written), else ``None``. ``credits``: reserved by the batch's completed (and
     possibly running) tasks, earlier runs included. ``requests``: API requests of this run.
     ``entries``: the manifest's entries, in input order (what ``manifest.jsonl`` holds).
+    ``duplicates``: the line numbers of each request the input gives more than once (each
+    line is still a clip of its own).
     """
 
     total: int
@@ -171,6 +176,12 @@ class BatchSummary:
     entries: tuple[ManifestEntry, ...] = ()
     #: lines whose task was cancelled at the service (refunded, not retried)
     cancelled: int = 0
+    duplicates: tuple[tuple[int, ...], ...] = ()
+
+    @property
+    def duplicate_count(self) -> int:
+        """Lines that repeat an earlier line's request."""
+        return sum(len(group) - 1 for group in self.duplicates)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -208,6 +219,7 @@ def summarize(
     download: bool,
     interrupted: bool,
     aborted: str | None,
+    duplicates: tuple[tuple[int, ...], ...] = (),
 ) -> BatchSummary:
     """The :class:`BatchSummary` of a run's manifest entries."""
     by_status = Counter(e.status for e in entries)
@@ -233,4 +245,5 @@ def summarize(
         aborted=aborted,
         entries=tuple(entries),
         cancelled=by_status["cancelled"],
+        duplicates=duplicates,
     )

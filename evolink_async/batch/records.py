@@ -10,13 +10,13 @@ import datetime as _dt
 import hashlib
 import json
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, get_args
 
 import attrs
 
+from .._redact import redact
 from ..errors import JournalCorruptError
 
 __all__ = [
@@ -44,7 +44,6 @@ _PHASES: frozenset[str] = frozenset(get_args(Phase))
 _SECRET_KEYS = frozenset(
     {"api_key", "apikey", "authorization", "proxy_authorization", "x_api_key", "bearer"}
 )
-_SECRET_VALUE = re.compile(r"\bsk-evo-[A-Za-z0-9_\-]+|(?i:\bbearer\s+)[A-Za-z0-9._~+/=\-]+")
 
 
 @attrs.frozen
@@ -125,7 +124,7 @@ def _check_secrets(value: Any, where: str = "record") -> Any:
     if isinstance(value, (list, tuple)):
         return [_check_secrets(item, where) for item in value]
     if isinstance(value, str):
-        return _SECRET_VALUE.sub("[redacted]", value)
+        return redact(value)
     return value
 
 

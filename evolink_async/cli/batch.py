@@ -12,7 +12,15 @@ from urllib.parse import urlsplit
 import anyio
 
 from .._env import CALLBACK_SECRET_ENV, env_callback_secret
-from ..batch import BatchInputError, BatchJob, BatchLine, BatchSummary, load_prompts
+from ..batch import (
+    BatchInputError,
+    BatchJob,
+    BatchLine,
+    BatchSummary,
+    CreditsShortError,
+    UploadError,
+    load_prompts,
+)
 from ..callbacks import CallbackReceiver, parse_listen
 from ..client import EvolinkClient
 from ..errors import (
@@ -110,10 +118,10 @@ async def _batch_async(
         summary = await _run_job(args, lines, interrupts, receiver)
     except UsageError:
         return EXIT_USAGE
-    except (JournalLockedError, JournalCorruptError, BatchInputError) as exc:
+    except (JournalLockedError, JournalCorruptError, BatchInputError, CreditsShortError) as exc:
         err(str(exc))
         return EXIT_USAGE
-    except JournalError as exc:
+    except (JournalError, UploadError) as exc:
         err(str(exc))
         return EXIT_SOME_FAILED
     except OSError as exc:  # e.g. the output directory cannot be written
@@ -192,6 +200,7 @@ def _make_job(client: EvolinkClient, lines: list[BatchLine], args: argparse.Name
         retry_unknown=args.retry_unknown,
         download=not args.no_download,
         download_concurrency=args.downloads,
+        check_credits=not args.allow_partial,
     )
 
 

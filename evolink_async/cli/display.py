@@ -257,6 +257,8 @@ def summary_rows(summary: BatchSummary) -> list[tuple[str, str]]:
     ]
     if summary.download_failed:
         rows.append(("download failures", str(summary.download_failed)))
+    if summary.duplicates:
+        rows.append(("duplicate prompts", _duplicates_text(summary.duplicates)))
     rows += [
         ("credits", f"{summary.credits:g}"),
         ("API requests", f"{summary.requests} ({rate:.1f}/s)"),
@@ -264,6 +266,18 @@ def summary_rows(summary: BatchSummary) -> list[tuple[str, str]]:
         ("manifest", str(summary.manifest)),
     ]
     return rows
+
+
+def _duplicates_text(groups: tuple[tuple[int, ...], ...]) -> str:
+    """``2 (line 4 repeats line 1; line 9 repeats line 2)``, the first few groups listed."""
+    count = sum(len(group) - 1 for group in groups)
+    shown = [
+        f"line{'s' if len(g) > 2 else ''} {', '.join(map(str, g[1:]))} "
+        f"repeat{'' if len(g) > 2 else 's'} line {g[0]}"
+        for g in groups[:_MAX_LISTED]
+    ]
+    more = f"; and {len(groups) - _MAX_LISTED} more" if len(groups) > _MAX_LISTED else ""
+    return f"{count} ({'; '.join(shown)}{more})"
 
 
 def failure_lines(entries: Iterable[Mapping[str, Any]], *, download: bool) -> Iterator[str]:

@@ -180,6 +180,12 @@ def _add_batch_limits(batch: argparse.ArgumentParser) -> None:
         help="never reserve more credits for this batch (earlier runs included)",
     )
     limits.add_argument(
+        "--allow-partial",
+        action="store_true",
+        help="start even when the credits cannot pay for the whole batch (checked first "
+        "otherwise: exit 2, nothing sent); what is not paid for is reported skipped",
+    )
+    limits.add_argument(
         "--max-attempts",
         type=positive_int,
         default=3,

@@ -18,7 +18,7 @@ taken by its consumer: a consumer that stops (a ``break``) stops the creates; ``
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Generator, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Generator, Iterable, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -154,7 +154,8 @@ class Dispatcher:
     ``limits`` are the client's (its concurrency and budget apply to every request; the
     transport takes the rate), ``price`` tells what a create costs (``None``: unknown).
     ``time_scale`` scales the regrowth of a batch's own concurrency limit; ``task_timeout`` is
-    the default deadline of a task. Reached as ``client.dispatcher``."""
+    the default deadline of a task; ``learn`` is told of a service figure above ``price``'s.
+    Reached as ``client.dispatcher``."""
 
     def __init__(
         self,
@@ -165,8 +166,9 @@ class Dispatcher:
         price: Estimator,
         time_scale: float = 1.0,
         task_timeout: float | None = 1800.0,
+        learn: Callable[[str, int | None, Mapping[str, Any], float], None] | None = None,
     ) -> None:
-        self._services = Services(api, poller, limits, price, time_scale, task_timeout)
+        self._services = Services(api, poller, limits, price, time_scale, task_timeout, learn)
         self._runs: set[Run] = set()
         self._single: SingleRun | None = None
         self._index = 0

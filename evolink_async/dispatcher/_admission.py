@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, Protocol
 
 import anyio
@@ -36,6 +36,8 @@ from ..limits import (
     RateLimiter,
     Reservation,
     Throttle,
+    final_charge,
+    service_figure,
 )
 from ..models import Task, TaskStatus, VideoRequest
 from ..poller import Poller, TaskResult
@@ -85,6 +87,8 @@ class Services:
     price: Estimator
     time_scale: float = 1.0
     task_timeout: float | None = 1800.0
+    #: told of a service figure above the estimate (model, duration, extra, figure)
+    learn: Callable[[str, int | None, Mapping[str, Any], float], None] | None = None
 
 
 class Signal:
@@ -328,19 +332,28 @@ class Run:
             key = key or job.key_for(job.attempts)
             task = await self.services.api.create_video(job.request, idempotency_key=key)
         except BaseException as exc:
-            self._create_failed(job, exc)
+            _create_failed(self, job, exc)
             if not isinstance(exc, Exception):
                 raise
             return
         job.task = task
         job.task_ids.append(task.id)
-        actual = task.credits_reserved if task.credits_reserved is not None else (price or 0.0)
-        for r in job.reservations:
-            r.settle(actual)
-        job.credits = actual
+        reserved = service_figure(task.credits_reserved, what="credits_reserved", task_id=task.id)
+        self._charge(job, price, reserved)
         self._go_live(job, task)
         self.emit(Submitted(job.index, task.id, job.attempts, task.credits_reserved))
         self._track(job, task)
+
+    def _charge(self, job: Job, price: float | None, figure: float | None) -> None:
+        """Settle the job's reservations on the service's (checked) figure, else the price;
+        a figure above the price teaches the price for the next reservations."""
+        actual = figure if figure is not None else (price or 0.0)
+        for r in job.reservations:
+            r.settle(actual)
+        job.credits = actual
+        if figure is not None and figure > (price or 0.0) + 1e-9 and self.services.learn:
+            request = job.request
+            self.services.learn(request.model, request.duration, request.extra, figure)
 
     async def _reserve(self, job: Job, price: float | None) -> bool:
         """Hold the job's price in every budget; False when it was skipped instead."""
@@ -389,29 +402,6 @@ class Run:
             task, timeout=job.timeout, on_update=on_update, on_done=on_done, gate=self.rate
         )
 
-    def _create_failed(self, job: Job, exc: BaseException) -> None:
-        if not isinstance(exc, Exception) or _maybe_created(exc):
-            # The service may have created (and billed) it: keep its credits as spent.
-            self._settle(job, commit=True)
-            self._release_slots(job)
-            if isinstance(exc, Exception):
-                self.finish(job, "unknown", exc if isinstance(exc, EvolinkError) else _wrap(exc))
-            else:
-                self.stats.unknown += 1  # cancelled in the middle of a create
-            return
-        self._settle(job, commit=False)
-        self._release_slots(job)
-        refused = isinstance(exc, (RateLimitError, APIConnectionError))  # a 5xx is unknown
-        if refused and job.requeues < _REQUEUE_LIMIT and not self.closed:
-            # The service certainly took nothing: try again later, not counted as an attempt.
-            job.requeues += 1
-            job.attempts -= 1
-            self.stats.retries += 1
-            self.emit(Retrying(job.index, job.attempts + 1, f"create refused: {exc}"))
-            self.resubmit(job)
-            return
-        self.finish(job, "failed", exc if isinstance(exc, EvolinkError) else _wrap(exc))
-
     def _task_done(self, job: Job, task_id: str, result: TaskResult) -> None:
         if self.live.pop(task_id, None) is not None:
             for each in (job, *self.twins.pop(task_id, ())):
@@ -427,6 +417,9 @@ class Run:
             return
         job.task = result
         if result.status is TaskStatus.COMPLETED:
+            final = final_charge(result)
+            if final is not None:  # the final charge replaces what was reserved
+                self._charge(job, self._price(job.request), final)
             self._settle(job, commit=True)
             self.finish(job, "completed", None)
             return
@@ -447,6 +440,32 @@ class Run:
     def resubmit(self, job: Job) -> None:
         """A new attempt in its own coroutine (a batch queues it for its feeder instead)."""
         self.spawn(self.attempt(job))
+
+
+def _create_failed(run: Run, job: Job, exc: BaseException) -> None:
+    """A create raised ``exc``: ``unknown`` when the service may have taken it (its credits
+    kept as spent), tried again later when it certainly did not, else ``failed``."""
+    if not isinstance(exc, Exception) or _maybe_created(exc):
+        # The service may have created (and billed) it: keep its credits as spent.
+        run._settle(job, commit=True)
+        run._release_slots(job)
+        if isinstance(exc, Exception):
+            run.finish(job, "unknown", exc if isinstance(exc, EvolinkError) else _wrap(exc))
+        else:
+            run.stats.unknown += 1  # cancelled in the middle of a create
+        return
+    run._settle(job, commit=False)
+    run._release_slots(job)
+    refused = isinstance(exc, (RateLimitError, APIConnectionError))  # a 5xx is unknown
+    if refused and job.requeues < _REQUEUE_LIMIT and not run.closed:
+        # The service certainly took nothing: try again later, not counted as an attempt.
+        job.requeues += 1
+        job.attempts -= 1
+        run.stats.retries += 1
+        run.emit(Retrying(job.index, job.attempts + 1, f"create refused: {exc}"))
+        run.resubmit(job)
+        return
+    run.finish(job, "failed", exc if isinstance(exc, EvolinkError) else _wrap(exc))
 
 
 def _maybe_created(exc: Exception) -> bool:

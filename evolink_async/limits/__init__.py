@@ -21,17 +21,20 @@ Each class works alone and shows its live state in its ``repr``:
 from ..errors import BudgetExceededError
 from ._common import Estimator
 from .bundle import Limits, Throttle
+from .charges import ABSURD_CREDITS, LearnedPrices, final_charge, service_figure
 from .concurrency import ConcurrencyLimit, ConcurrencyPermit
 from .credits import DEFAULT_PRICES, CreditBudget, PriceTable, Reservation, ReservationState
 from .rate import RateLimiter, RateSlot
 
 __all__ = [
+    "ABSURD_CREDITS",
     "DEFAULT_PRICES",
     "BudgetExceededError",
     "ConcurrencyLimit",
     "ConcurrencyPermit",
     "CreditBudget",
     "Estimator",
+    "LearnedPrices",
     "Limits",
     "PriceTable",
     "RateLimiter",
@@ -39,4 +42,6 @@ __all__ = [
     "Reservation",
     "ReservationState",
     "Throttle",
+    "final_charge",
+    "service_figure",
 ]

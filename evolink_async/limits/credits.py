@@ -1,5 +1,6 @@
 """Credits: reserved before a create, settled with the service's figure, then committed or
-released. The budget is never exceeded, whatever the number of creates in flight.
+released. Reservations never exceed the budget, whatever the number of creates in flight;
+a service figure above the estimate is recorded as it is (the README says what that bounds).
 
 Prices come from a :class:`PriceTable` or a user :data:`Estimator`.
 """

@@ -70,8 +70,16 @@ class ScaledClock:
     def to_real(self, sim_time: float) -> float | None:
         return self._mono0 + (sim_time - self._start) * self.time_scale
 
+    def jump(self, seconds: float) -> None:
+        """Move simulated time ``seconds`` ahead at once (e.g. past a daily quota reset
+        between two runs). Meant for a quiet simulator: nothing already planned in real time
+        (a callback) is moved."""
+        if seconds < 0:
+            raise ValueError(f"a clock only jumps forward, got {seconds}")
+        self._start += seconds
+
     def subscribe(self, listener: Callable[[], None]) -> None:
-        """Time never jumps on this clock: nothing to notify."""
+        """Nothing is notified of a jump on this clock."""
 
     def unsubscribe(self, listener: Callable[[], None]) -> None:
         """Nothing was kept."""

@@ -79,6 +79,26 @@ class SimulatorConfig:
     rate_window: float = attrs.field(default=1.0, converter=float, validator=_positive)  # real s
     max_concurrent: int | None = attrs.field(default=None, validator=_optional_positive_int)
     credits: float = attrs.field(default=1_000_000.0, converter=float, validator=_non_negative)
+    #: what the service charges against its own price table (2.0: twice the table's price,
+    #: in credits_reserved and the final charge)
+    charge_factor: float = attrs.field(default=1.0, converter=float, validator=_non_negative)
+    #: a completed task's final charge (usage.credits_used) against what it reserved
+    final_charge_factor: float = attrs.field(default=1.0, converter=float, validator=_non_negative)
+    #: this key's own total limit (402 key_quota_exhausted past it); None: none
+    key_limit: float | None = attrs.field(
+        default=None,
+        converter=attrs.converters.optional(float),
+        validator=v.optional(_non_negative),
+    )
+    #: this key's daily limit (402 key_daily_quota_exhausted past it); None: none
+    daily_limit: float | None = attrs.field(
+        default=None,
+        converter=attrs.converters.optional(float),
+        validator=v.optional(_non_negative),
+    )
+    #: simulated seconds between daily resets (86 400: midnight UTC on a real-time clock)
+    daily_period: float = attrs.field(default=86_400.0, converter=float, validator=_positive)
+    reset_timezone: str = "UTC"
 
     # task failures (fractions of tasks; they add up)
     failure_rate: float = attrs.field(default=0.0, converter=float, validator=_rate)
@@ -122,6 +142,16 @@ class SimulatorConfig:
     create_fault_rate: float = attrs.field(default=1.0, converter=float, validator=_rate)
     #: at most this many faulted answers per prompt (None: every one, a persistent fault)
     create_fault_limit: int | None = attrs.field(default=_ONCE, validator=_optional_positive_int)
+
+    # request ids and echoes of a careless gateway (see _hostile.py)
+    #: every API answer carries X-Request-Id (and an error body error.request_id)
+    request_ids: bool = True
+    #: X-Request-Id echoes the caller's API key
+    echo_key_header: bool = False
+    #: error bodies echo the caller's API key, JSON-escaped (\u0073\u006b-...)
+    echo_key_body: bool = False
+    #: a create with a callback_url gets a 400 whose message holds the URL (and its secret)
+    echo_callback_url: bool = False
 
     # result files
     #: each task's clip is made for it (its duration, aspect ratio and colour: testing/_clip.py);

@@ -71,11 +71,14 @@ class CreateDesk:
         state: ServiceState,
         stats: SimulatorStats,
         schedule: Callable[[SimulatedTask], None],
+        *,
+        check: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self._config = config  # the simulator's knobs now (a test may replace them)
         self._state = state
         self._stats = stats
         self._schedule = schedule
+        self._check = check  # a look at the body before it is validated (echo faults)
         #: key -> (fingerprint of the body, the original answer)
         self._ledger: dict[str, tuple[str, dict[str, Any]]] = {}
         self._unknown_given: Counter[str] = Counter()
@@ -111,6 +114,8 @@ class CreateDesk:
                 "Request body must be a JSON object",
                 "invalid_request_error",
             )
+        if self._check is not None:
+            self._check(body)
         cfg = self.config
         valid = validate_create(
             body, cfg.models, allow_insecure_callbacks=cfg.allow_insecure_callbacks

@@ -22,9 +22,10 @@ def error_body(
     *,
     param: str | None = None,
     fallback_suggestion: str | None = None,
+    details: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The documented error body."""
-    error: dict[str, Any] = {"code": code, "message": message, "type": type_}
+    """The documented error body (``details``: the quota figures of a 402)."""
+    error: dict[str, Any] = {"code": code, "message": message, "type": type_, **(details or {})}
     if param is not None:
         error["param"] = param
     if fallback_suggestion is not None:
@@ -45,11 +46,17 @@ class ApiError(Exception):
         param: str | None = None,
         fallback_suggestion: str | None = None,
         retry_after: int | None = None,
+        details: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.body = error_body(
-            code, message, type_, param=param, fallback_suggestion=fallback_suggestion
+            code,
+            message,
+            type_,
+            param=param,
+            fallback_suggestion=fallback_suggestion,
+            details=details,
         )
         self.headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
 
@@ -72,6 +79,7 @@ class ApiError(Exception):
             fallback_suggestion=(
                 f"This task needs {price} credits and {remaining} remain; top up at {BILLING_URL}"
             ),
+            details={"estimated_credits": price, "account_balance_credits": remaining},
         )
 
     @classmethod

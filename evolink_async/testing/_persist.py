@@ -26,7 +26,7 @@ __all__ = ["TaskFile"]
 _KEPT = (
     "id", "model", "prompt", "duration", "aspect_ratio", "callback_url", "price", "created_at",
     "started_at", "finished_at", "generation_time", "estimated_time", "error_code",
-    "error_message", "cancel_style", "download_fault", "callback_dropped",
+    "error_message", "cancel_style", "download_fault", "callback_dropped", "final_price",
 )  # fmt: skip
 
 

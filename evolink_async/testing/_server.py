@@ -21,11 +21,13 @@ from ._config import TIME_SCALE_HEADER, SimulatorConfig
 from ._creates import CreateDesk
 from ._errors import ApiError, error_body
 from ._files import UnsatisfiableRange, parse_range, sign, task_video
+from ._hostile import Echoes
 from ._persist import TaskFile
 from ._state import ServiceState
 from ._stats import DROPPED, SimulatorStats
 from ._task import SimulatedTask
 from ._task_reads import TaskReads
+from ._uploads import Uploads
 
 __all__ = ["Simulator"]
 
@@ -75,16 +77,21 @@ class Simulator:
         self.stats = SimulatorStats()
         self._state = ServiceState(self.config, self.clock, self.stats, store)
         self._faults = random.Random(f"{self.config.seed}/requests")
+        self._echoes = Echoes(self.config)
         self._secret = hashlib.sha256(f"evolink-simulator/{self.config.seed}".encode()).digest()
         self._callbacks = CallbackSender(
             self.config, self.clock, self.stats.tasks, self.stats.callbacks, self._settled_body
         )
+        self.uploads = Uploads(self.clock, self._authorize)  # the Files API's files
         self._desk = CreateDesk(
-            lambda: self.config, self._state, self.stats, self._callbacks.schedule
+            lambda: self.config,
+            self._state,
+            self.stats,
+            self._callbacks.schedule,
+            check=self._echoes.check_create,
         )
         self._runner: web.AppRunner | None = None
-        #: requests being answered: a handler whose client hung up (a "slow" answer after the
-        #: client's timeout) is in no connection any more, so the runner's cleanup misses it
+        #: requests being answered (the runner's cleanup misses one whose client hung up)
         self._answering: set[asyncio.Task[Any]] = set()
         self._closed = False
         self.base_url = ""
@@ -103,6 +110,7 @@ class Simulator:
             ("GET", "/v1/tasks", "tasks_list", reads.listing),
             ("GET", "/v1/tasks/{task_id}", "get_task", self._get_task),
             ("GET", "/v1/credits", "credits", self._credits),
+            *self.uploads.routes(),
             ("GET", "/files/{name}", "files", self._file),
             ("HEAD", "/files/{name}", "files", self._file),
             ("*", "/{tail:.*}", "other", _not_found),
@@ -193,8 +201,7 @@ class Simulator:
         self._finish(task_id, code, message)
 
     def cancel_task(self, task_id: str) -> None:
-        """Cancel a task now (refunded): status ``cancelled``, or ``failed`` with
-        ``request_cancelled`` under ``cancel_style="failed"``, as the service reports it."""
+        """Cancel a task now (refunded), reported as ``cancel_style`` says."""
         self._finish(task_id, "request_cancelled", None)
 
     async def drain_callbacks(self) -> None:
@@ -241,7 +248,8 @@ class Simulator:
         try:
             response = await handler(request, call)
         except ApiError as error:
-            response = web.json_response(error.body, status=error.status, headers=error.headers)
+            response = self._echoes.error_response(request, error)
+        self._echoes.finish(request, response)
         if self.config.state_time_scale:
             response.headers[TIME_SCALE_HEADER] = repr(self.config.time_scale)
         if call.fault == "ghost":

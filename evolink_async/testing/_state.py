@@ -20,6 +20,7 @@ from ._clock import Clock
 from ._config import SimulatorConfig
 from ._errors import ApiError
 from ._persist import TaskFile
+from ._quota import KeyQuota
 from ._stats import SimulatorStats
 from ._task import SimulatedTask
 from ._validation import CreateRequest
@@ -54,6 +55,9 @@ class ServiceState:
         self._active_ids: set[str] = set()
         self._accepted: deque[float] = deque()  # monotonic times inside the rate window
         self._created = 0
+        self.quota = KeyQuota(
+            config.key_limit, config.daily_limit, config.daily_period, config.reset_timezone
+        )
         for task in store.tasks() if store is not None else ():
             self._restore(task)
 
@@ -80,13 +84,14 @@ class ServiceState:
             raise ApiError.too_many_concurrent(limit, _ceil_seconds(wait))
         if price > self.available + 1e-9:
             raise ApiError.insufficient_quota(price, round(self.available, 4))
+        self.quota.check(price, self.clock.now())
 
     # -- tasks ------------------------------------------------------------------------------
 
     def create(self, request: CreateRequest) -> SimulatedTask:
         """Admit a valid request (or raise 429/402) and plan the task's whole life."""
         self.settle()
-        price = request.spec.prices[request.duration]
+        price = round(request.spec.prices[request.duration] * self.config.charge_factor, 4)
         self._check_capacity(price)
         now = self.clock.now()
         rng = random.Random(f"{self.config.seed}/task/{self._created}")
@@ -101,6 +106,7 @@ class ServiceState:
         self.tasks[task.id] = task
         self.available -= task.price
         self.held += task.price
+        self.quota.charge(task.price, task.created_at)
         self.stats.credits_reserved += task.price
         self.stats.creates_per_prompt[task.prompt] += 1
         self._activate(task)
@@ -150,6 +156,8 @@ class ServiceState:
             aspect_ratio=request.aspect_ratio,
             callback_url=request.callback_url,
             price=price,
+            final_price=round(price * cfg.final_charge_factor, 4),
+            image_urls=request.image_urls,
             created_at=now,
             started_at=started,
             finished_at=finished,
@@ -192,12 +200,15 @@ class ServiceState:
             task.settled = True
             self._active_ids.discard(task_id)
             self.held -= task.price
-            if task.error_code is None:
-                self.used += task.price
-                self.stats.credits_spent += task.price
+            if task.error_code is None:  # the final charge may differ from the reservation
+                self.used += task.charge
+                self.available -= task.charge - task.price
+                self.quota.charge(task.charge - task.price, task.created_at)
+                self.stats.credits_spent += task.charge
             else:
                 self.available += task.price
                 self.stats.credits_released += task.price
+                self.quota.refund(task.price, task.created_at)
 
     def finish_now(self, task_id: str, error_code: str | None, message: str | None) -> None:
         """End an active task at the current simulated time (control methods)."""
@@ -225,11 +236,7 @@ class ServiceState:
         remaining, used = round(self.available, 4), round(self.used, 4)
         return {
             "data": {
-                "token": {
-                    "remaining_credits": remaining,
-                    "unlimited_credits": False,
-                    "used_credits": used,
-                },
+                "token": self.quota.token_body(remaining, used),
                 "user": {"remaining_credits": remaining, "used_credits": used},
             },
             "message": "",

@@ -41,6 +41,10 @@ class SimulatedTask:
     estimated_time: int
     error_code: str | None = None
     error_message: str | None = None
+    #: the create's image_urls (e.g. a Files API upload's URL)
+    image_urls: tuple[str, ...] = ()
+    #: what the task costs when it completes (``usage.credits_used``); None: ``price``
+    final_price: float | None = None
     #: how a cancel (error code ``request_cancelled``) reads: status ``cancelled`` or ``failed``
     cancel_style: str = "failed"
     #: this task's first result download fails ("truncate" or "503"), or None
@@ -116,6 +120,11 @@ class SimulatedTask:
             return None
         return self.first_seen_terminal_at - self.finished_at
 
+    @property
+    def charge(self) -> float:
+        """The final charge of this task if it completes."""
+        return self.price if self.final_price is None else self.final_price
+
     def body(self, now: float, result_url: str | None) -> dict[str, Any]:
         """The JSON the service answers for this task at ``now`` (create, GET, callback)."""
         status = self.status_at(now)
@@ -140,6 +149,8 @@ class SimulatedTask:
         }
         if status == "completed":
             body["results"] = [result_url]
+            body["usage"]["credits_used"] = self.charge
+            body["usage"]["cost"] = {"credits": self.charge}
         elif status == "failed":  # a ``cancelled`` status carries no error (tolerated)
             body["error"] = {"code": self.error_code, "message": self.error_message or ""}
         return body
