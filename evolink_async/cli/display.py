@@ -252,6 +252,8 @@ def summary_rows(summary: BatchSummary) -> list[tuple[str, str]]:
     ]
     if summary.cancelled:
         rows.append(("cancelled", str(summary.cancelled)))
+    if summary.stopped:
+        rows.append(("interrupted", f"{summary.stopped} (run the same command again)"))
     rows += [
         ("downloaded", str(summary.downloaded) if summary.download else "off (--no-download)"),
     ]
