@@ -26,10 +26,13 @@ from .app import (
 
 __all__ = [
     "credits_command",
+    "credits_lines",
+    "local_time",
     "one_request",
     "status_command",
     "summary_json",
     "task_json",
+    "task_lines",
     "tasks_command",
 ]
 
