@@ -53,7 +53,6 @@ from .errors import (
     RateLimitError,
     RequestTooLargeError,
     ServerError,
-    SharedLimitsError,
     TaskCancelledError,
     TaskError,
     TaskFailedError,
@@ -63,7 +62,14 @@ from .errors import (
     redact_url,
     shorten,
 )
-from .limits import ConcurrencyLimit, CreditBudget, PriceTable, RateLimiter, RedisLimits
+from .limits import (
+    ConcurrencyLimit,
+    CreditBudget,
+    PriceTable,
+    RateLimiter,
+    RedisLimits,
+    SharedLimitsError,
+)
 from .models import (
     CANCELLED_CODE,
     DEFAULT_MODEL,

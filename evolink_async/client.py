@@ -264,12 +264,11 @@ class EvolinkClient(_Requests, Generate):
         #: prices the service showed to be above the table's (used for later reservations)
         self.learned_prices = LearnedPrices()
         self.poll_policy, self.task_timeout = poll or PollPolicy(), task_timeout
-        self.callbacks = callbacks
+        self.callbacks, self._retry_listeners = callbacks, _RetryListeners()
         self._poller = _build_poller(self, scale or 1.0, callbacks=callbacks is not None)
         if callbacks is not None:
             callbacks.bind(self._poller)  # the receiver wakes this client's tasks
         self.limits = _limits((rate, burst, max_in_flight, budget), api_key, self._poller, limits)
-        self._retry_listeners = _RetryListeners()
         self._transport = Transport(
             api_key=env_api_key() if api_key is None else api_key,
             base_url=env_base_url() if base_url is None else base_url,

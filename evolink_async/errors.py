@@ -26,7 +26,6 @@
     │   ├── TaskTimeoutError           the task did not finish before its deadline (.task_id)
     │   └── TaskStalledError           an unknown status stayed unchanged too long (.status)
     ├── BudgetExceededError            the credit budget cannot pay for a request
-    ├── SharedLimitsError              the limits shared through Redis cannot be used
     ├── DownloadError                  a result could not be downloaded (.url, .reason, .status)
     │   ├── DownloadTooLargeError      over the size cap or longer than its Content-Length
     │   └── DownloadIntegrityError     size or checksum mismatch
@@ -79,7 +78,6 @@ __all__ = [
     "RateLimitError",
     "RequestTooLargeError",
     "ServerError",
-    "SharedLimitsError",
     "TaskCancelledError",
     "TaskError",
     "TaskFailedError",
@@ -420,15 +418,6 @@ class TaskTimeoutError(TaskError):
 
 class BudgetExceededError(EvolinkError):
     """The credit budget cannot pay for this request, now or after running tasks settle."""
-
-
-class SharedLimitsError(EvolinkError):
-    """The limits shared through Redis cannot be used (``unreachable``, or a budget that
-    differs from the one the namespace already has): no request is sent without them."""
-
-    def __init__(self, message: str, *, unreachable: bool = False) -> None:
-        super().__init__(message)
-        self.unreachable = unreachable
 
 
 def redact_url(url: str) -> str:

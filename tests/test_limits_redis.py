@@ -12,8 +12,15 @@ import redis.asyncio as aioredis
 from redis_support import redis_server_fixture, redis_url_fixture
 
 from evolink_async import EvolinkClient
-from evolink_async.errors import BudgetExceededError, SharedLimitsError
-from evolink_async.limits import Budget, LimitSettings, RateGate, RedisLimits, SlotLimit
+from evolink_async.errors import BudgetExceededError
+from evolink_async.limits import (
+    Budget,
+    LimitSettings,
+    RateGate,
+    RedisLimits,
+    SharedLimitsError,
+    SlotLimit,
+)
 from evolink_async.limits._redis_link import Link, default_namespace
 from evolink_async.testing import Simulator
 
@@ -285,3 +292,9 @@ async def test_evolink_redis_url_shares_the_limits_under_the_keys_namespace(
     async with EvolinkClient(KEY, "http://127.0.0.1:9") as client:
         assert isinstance(client.limits, RedisLimits)
         assert default_namespace(KEY) == client.limits.namespace
+
+
+async def test_a_script_error_is_not_reported_as_unreachable(link: Link) -> None:
+    with pytest.raises(SharedLimitsError, match="refused a change") as info:
+        await link.call({"op": "no-such-op"})
+    assert not info.value.unreachable

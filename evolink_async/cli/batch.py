@@ -28,10 +28,9 @@ from ..errors import (
     JournalCorruptError,
     JournalError,
     JournalLockedError,
-    SharedLimitsError,
     redact_url,
 )
-from ..limits import RedisLimits
+from ..limits import RedisLimits, SharedLimitsError
 from ..models import is_loopback_host
 from .app import (
     EXIT_INTERRUPTED,

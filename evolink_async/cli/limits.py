@@ -10,7 +10,7 @@ from typing import Any
 import anyio
 
 from .._env import env_api_key, env_redis_url
-from ..errors import SharedLimitsError
+from ..limits import SharedLimitsError
 from ..limits.redis_admin import clear_leases, read_state, reset_budget
 from ..limits.redis_limits import default_namespace
 from .app import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, err

@@ -10,7 +10,8 @@ from typing import Any
 
 import anyio
 
-from ..errors import InvalidRequestError, SharedLimitsError, TaskTimeoutError
+from ..errors import InvalidRequestError, TaskTimeoutError
+from ..limits import SharedLimitsError
 from ._admission import Job, Run, Services, Signal
 from .events import Attach, Completed, Event, Failed, Item, Outcome, as_request
 

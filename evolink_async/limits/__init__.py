@@ -24,7 +24,7 @@ Each class works alone and shows its live state in its ``repr``:
 
 from ..errors import BudgetExceededError
 from ._common import Estimator
-from .backend import Budget, Hold, Permit, RateGate, SlotLimit
+from .backend import Budget, Hold, Permit, RateGate, SharedLimitsError, SlotLimit
 from .bundle import Limits, LimitSettings, Throttle
 from .charges import ABSURD_CREDITS, LearnedPrices, final_charge, service_figure
 from .concurrency import ConcurrencyLimit, ConcurrencyPermit
@@ -54,6 +54,7 @@ __all__ = [
     "RedisLimits",
     "Reservation",
     "ReservationState",
+    "SharedLimitsError",
     "SlotLimit",
     "Throttle",
     "build_limits",

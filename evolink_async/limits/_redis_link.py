@@ -22,8 +22,9 @@ from typing import Any
 
 import anyio
 
-from ..errors import SharedLimitsError, redact_url
+from ..errors import redact_url
 from ._redis_lua import KEY_NAMES, SCRIPT
+from .backend import SharedLimitsError
 
 __all__ = ["FLUSH_DELAY", "Link", "default_namespace"]
 
@@ -172,8 +173,11 @@ class Link:
         return result
 
     def _error(self, exc: Exception) -> SharedLimitsError:
+        where = redact_url(self.url)
+        if type(exc).__name__ in ("ResponseError", "NoScriptError"):  # Redis answered: an error
+            return SharedLimitsError(f"the shared limits at {where} refused a change: {exc}")
         return SharedLimitsError(
-            f"the shared limits at {redact_url(self.url)} cannot be reached"
+            f"the shared limits at {where} cannot be reached"
             f" ({type(exc).__name__}: {exc}); no request is sent without them",
             unreachable=True,
         )

@@ -13,9 +13,10 @@ from typing import Any
 
 import anyio
 
-from ..errors import BudgetExceededError, SharedLimitsError
+from ..errors import BudgetExceededError
 from ._common import fmt
 from ._redis_link import Link
+from .backend import SharedLimitsError
 
 __all__ = ["RedisBudget", "RedisPermit", "RedisRate", "RedisReservation", "RedisSlots"]
 

@@ -10,7 +10,19 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Budget", "Hold", "Permit", "RateGate", "SlotLimit"]
+from ..errors import EvolinkError
+
+__all__ = ["Budget", "Hold", "Permit", "RateGate", "SharedLimitsError", "SlotLimit"]
+
+
+class SharedLimitsError(EvolinkError):
+    """The limits shared through Redis cannot be used (``unreachable``, or a budget that
+    differs from the one the namespace already has): no request is sent without them.
+    (An :class:`~evolink_async.errors.EvolinkError`; defined with the backends it is about.)"""
+
+    def __init__(self, message: str, *, unreachable: bool = False) -> None:
+        super().__init__(message)
+        self.unreachable = unreachable
 
 
 @runtime_checkable
@@ -37,6 +49,9 @@ class Permit(Protocol):
 @runtime_checkable
 class SlotLimit(Protocol):
     """Tasks in flight at once."""
+
+    @property
+    def configured(self) -> int: ...
 
     @property
     def in_flight(self) -> int: ...

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import SharedLimitsError, redact_url
+from ..errors import redact_url
 from ._redis_link import Link
+from .backend import SharedLimitsError
 
 __all__ = ["clear_leases", "read_state", "reset_budget"]
 
