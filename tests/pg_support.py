@@ -1,5 +1,6 @@
 """A throwaway PostgreSQL cluster for the ledger tests (initdb + pg_ctl, loopback, trust).
 
+``open_ledger`` opens a ledger store on either engine (parametrized ``ledger_url``).
 ``pg_cluster`` (session-scoped) starts one cluster on a free 127.0.0.1 port in a temporary
 directory owned by the ``postgres`` user (initdb refuses to run as root) and stops it at the
 end (``pg_ctl stop -m immediate``), even when tests fail. ``pg_url`` gives each test its own
@@ -15,12 +16,24 @@ import socket
 import subprocess
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-__all__ = ["PgCluster", "find_pg_bin", "pg_cluster", "pg_url"]
+from evolink_async.batch.store import LedgerStore
+
+__all__ = [
+    "Opener",
+    "PgCluster",
+    "find_pg_bin",
+    "ledger_url",
+    "open_ledger",
+    "pg_cluster",
+    "pg_url",
+]
+
+Opener = Callable[..., Awaitable[LedgerStore]]
 
 
 def find_pg_bin() -> Path | None:
@@ -115,3 +128,22 @@ def pg_cluster() -> Iterator[PgCluster]:
 def pg_url(pg_cluster: PgCluster) -> str:
     """A fresh, empty database of the session's cluster."""
     return pg_cluster.create_database()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger_url(request: pytest.FixtureRequest) -> str | None:
+    """None for a directory's embedded SQLite ledger, else a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return None
+    url: str = request.getfixturevalue("pg_url")
+    return url
+
+
+@pytest.fixture
+def open_ledger(ledger_url: str | None) -> Opener:
+    """Opens a ledger store on the parametrized engine (SQLite: in the given directory)."""
+
+    async def opener(directory: Path, job: str = "default") -> LedgerStore:
+        return await LedgerStore.aopen(directory, url=ledger_url, job=job)
+
+    return opener

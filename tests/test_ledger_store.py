@@ -12,36 +12,17 @@ import signal
 import subprocess
 import sys
 import textwrap
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
+from pg_support import Opener
 from test_journal import EVERY_PHASE, FP, write_every_phase
 
 from evolink_async.batch.journal import Journal
-from evolink_async.batch.store import LEDGER_FILENAME, LedgerStore
+from evolink_async.batch.store import LEDGER_FILENAME, LedgerStore, add_requests, read_requests
 from evolink_async.errors import JournalError, JournalLockedError
-
-Opener = Callable[..., Awaitable[LedgerStore]]
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def ledger_url(request: pytest.FixtureRequest) -> str | None:
-    """None for the directory's embedded SQLite ledger, else a fresh PostgreSQL database."""
-    if request.param == "sqlite":
-        return None
-    url: str = request.getfixturevalue("pg_url")
-    return url
-
-
-@pytest.fixture
-def open_ledger(ledger_url: str | None) -> Opener:
-    async def opener(directory: Path, job: str = "default") -> LedgerStore:
-        return await LedgerStore.aopen(directory, url=ledger_url, job=job)
-
-    return opener
 
 
 async def rows(store: LedgerStore, sql: str, *params: Any) -> list[tuple[Any, ...]]:
@@ -125,12 +106,12 @@ async def test_requests_are_stored_and_pending_lines_have_no_state(
 ) -> None:
     requests = {1: {"prompt": "a cat", "duration": 4}, 2: {"prompt": "un chien é"}}
     async with await open_ledger(tmp_path) as store:
-        await store.add_lines(requests)
-        await store.add_lines({1: {"prompt": "ignored: line 1 keeps its request"}})
+        await add_requests(store, requests)
+        await add_requests(store, {1: {"prompt": "ignored: line 1 keeps its request"}})
         assert {} == store.state
         await store.intent(2, FP)
     async with await open_ledger(tmp_path) as again:
-        assert requests == await again.requests()
+        assert requests == await read_requests(again)
         assert [2] == list(again.state)
 
 

@@ -7,7 +7,8 @@ Tables:
   and charged, whether it was cancelled.
 * ``lines``: one row per input line of a job: the request (JSON), and what the journal's
   records fold into (phase, task id, attempts, status, error, url, file, credits,
-  fingerprint); the worker holding it and the lease's expiry. ``phase = 'pending'`` marks a
+  fingerprint); its price and the credits the job reserved for it (budget); the worker
+  holding it and the lease's expiry. ``phase = 'pending'`` marks a
   line whose request is known but that nothing has been done for yet.
 * ``attempts``: one row per intended submission of a line: its idempotency key.
 * ``events``: every record appended, in order, as JSON (the audit trail; what the journal
@@ -50,6 +51,8 @@ CREATE TABLE IF NOT EXISTS lines (
     sha256 TEXT,
     credits {real},
     fingerprint TEXT,
+    price {real},
+    reserved {real},
     worker TEXT,
     lease_until {real},
     updated_at TEXT,

@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,17 @@ from ._schema import SCHEMA_VERSION, ddl, upsert_line_sql
 from ._sql import Cursor, SqlEngine, SqliteEngine, open_engine
 from .records import JOURNAL_FILENAME, LineState, encode, fold, parse
 
-__all__ = ["DEFAULT_JOB", "LEDGER_FILENAME", "LedgerStore", "line_params", "record_ops"]
+__all__ = [
+    "DEFAULT_JOB",
+    "LEDGER_FILENAME",
+    "LedgerConfig",
+    "LedgerStore",
+    "add_requests",
+    "line_params",
+    "read_requests",
+    "record_ops",
+    "redact_url",
+]
 
 LEDGER_FILENAME = "ledger.sqlite"
 DEFAULT_JOB = "default"
@@ -93,6 +104,14 @@ def _state_from_row(row: tuple[Any, ...]) -> LineState:
     )
 
 
+def _meta_op(key: str, value: int) -> tuple[str, tuple[Any, ...]]:
+    return (
+        "INSERT INTO ledger_meta (key, value) VALUES (?, ?) "
+        "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (key, str(value)),
+    )
+
+
 def record_ops(job: str, record: Mapping[str, Any], state: LineState | None) -> list[Any]:
     """The statements that store one checked ``record`` and the line state it folded into."""
     line = record.get("line") if isinstance(record.get("line"), int) else None
@@ -121,6 +140,7 @@ def record_ops(job: str, record: Mapping[str, Any], state: LineState | None) -> 
 @attrs.define(eq=False)
 class _Waiter:
     record: dict[str, Any]
+    journal_records: int | None = None
     done: bool = False
     state: LineState | None = None
     error: BaseException | None = None
@@ -152,8 +172,10 @@ class LedgerStore:
         *,
         url: str | None = None,
         job: str = DEFAULT_JOB,
+        lock: bool = True,
     ) -> LedgerStore:
-        """Open (creating if needed) ``job``'s ledger; lock ``directory`` if one is given.
+        """Open (creating if needed) ``job``'s ledger; lock ``directory`` if one is given
+        (``lock=False``: the caller holds the lock already, e.g. the directory's journal).
 
         Raises:
             JournalLockedError: another run holds the directory.
@@ -162,7 +184,9 @@ class LedgerStore:
         folder = None if directory is None else Path(directory)
         if folder is None and url is None:
             raise ValueError("a ledger needs a directory or a url")
-        lock_fd = None if folder is None else await anyio.to_thread.run_sync(lock_directory, folder)
+        lock_fd = None
+        if folder is not None and lock:
+            lock_fd = await anyio.to_thread.run_sync(lock_directory, folder)
         try:
             assert folder is not None or url is not None
             target = url if url is not None else str(folder / LEDGER_FILENAME)  # type: ignore[operator]
@@ -206,7 +230,12 @@ class LedgerStore:
         self._state = {int(row[0]): _state_from_row(row) for row in rows}
 
     async def _import_journal(self) -> None:
-        """Import ``<dir>/journal.jsonl`` once: its records become the job's events/lines."""
+        """Import the records of ``<dir>/journal.jsonl`` the ledger does not hold yet.
+
+        The first time, that is the whole journal of an older release; afterwards, only a
+        tail written by a run that crashed between its journal write and its ledger commit
+        (or by an older release run on the directory since).
+        """
         if self._directory is None:
             return
         path = self._directory / JOURNAL_FILENAME
@@ -214,22 +243,28 @@ class LedgerStore:
             return
         data = await anyio.to_thread.run_sync(path.read_bytes)
         records = parse(data, path).records
-        marker = f"imported:{self._job}:{path.resolve()}"
+        key = self._journal_key()
         job = self._job
 
         async def body(cur: Cursor) -> None:
-            if await cur.execute("SELECT 1 FROM ledger_meta WHERE key = ?", (marker,)):
+            done = await cur.execute("SELECT value FROM ledger_meta WHERE key = ?", (key,))
+            start = int(done[0][0]) if done else 0
+            if start >= len(records):
                 return
             state: dict[int, LineState] = {}
-            for raw in records:
+            for row in await cur.execute(_LOAD, (job,)):
+                state[int(row[0])] = _state_from_row(row)
+            for raw in records[start:]:
                 _, checked = encode(raw)
                 for sql, params in record_ops(job, checked, fold(state, checked)):
                     await cur.execute(sql, params)
-            await cur.execute(
-                "INSERT INTO ledger_meta (key, value) VALUES (?, ?)", (marker, str(len(records)))
-            )
+            await cur.execute(*_meta_op(key, len(records)))
 
         await self._require().transaction(body)
+
+    def _journal_key(self) -> str:
+        assert self._directory is not None
+        return f"journal:{self._job}:{self._directory.resolve() / JOURNAL_FILENAME}"
 
     # ----------------------------------------------------------------- close
 
@@ -292,28 +327,6 @@ class LedgerStore:
         kind = "closed" if self._engine is None else self._engine.dialect
         return f"<LedgerStore job={self._job!r} {kind}, {len(self._state)} lines>"
 
-    # ----------------------------------------------------------------- lines
-
-    async def add_lines(self, requests: Mapping[int, Mapping[str, Any]]) -> None:
-        """Store each line's request (lines already known keep theirs), as ``pending``."""
-        ts = _now()
-        sql = (
-            "INSERT INTO lines (job, line, request, phase, updated_at) VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT (job, line) DO NOTHING"
-        )
-        ops = [
-            (sql, (self._job, n, json.dumps(dict(req), ensure_ascii=False), "pending", ts))
-            for n, req in sorted(requests.items())
-        ]
-        await self._require().run(ops)
-
-    async def requests(self) -> dict[int, dict[str, Any]]:
-        """The request stored for each line of the job."""
-        rows = await self._require().query(
-            "SELECT line, request FROM lines WHERE job = ? AND request IS NOT NULL", (self._job,)
-        )
-        return {int(line): json.loads(text) for line, text in rows}
-
     # ----------------------------------------------------------------- appending
 
     async def intent(
@@ -367,8 +380,14 @@ class LedgerStore:
         assert state is not None  # a known event with a line always folds
         return state
 
-    async def append(self, record: Mapping[str, Any]) -> LineState | None:
+    async def append(
+        self, record: Mapping[str, Any], *, journal_records: int | None = None
+    ) -> LineState | None:
         """Store ``record`` durably and fold it into :attr:`state` (as ``Journal.append``).
+
+        ``journal_records``: the record is also the journal's record number
+        ``journal_records`` (the journal was written first); stored in the same transaction,
+        so a crash between the two writes is repaired by the next open.
 
         Raises:
             ValueError: a key would carry a credential, or the record is malformed.
@@ -376,7 +395,7 @@ class LedgerStore:
             JournalError: the ledger is closed or the write failed.
         """
         _, checked = encode(record)
-        waiter = _Waiter(checked)
+        waiter = _Waiter(checked, journal_records)
         self._pending.append(waiter)
         try:
             async with self._write_lock:
@@ -401,6 +420,9 @@ class LedgerStore:
             state = fold(staged, waiter.record)
             states.append(state)
             ops.extend(record_ops(self._job, waiter.record, state))
+        mirrored = [w.journal_records for w in batch if w.journal_records is not None]
+        if mirrored:
+            ops.append(_meta_op(self._journal_key(), max(mirrored)))
         try:
             await self._require().run(ops)
         except Exception as exc:
@@ -410,3 +432,52 @@ class LedgerStore:
         self._state = staged
         for waiter, state in zip(batch, states, strict=True):
             waiter.state, waiter.done = state, True
+
+
+async def add_requests(
+    store: LedgerStore,
+    requests: Mapping[int, Mapping[str, Any]],
+    prices: Mapping[int, float] | None = None,
+) -> None:
+    """Store each line's request and price (lines already known keep theirs), as ``pending``."""
+    ts = _now()
+    sql = (
+        "INSERT INTO lines (job, line, request, price, phase, updated_at) "
+        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (job, line) DO NOTHING"
+    )
+    price = prices or {}
+    ops = [
+        (
+            sql,
+            (store.job, n, json.dumps(dict(req), ensure_ascii=False), price.get(n), "pending", ts),
+        )
+        for n, req in sorted(requests.items())
+    ]
+    await store.engine.run(ops)
+
+
+async def read_requests(store: LedgerStore) -> dict[int, dict[str, Any]]:
+    """The request stored for each line of the store's job."""
+    rows = await store.engine.query(
+        "SELECT line, request FROM lines WHERE job = ? AND request IS NOT NULL", (store.job,)
+    )
+    return {int(line): json.loads(text) for line, text in rows}
+
+
+@attrs.frozen
+class LedgerConfig:
+    """Where a batch keeps its ledger: ``url`` None for ``<out>/ledger.sqlite``, or
+    ``postgresql://...``; ``job`` names the job in it."""
+
+    url: str | None = None
+    job: str = DEFAULT_JOB
+
+    def __repr__(self) -> str:  # a URL may carry a password
+        return f"LedgerConfig(url={redact_url(self.url)!r}, job={self.job!r})"
+
+
+def redact_url(url: str | None) -> str | None:
+    """``url`` with any password replaced by ``***``."""
+    if url is None:
+        return None
+    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)

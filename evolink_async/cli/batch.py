@@ -21,6 +21,7 @@ from ..batch import (
     UploadError,
     load_prompts,
 )
+from ..batch.store import LedgerConfig
 from ..callbacks import CallbackReceiver, parse_listen
 from ..client import EvolinkClient
 from ..errors import (
@@ -201,6 +202,7 @@ def _make_job(client: EvolinkClient, lines: list[BatchLine], args: argparse.Name
         download=not args.no_download,
         download_concurrency=args.downloads,
         check_credits=not args.allow_partial,
+        ledger=LedgerConfig(args.ledger, args.job),
     )
 
 

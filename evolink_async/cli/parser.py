@@ -4,6 +4,7 @@ parsers of the number options."""
 from __future__ import annotations
 
 import argparse
+import re
 from typing import Any, Protocol
 
 from ..__about__ import __version__
@@ -25,6 +26,8 @@ __all__ = [
     "add_tasks",
     "build_parser",
     "duration_ago",
+    "job_name",
+    "ledger_url",
     "non_negative_float",
     "positive_float",
     "positive_int",
@@ -48,6 +51,20 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def ledger_url(text: str) -> str:
+    if not text.startswith(("postgresql://", "postgres://", "sqlite:///")):
+        raise argparse.ArgumentTypeError("must start with postgresql:// or sqlite:///")
+    return text
+
+
+def job_name(text: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", text):
+        raise argparse.ArgumentTypeError(
+            "must be 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit"
+        )
+    return text
 
 
 def _number(text: str, *, allow_zero: bool) -> float:
@@ -189,6 +206,21 @@ def _add_batch_limits(batch: argparse.ArgumentParser) -> None:
         type=positive_float,
         metavar="SECONDS",
         help="per task (default 1800); a timed-out task is re-attached by the next run",
+    )
+    ledger = batch.add_argument_group("ledger (where the batch's state is kept)")
+    ledger.add_argument(
+        "--ledger",
+        type=ledger_url,
+        metavar="URL",
+        help="postgresql://... to keep the job's ledger in PostgreSQL "
+        "(default: OUT/ledger.sqlite, beside OUT/journal.jsonl)",
+    )
+    ledger.add_argument(
+        "--job",
+        type=job_name,
+        default="default",
+        metavar="NAME",
+        help="the job's name in the ledger (default 'default')",
     )
 
 
