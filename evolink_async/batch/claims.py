@@ -70,11 +70,14 @@ async def claim(
     (new creates stop) except lines already past their create."""
     at = time.time() if now is None else now
     job = store.job
-    lock = " FOR UPDATE SKIP LOCKED" if store.engine.dialect == "postgresql" else ""
+    postgres = store.engine.dialect == "postgresql"
+    lock = " FOR UPDATE SKIP LOCKED" if postgres else ""
+    row_lock = " FOR UPDATE" if postgres else ""
 
     async def body(cur: Cursor) -> list[Claim]:
+        # the job's row is locked first: claims of one job take turns on the budget
         jobs = await cur.execute(
-            "SELECT budget, reserved, cancelled FROM jobs WHERE name = ?", (job,)
+            f"SELECT budget, reserved, cancelled FROM jobs WHERE name = ?{row_lock}", (job,)
         )
         budget, reserved, cancelled = jobs[0]
         rows = await cur.execute(

@@ -50,6 +50,10 @@ LEDGER_FILENAME = "ledger.sqlite"
 DEFAULT_JOB = "default"
 
 _UPSERT = upsert_line_sql()
+_SCHEMA_EXISTS = {
+    "sqlite": "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'leases'",
+    "postgresql": "SELECT 1 WHERE to_regclass('leases') IS NOT NULL",
+}
 _EVENT = "INSERT INTO events (job, line, ts, event, record) VALUES (?, ?, ?, ?, ?)"
 _ATTEMPT = (
     "INSERT INTO attempts (job, line, attempt, idempotency_key, fingerprint, ts) "
@@ -212,8 +216,11 @@ class LedgerStore:
         async def body(cur: Cursor) -> None:
             if engine.dialect == "postgresql":  # concurrent creators wait for the first
                 await cur.execute("SELECT pg_advisory_xact_lock(4242015)")
-            for stmt in ddl(engine.dialect):
-                await cur.execute(stmt)
+            # DDL only when missing: even IF NOT EXISTS takes table locks that would deadlock
+            # with other workers' writes
+            if not await cur.execute(_SCHEMA_EXISTS[engine.dialect]):
+                for stmt in ddl(engine.dialect):
+                    await cur.execute(stmt)
             await cur.execute(
                 "INSERT INTO ledger_meta (key, value) VALUES ('schema_version', ?) "
                 "ON CONFLICT (key) DO NOTHING",

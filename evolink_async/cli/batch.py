@@ -46,6 +46,7 @@ from .app import (
 )
 from .display import Display, make_display, print_summary
 from .gallery import write_batch_gallery
+from .job import shared_batch
 
 __all__ = ["DEFAULT_LISTEN", "batch_command", "follow"]
 
@@ -78,6 +79,8 @@ def batch_command(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     if not args.simulate and connection(args) is None:
         return EXIT_USAGE
+    if args.ledger is not None and args.ledger.startswith(("postgresql://", "postgres://")):
+        return shared_batch(args, lines)  # a shared job: create or join it, then work on it
     return run(lambda interrupts: _batch_async(args, lines, interrupts, receiver))
 
 

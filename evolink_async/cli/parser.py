@@ -13,11 +13,13 @@ from .app import SIMULATE_TIME_SCALE
 from .batch import DEFAULT_LISTEN, batch_command
 from .gallery import gallery_command
 from .generate import generate_command
+from .job import add_job, add_worker
 from .simulate import simulate_command
 from .tasks import credits_command, status_command, tasks_command
 
 __all__ = [
     "add_batch",
+    "add_connection",
     "add_credits",
     "add_gallery",
     "add_generate",
@@ -111,6 +113,11 @@ def _add_connection(parser: argparse.ArgumentParser, *, simulate: bool) -> None:
             action="store_true",
             help="run the embedded simulator in-process (no key, no network, fast clips)",
         )
+
+
+def add_connection(parser: argparse.ArgumentParser) -> None:
+    """The service's options (--base-url, --api-key, --time-scale), without --simulate."""
+    _add_connection(parser, simulate=False)
 
 
 def _add_request_defaults(parser: argparse.ArgumentParser, what: str) -> None:
@@ -359,6 +366,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     commands = (add_batch, add_generate, add_status, add_tasks, add_credits, add_simulate)
-    for add in (*commands, add_gallery):
+    for add in (*commands, add_gallery, add_worker, add_job):
         add(sub)
     return parser
