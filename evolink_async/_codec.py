@@ -159,9 +159,10 @@ def loads_json(body: bytes | str, what: str) -> Any:
     """Parse a JSON body, raising ``DecodeError`` with a short excerpt when it is not JSON."""
     try:
         return json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
-        raise DecodeError(f"{what} is not JSON", excerpt=text[:200]) from None
+        reason = "is nested too deeply" if isinstance(exc, RecursionError) else "is not JSON"
+        raise DecodeError(f"{what} {reason}", excerpt=text[:200]) from None
 
 
 def decode_task(data: Any) -> Task:

@@ -3,10 +3,14 @@
 Retry rules (the "never pay twice" rule of the design):
 
 * GET requests are idempotent: retried on connection errors, timeouts, 429 and 5xx.
-* A create (POST /v1/videos/generations) is retried only when the service certainly did not
-  take it: the connection could not be opened, or it answered 429, 500, 502 or 503. When the
-  request may have reached the service and no answer came (a timeout, a connection dropped after
-  sending, a 504 from a gateway), ``APIConnectionError``/``APITimeoutError`` is raised with
+* A create (POST /v1/videos/generations) with an idempotency key (``Idempotency-Key`` and
+  ``X-Evo-Run-Id``) is retried **with the same key** when its outcome is unknown: a timeout or
+  a connection dropped after sending, any 5xx (520/522/524 included), ``paid_outcome_unknown``;
+  the gateway answers a repeat with the original task (``Idempotency-Replayed: true``). It is
+  also retried when the service certainly took nothing: the connection could not be opened, or
+  a 429. ``idempotency_conflict`` is raised at once (``IdempotencyConflictError``).
+* A create without a key is retried only when the service certainly took nothing (no
+  connection, 429). When it may have been taken (no answer, any 5xx), the error is raised with
   ``maybe_created=True`` and the request is **not** retried.
 
 Waits come from the one retry engine (``_retry``): exponential with full jitter, and at least
@@ -42,8 +46,10 @@ from .errors import (
     BadRequestError,
     DecodeError,
     EvolinkError,
+    IdempotencyConflictError,
     InsufficientCreditsError,
     NotFoundError,
+    PaidOutcomeUnknownError,
     PermissionDeniedError,
     RateLimitError,
     RequestTooLargeError,
@@ -89,6 +95,11 @@ _STATUS_CLASSES: Mapping[int, type[APIError]] = {
     404: NotFoundError,
     413: RequestTooLargeError,
     429: RateLimitError,
+}
+# Classified by the error code before the status (the gateway's status for these is not known).
+_CODE_CLASSES: Mapping[str, type[APIError]] = {
+    "idempotency_conflict": IdempotencyConflictError,
+    "paid_outcome_unknown": PaidOutcomeUnknownError,
 }
 
 
@@ -153,21 +164,19 @@ def error_from_response(
         or _header(headers, "x-oneapi-request-id")
         or (in_message.group(1) if in_message else None)
     )
-    cls = _STATUS_CLASSES.get(status)
+    cls = _CODE_CLASSES.get(str(fields.get("code"))) or _STATUS_CLASSES.get(status)
     if cls is None:
         cls = ServerError if status >= 500 else APIError
     quota = quota_error_class(fields.get("code"), status)
     if quota is not None:  # 402 sub-codes: by error.code first, status second
         details = {k: err[k] for k in QUOTA_DETAILS if isinstance(err, dict) and k in err}
         return quota(status, message, details=details, **fields)
-    if cls in (RateLimitError, ServerError):
+    if cls in (RateLimitError, ServerError, PaidOutcomeUnknownError):
         retry_after = parse_retry_after(_header(headers, "Retry-After"), message)
         return cls(status, message, retry_after=retry_after, **fields)
     return cls(status, message, **fields)
 
 
-# A create is retried on these statuses only: the service said no, it took nothing.
-_CREATE_RETRY_STATUSES = frozenset({429, 500, 502, 503})
 _GET_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
@@ -182,6 +191,10 @@ class _Call:
     json: Any
     create: bool
     headers: dict[str, str]
+    #: the create's idempotency key (None: a create that must never be sent twice)
+    key: str | None = None
+    #: the gateway answered with the original response of this key
+    replayed: bool = False
 
 
 class Transport:
@@ -199,6 +212,7 @@ class Transport:
         "max_response_bytes",
         "on_headers",
         "on_retry",
+        "replays",
         "retry",
         "timeout",
         "user_agent",
@@ -237,6 +251,8 @@ class Transport:
         self._rng = random.Random(seed)
         #: requests made, by "METHOD path-kind status" (status "error" when no answer)
         self.counters: Counter[str] = Counter()
+        #: creates the gateway answered as a replay of an earlier request with the same key
+        self.replays = 0
 
     def __repr__(self) -> str:
         key = "set" if self._api_key else "missing"
@@ -290,11 +306,34 @@ class Transport:
     ) -> Any:
         """Send one API request with retries; return the decoded JSON body.
 
-        ``create=True`` applies the never-pay-twice rule (see the module docstring).
+        ``create=True`` applies the never-pay-twice rule of a create without a key (see the
+        module docstring).
         """
         headers = self._headers()
         url = path if path.startswith(("http://", "https://")) else self.base_url + path
         call = _Call(method, path, url, kind or path, json, create, headers)
+        return await self._run(call)
+
+    async def create(
+        self, path: str, *, json: Any, idempotency_key: str | None, kind: str = "create"
+    ) -> tuple[Any, bool]:
+        """POST a paid create; return the decoded body and whether the gateway replayed it.
+
+        With ``idempotency_key`` the request carries ``Idempotency-Key`` and ``X-Evo-Run-Id``
+        and an unknown outcome is retried with the same key; without, never.
+        """
+        headers = self._headers()
+        if idempotency_key is not None:
+            headers["Idempotency-Key"] = idempotency_key
+            headers["X-Evo-Run-Id"] = idempotency_key
+        call = _Call("POST", path, self.base_url + path, kind, json, True, headers, idempotency_key)
+        body = await self._run(call)
+        if call.replayed:
+            self.replays += 1
+            logger.info("%s %s: the gateway replayed the original answer", "POST", path)
+        return body, call.replayed
+
+    async def _run(self, call: _Call) -> Any:
         attempt = 0
         while True:
             attempt += 1
@@ -308,8 +347,10 @@ class Transport:
                 raise error
             wait = self._wait_before_retry(error, attempt)
             if self.on_retry is not None:
-                self.on_retry(RetryEvent(method, path, attempt, error, wait))
-            logger.debug("%s %s retry %d in %.3fs: %s", method, path, attempt, wait, error)
+                self.on_retry(RetryEvent(call.method, call.path, attempt, error, wait))
+            logger.debug(
+                "%s %s retry %d in %.3fs: %s", call.method, call.path, attempt, wait, error
+            )
             await self._sleep(wait)
 
     async def _sleep(self, seconds: float) -> None:
@@ -346,7 +387,8 @@ class Transport:
             self.counters[f"{call.method} {call.kind} error"] += 1
             error = _connection_error(exc, maybe_created=call.create)
             self._log(call, type(error).__name__, attempt, start)
-            return error, not call.create
+            # sent, no answer: a create may have been taken; only its own key may repeat it
+            return error, not call.create or call.key is not None
         self.counters[f"{call.method} {call.kind} {status}"] += 1
         self._log(call, status, attempt, start)
         body = redact_bytes(body)  # a server echoing the key must not put it anywhere
@@ -356,6 +398,8 @@ class Transport:
                     f"{call.method} {call.path}: response body over {self.max_response_bytes} bytes"
                 )
             label = f"{call.method} {call.path} response"
+            if call.create:
+                call.replayed = resp_headers.get("Idempotency-Replayed", "").lower() == "true"
             return (loads_json(body, label) if body else None), None
         return self._answer_error(call, status, body, resp_headers)
 
@@ -365,14 +409,9 @@ class Transport:
         error = error_from_response(status, body, headers)
         if isinstance(error, RateLimitError) and self.gate is not None:
             self.gate.on_rate_limited(error)
-        if call.create and status == 504:
-            timeout = APITimeoutError(
-                f"{call.method} {call.path}: gateway timeout (HTTP 504): {error.message}",
-                maybe_created=True,
-            )
-            return timeout, False
-        retry_statuses = _CREATE_RETRY_STATUSES if call.create else _GET_RETRY_STATUSES
-        return error, status in retry_statuses
+        if not call.create:
+            return error, status in _GET_RETRY_STATUSES
+        return _create_error(call, status, error)
 
     @staticmethod
     def _log(call: _Call, result: object, attempt: int, start: float) -> None:
@@ -403,6 +442,23 @@ class Transport:
             if self.on_headers is not None:
                 self.on_headers(resp.headers)
             return resp.status, resp.headers, bytes(body)
+
+
+def _create_error(call: _Call, status: int, error: APIError) -> tuple[EvolinkError, bool]:
+    """A create's error answer, and whether it may be sent again: a 429 always (nothing was
+    taken); an unknown outcome (5xx, ``paid_outcome_unknown``) only with its key."""
+    if status == 429 and not isinstance(error, PaidOutcomeUnknownError):
+        return error, True
+    if status == 504:
+        timeout = APITimeoutError(
+            f"{call.method} {call.path}: gateway timeout (HTTP 504): {error.message}",
+            maybe_created=True,
+        )
+        return timeout, call.key is not None
+    if isinstance(error, ServerError):  # a 5xx, or paid_outcome_unknown whatever its status
+        error.maybe_created = True
+        return error, call.key is not None
+    return error, False
 
 
 def _connection_error(exc: BaseException, *, maybe_created: bool) -> APIConnectionError:

@@ -19,6 +19,7 @@ from ._codec import (
     decode_tasks,
     decode_upload,
 )
+from ._keys import check_idempotency_key, new_idempotency_key
 from ._transport import Transport
 from .errors import InvalidRequestError
 from .models import Credits, Task, TaskPage, TaskSummary, VideoRequest
@@ -67,9 +68,14 @@ def since_cutoff(since: float | datetime.datetime | datetime.timedelta | None) -
 class EvolinkAPI:
     """The service's endpoints. ``callback_url``, when given, is asked for the URL to put in
     each create that sets none of its own (on the wire only: the secret URL stays out of
-    requests, journals and logs)."""
+    requests, journals and logs).
 
-    __slots__ = ("callback_url", "files_base_url", "transport")
+    ``idempotency`` (default True): every create carries an idempotency key, and a create
+    whose outcome is unknown is sent again with the same key. False for a proxy that strips
+    the header: then no key is sent and no create is sent twice.
+    """
+
+    __slots__ = ("callback_url", "files_base_url", "idempotency", "transport")
 
     def __init__(
         self,
@@ -77,11 +83,13 @@ class EvolinkAPI:
         *,
         callback_url: Callable[[], str] | None = None,
         files_base_url: str | None = None,
+        idempotency: bool = True,
     ) -> None:
         self.transport = transport
         self.callback_url = callback_url
         #: the Files API's base (None: the API's own base serves it, as the simulator does)
         self.files_base_url = files_base_url
+        self.idempotency = idempotency
 
     def __repr__(self) -> str:
         return f"<EvolinkAPI {self.transport!r}>"
@@ -91,13 +99,27 @@ class EvolinkAPI:
         """API requests sent so far (every attempt counts)."""
         return self.transport.requests
 
-    async def create_video(self, request: VideoRequest) -> Task:
-        """POST /v1/videos/generations (never retried when it may have been taken)."""
+    def idempotency_key(self, request: VideoRequest, key: str | None = None) -> str | None:
+        """The key a create of ``request`` carries: ``key``, else the request's
+        ``client_request_id``, else a fresh ``run_`` key; None when idempotency is off."""
+        if not self.idempotency:
+            return None
+        if key is not None:
+            return check_idempotency_key(key)
+        return request.client_request_id or new_idempotency_key()
+
+    async def create_video(
+        self, request: VideoRequest, *, idempotency_key: str | None = None
+    ) -> Task:
+        """POST /v1/videos/generations with an idempotency key (see :meth:`idempotency_key`):
+        an unknown outcome is retried with the same key; without keys, never retried."""
         body = request.to_json()
         if request.callback_url is None and self.callback_url is not None:
             body["callback_url"] = self.callback_url()
-        data = await self.transport.request(
-            "POST", "/v1/videos/generations", json=body, create=True, kind="create"
+        data, _ = await self.transport.create(
+            "/v1/videos/generations",
+            json=body,
+            idempotency_key=self.idempotency_key(request, idempotency_key),
         )
         return decode_task(data)
 

@@ -148,22 +148,27 @@ class _Requests:
     api: EvolinkAPI
 
     async def create_video(
-        self, request: VideoRequest | None = None, /, **fields: Unpack[VideoFields]
+        self,
+        request: VideoRequest | None = None,
+        /,
+        *,
+        idempotency_key: str | None = None,
+        **fields: Unpack[VideoFields],
     ) -> Task:
         """POST /v1/videos/generations. Give a ``VideoRequest`` or its fields as keywords
         (``prompt=...``, ``duration=...``; fields of one model in ``extra={...}``).
 
-        Raises ``InvalidRequestError`` before sending anything when a field breaks a rule. When
-        the request may have reached the service but no answer came, raises
-        ``APIConnectionError``/``APITimeoutError`` with ``maybe_created=True``, never retrying.
-        """
+        It carries ``idempotency_key`` (else ``client_request_id``, else a fresh ``run_`` key);
+        an unknown outcome (no answer, a 5xx) is sent again with that key (with the client's
+        ``idempotency=False``: never, ``maybe_created=True``). ``InvalidRequestError``: a field
+        broke a rule, nothing sent; ``IdempotencyConflictError``: the key was used before."""
         if request is None:
             request = VideoRequest.from_fields(fields)
         elif fields:
             raise TypeError("pass either a VideoRequest or keyword fields, not both")
         elif not isinstance(request, VideoRequest):
             raise TypeError(f"expected a VideoRequest, got {type(request).__name__}")
-        return await self.api.create_video(request)
+        return await self.api.create_video(request, idempotency_key=idempotency_key)
 
     async def get_task(self, task_id: str) -> Task:
         """GET /v1/tasks/{task_id}."""
@@ -254,14 +259,13 @@ class EvolinkClient(_Requests, Generate):
         verify_ssl: bool = True,
         callbacks: CallbackReceiver | None = None,
         files_base_url: str | None = None,
+        idempotency: bool = True,
     ) -> None:
         scale = _resolve_time_scale(time_scale)
-        self.prices = prices or PriceTable()
-        self.estimator = estimator
+        self.prices, self.estimator = prices or PriceTable(), estimator
         #: prices the service showed to be above the table's (used for later reservations)
         self.learned_prices = LearnedPrices()
-        self.poll_policy = poll or PollPolicy()
-        self.task_timeout = task_timeout
+        self.poll_policy, self.task_timeout = poll or PollPolicy(), task_timeout
         self.callbacks = callbacks
         self._poller = _build_poller(self, scale or 1.0, callbacks=callbacks is not None)
         if callbacks is not None:
@@ -284,6 +288,7 @@ class EvolinkClient(_Requests, Generate):
             callback_url=(lambda: callbacks.callback_url) if callbacks is not None else None,
             files_base_url=files_base_url
             or (FILES_BASE_URL if self._transport.base_url == DEFAULT_BASE_URL else None),
+            idempotency=idempotency,
         )
         self._dispatcher = Dispatcher(
             self.api,

@@ -15,7 +15,9 @@
     │   ├── NotFoundError              404  not_found_error (model or task)
     │   ├── RequestTooLargeError       413  request_too_large_error
     │   ├── RateLimitError             429  rate_limit_error (.retry_after)
-    │   └── ServerError                5xx  (.retry_after)
+    │   ├── ServerError                5xx  (.retry_after, .maybe_created on a create)
+    │   │   └── PaidOutcomeUnknownError code paid_outcome_unknown: the key's create is unresolved
+    │   └── IdempotencyConflictError   code idempotency_conflict: the key was used for another body
     ├── APIConnectionError             no answer: refused, reset, TLS, DNS (.maybe_created)
     │   └── APITimeoutError            no answer in time (.maybe_created)
     ├── TaskError                      a generation task did not produce a video
@@ -31,9 +33,7 @@
         ├── JournalLockedError         another batch holds the output directory
         └── JournalCorruptError        an unreadable line in the middle of the journal
 
-``maybe_created=True`` on a connection or timeout error of a create request means the service
-may have created (and will bill) the task although no answer arrived. The SDK never retries such
-a request by itself.
+``maybe_created=True``: a create may have been taken (and billed); only its own key resends it.
 
 No exception message contains the API key.
 """
@@ -65,6 +65,7 @@ __all__ = [
     "DownloadIntegrityError",
     "DownloadTooLargeError",
     "EvolinkError",
+    "IdempotencyConflictError",
     "InsufficientCreditsError",
     "InvalidRequestError",
     "JournalCorruptError",
@@ -72,6 +73,7 @@ __all__ = [
     "JournalLockedError",
     "KeyQuotaExceededError",
     "NotFoundError",
+    "PaidOutcomeUnknownError",
     "PermissionDeniedError",
     "RateLimitError",
     "RequestTooLargeError",
@@ -305,6 +307,7 @@ class RequestTooLargeError(APIError):
 
 class _RetryAfterMixin:
     retry_after: float | None
+    maybe_created: bool = False  # an answer to a create the service may have taken
 
 
 class RateLimitError(APIError, _RetryAfterMixin):
@@ -328,17 +331,27 @@ class ServerError(APIError, _RetryAfterMixin):
         self.retry_after = retry_after
 
 
+class IdempotencyConflictError(APIError):
+    """Code ``idempotency_conflict``: the key was used with another body. Never retried."""
+
+
+class PaidOutcomeUnknownError(ServerError):
+    """Code ``paid_outcome_unknown``: retried later with the same key, never a new one."""
+
+    maybe_created = True
+
+
 class APIConnectionError(EvolinkError):
     """No HTTP answer: connection refused or reset, DNS or TLS failure.
 
     ``maybe_created`` is True when a create request may have reached the service: the task may
-    exist and be billed. Such a request is never retried automatically.
+    exist and be billed. Such a request is retried only with the same idempotency key.
     """
 
     def __init__(self, message: str, *, maybe_created: bool = False) -> None:
         self.maybe_created = maybe_created
         if maybe_created:
-            message += " (the task may have been created: not retried, to avoid paying twice)"
+            message += " (the task may have been created)"
         super().__init__(message)
 
 

@@ -17,6 +17,7 @@ from typing import Any, TypedDict
 
 import attrs
 
+from ._keys import check_idempotency_key
 from ._rules import (
     CORE_FIELDS,
     MODEL_SPECS,
@@ -178,6 +179,7 @@ class VideoFields(TypedDict, total=False):
     audio_urls: Sequence[str]
     model_params: Mapping[str, Any] | None
     extra: Mapping[str, Any]
+    client_request_id: str | None
 
 
 def _unexpected_keyword(name: str) -> str:
@@ -204,6 +206,10 @@ class VideoRequest:
     know gets only the shared checks (non-empty prompt within 5000 characters, positive
     integer duration, at most 30 images) and a logged warning. ``prompt`` may be empty only for
     a model that documents it as optional; it is then left out of the body.
+
+    ``client_request_id`` is the idempotency key of this request's create (16-96 characters of
+    ``[A-Za-z0-9._-]``), sent as the ``Idempotency-Key`` header, never in the body; leave it
+    None for a fresh key per create.
     """
 
     prompt: str
@@ -220,9 +226,12 @@ class VideoRequest:
     model_params: Mapping[str, Any] | None = attrs.field(
         default=None, converter=_model_params, hash=False
     )
+    client_request_id: str | None = attrs.field(default=None, kw_only=True)
 
     def __attrs_post_init__(self) -> None:
         check_request(self)
+        if self.client_request_id is not None:
+            check_idempotency_key(self.client_request_id, "client_request_id")
 
     @property
     def spec(self) -> ModelSpec | None:
@@ -275,10 +284,10 @@ class VideoRequest:
             if spec is None or spec.prompt_required:
                 raise InvalidRequestError("prompt", None, "is required")
             known["prompt"] = ""
-        extra = {k: v for k, v in data.items() if k not in CORE_FIELDS}
+        extra = {k: v for k, v in data.items() if k not in CORE_FIELDS and k != "client_request_id"}
         if "model" in known and known["model"] is None:
             del known["model"]
-        return cls(extra=extra, **known)
+        return cls(extra=extra, client_request_id=data.get("client_request_id"), **known)
 
     @classmethod
     def from_fields(cls, fields: Mapping[str, Any]) -> VideoRequest:

@@ -14,7 +14,8 @@ from cli_support import (
     write_prompts,
 )
 
-from evolink_async.batch import BatchProgress
+from evolink_async.batch import BatchProgress, BatchSummary, ManifestEntry
+from evolink_async.batch.manifest import summarize
 from evolink_async.cli import display, main
 from evolink_async.testing import Simulator
 
@@ -144,3 +145,36 @@ def test_the_eta_follows_the_pace_of_finished_lines() -> None:
     now[0] = 20.0
     assert eta.update(5, 100) == pytest.approx(380.0)  # slower: 5 in 20 s
     assert 0.0 == eta.update(100, 100)
+
+
+def test_lines_that_ended_the_same_way_are_listed_once_in_the_summary() -> None:
+    budget = {"code": "budget_exceeded", "message": "the budget of 100 credits cannot pay 23 more"}
+    entries = [entry(1, "completed", "1.mp4"), entry(2, "failed", None, {"code": "x"})]
+    entries += [entry(n, "skipped", None, budget) for n in range(3, 156)]
+    summary = summarize_entries(entries)
+    lines = display._not_completed(summary)
+    assert [
+        "line 2: failed (x)",
+        "lines 3-155 (153): skipped"
+        " (budget_exceeded: the budget of 100 credits cannot pay 23 more)",
+    ] == lines
+    assert ["lines 2, 4", "6 lines (1, 2, 3, ...)"] == [
+        display._lines_text([2, 4]),
+        display._lines_text([1, 2, 3, 5, 8, 9]),
+    ]
+
+
+def summarize_entries(entries: list[dict[str, Any]]) -> BatchSummary:
+    manifest = [
+        ManifestEntry(**{**e, "credits": float(e["credits"])})  # type: ignore[arg-type]
+        for e in entries
+    ]
+    return summarize(
+        manifest,
+        Path("manifest.jsonl"),
+        requests=0,
+        elapsed=1.0,
+        download=True,
+        interrupted=False,
+        aborted=None,
+    )

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cli_support import (
@@ -12,7 +14,8 @@ from cli_support import (
     sim_fixture,  # noqa: F401 - the ``sim`` fixture
 )
 
-from evolink_async.cli import main
+from evolink_async._codec import decode_credits, decode_task
+from evolink_async.cli import main, tasks
 from evolink_async.testing import Simulator
 
 
@@ -80,3 +83,55 @@ def test_tasks_lists_the_account_s_tasks_newest_first(
     captured = capsys.readouterr()
     assert "not an age" in captured.err
     assert KEY not in captured.out + captured.err
+
+
+def test_status_prints_local_times_and_units_for_a_person() -> None:
+    task = decode_task(
+        {
+            "id": "task-unified-1757169743-7cvnl5zw",
+            "status": "processing",
+            "progress": 40,
+            "model": "sora-2-preview",
+            "created": 1757169743,
+            "task_info": {"estimated_time": 165},
+            "usage": {"credits_reserved": 23.04},
+        }
+    )
+    rows = dict(tasks.task_lines(task))
+    when = datetime.datetime.fromtimestamp(1757169743).astimezone()
+    assert when.strftime("%Y-%m-%d %H:%M:%S") in rows["created"]
+    assert ("40 %", "165 s", "23.04") == (
+        rows["progress"],
+        rows["estimated time"],
+        rows["credits reserved"],
+    )
+    assert "1757169743" not in rows["created"]
+
+
+@pytest.mark.parametrize(
+    ("token", "first"),
+    [
+        (
+            {"remaining_credits": 99.5, "unlimited_credits": False, "used_credits": 10},
+            "available: 99.5 credits (about $1.46; this key's own limit)",
+        ),
+        (
+            {"remaining_credits": 0, "unlimited_credits": True, "used_credits": 10},
+            "available: 1095.4 credits (about $16.11; the account's balance)",
+        ),
+    ],
+)
+def test_credits_prints_one_figure_that_can_be_spent_with_its_meaning(
+    token: dict[str, Any], first: str
+) -> None:
+    credits = decode_credits(
+        {
+            "success": True,
+            "message": "",
+            "data": {"token": token, "user": {"remaining_credits": 1095.4, "used_credits": 1}},
+        }
+    )
+    lines = tasks.credits_lines(credits)
+    assert first == lines[0]
+    assert "account balance: 1095.4 (shared by all its keys)" in lines[1]
+    assert lines[2].startswith("  this key: 10 spent")

@@ -9,6 +9,7 @@ No test sleeps: ``Transport._sleep`` is replaced by a recorder of the waits it i
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -133,13 +134,72 @@ async def test_an_invalid_field_raises_before_any_http_call(
     assert (field, 0, 0) == (info.value.field, api.total_calls, client.transport.requests)
 
 
-async def test_a_create_timeout_through_the_client_is_not_retried(
-    api: FakeAPI, client: EvolinkClient
+async def test_a_create_timeout_without_idempotency_is_not_retried(
+    api: FakeAPI, make_client: MakeClient
 ) -> None:
+    client = make_client(api_key=KEY, base_url=BASE, idempotency=False)
     api.fail("POST", CREATE, asyncio.TimeoutError(), repeat=True)
     err = await raised(client.create_video(prompt="A cat playing piano"))
     assert isinstance(err, APITimeoutError)
     assert (True, 1) == (err.maybe_created, api.calls("POST", CREATE))
+    assert "Idempotency-Key" not in api.sent("POST", CREATE)["headers"]
+
+
+async def test_a_create_timeout_is_retried_with_the_same_random_run_key(
+    api: FakeAPI, client: EvolinkClient
+) -> None:
+    api.fail("POST", CREATE, asyncio.TimeoutError())
+    api.reply("POST", CREATE, 200, json=SEED_CREATE_ANSWER)
+    task = await client.create_video(prompt="A cat playing piano")
+    keys = [api.sent("POST", CREATE, i)["headers"]["Idempotency-Key"] for i in range(2)]
+    assert TASK_ID == task.id
+    assert keys[0] == keys[1]
+    assert re.fullmatch(r"run_[0-9a-f]{32}", keys[0])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fields", "expected"),
+    [
+        ({"idempotency_key": "caller-key-0000000001"}, {}, "caller-key-0000000001"),
+        ({}, {"client_request_id": "request-id-000000002"}, "request-id-000000002"),
+        (
+            {"idempotency_key": "caller-key-0000000003"},
+            {"client_request_id": "request-id-000000004"},
+            "caller-key-0000000003",
+        ),
+    ],
+    ids=["argument", "request-field", "argument-wins"],
+)
+async def test_the_callers_key_is_sent_and_client_request_id_stays_out_of_the_body(
+    api: FakeAPI,
+    client: EvolinkClient,
+    kwargs: dict[str, str],
+    fields: dict[str, str],
+    expected: str,
+) -> None:
+    api.reply("POST", CREATE, 200, json=SEED_CREATE_ANSWER)
+    await client.create_video(VideoRequest(prompt="x", **fields), **kwargs)
+    sent = api.sent("POST", CREATE)
+    assert (expected, expected) == (
+        sent["headers"]["Idempotency-Key"],
+        sent["headers"]["X-Evo-Run-Id"],
+    )
+    assert "client_request_id" not in sent["json"]
+
+
+@pytest.mark.parametrize("key", ["short", "x" * 97, "has space in it 1234", "ünïcode-key-123456"])
+async def test_a_bad_key_is_refused_locally_naming_the_field(
+    api: FakeAPI, client: EvolinkClient, key: str
+) -> None:
+    with pytest.raises(InvalidRequestError) as info:
+        await client.create_video(prompt="x", idempotency_key=key)
+    with pytest.raises(InvalidRequestError) as info2:
+        VideoRequest(prompt="x", client_request_id=key)
+    assert ("idempotency_key", "client_request_id", 0) == (
+        info.value.field,
+        info2.value.field,
+        api.total_calls,
+    )
 
 
 @pytest.mark.parametrize(

@@ -422,9 +422,10 @@ async def test_retryable_failures_are_resubmitted_and_fatal_ones_reported_with_t
     }
 
 
-async def test_ghost_creates_are_reported_unknown_and_never_created_twice() -> None:
+async def test_ghost_creates_without_keys_are_reported_unknown_and_never_created_twice() -> None:
     n = 120
-    async with service({"ghost_rate": 0.1, "seed": 2}, max_in_flight=30) as (sim, client):
+    knobs = {"ghost_rate": 0.1, "seed": 2, "idempotency": False}
+    async with service(knobs, max_in_flight=30, idempotency=False) as (sim, client):
         outcomes, _ = await collect(client, prompts(n), max_attempts=1)
         ghosts = {sim.stats.tasks[t].prompt for t in sim.stats.ghost_task_ids}
 
@@ -445,6 +446,20 @@ async def test_ghost_creates_are_reported_unknown_and_never_created_twice() -> N
     assert sim.stats.count("get_task", 0) + sim.stats.count("tasks_batch", 0) > 0
 
 
+async def test_ghost_creates_with_keys_are_sent_again_with_their_key_and_complete_once() -> None:
+    n = 120
+    async with service({"ghost_rate": 0.1, "seed": 2}, max_in_flight=30) as (sim, client):
+        outcomes, _ = await collect(client, prompts(n), max_attempts=1)
+        ghosts = {sim.stats.tasks[t].prompt for t in sim.stats.ghost_task_ids}
+
+    assert_one_outcome_each(outcomes, n)
+    assert ghosts  # the seed makes some creates ghosts
+    assert {"completed": n} == Counter(o.status for o in outcomes)
+    assert {1} == set(sim.stats.creates_per_prompt.values())
+    assert n == len(sim.stats.creates_per_prompt)
+    assert sim.stats.replayed >= len(ghosts)
+
+
 #: The client's timeout in the test below: it must only be longer than any answered create
 #: takes, 40 of them at once on one loop shared with the simulator (≤ 0.1 s on a loaded 2-core
 #: box, spikes above 0.2 s seen, hence not 0.2). The slow answers come after the simulator has
@@ -454,8 +469,11 @@ CREATE_TIMEOUT = 1.0
 
 async def test_creates_answered_after_the_client_timeout_are_unknown_not_resubmitted() -> None:
     n = 40
-    knobs = {"slow_rate": 0.15, "slow_seconds": 3600.0, "seed": 3}
-    async with service(knobs, max_in_flight=40, timeout=CREATE_TIMEOUT) as (sim, client):
+    knobs = {"slow_rate": 0.15, "slow_seconds": 3600.0, "seed": 3, "idempotency": False}
+    async with service(knobs, max_in_flight=40, timeout=CREATE_TIMEOUT, idempotency=False) as (
+        sim,
+        client,
+    ):
         outcomes, _ = await collect(client, prompts(n), max_attempts=1)
         slow = {sim.stats.tasks[t].prompt for t in sim.stats.slow_task_ids}
 
@@ -469,6 +487,19 @@ async def test_creates_answered_after_the_client_timeout_are_unknown_not_resubmi
         if o.status == "unknown"
     )
     assert n - len(slow) == sum(o.status == "completed" for o in outcomes)
+
+
+async def test_creates_answered_after_the_client_timeout_are_sent_again_with_their_key() -> None:
+    n = 40
+    knobs = {"slow_rate": 0.15, "slow_seconds": 3600.0, "seed": 3}
+    async with service(knobs, max_in_flight=40, timeout=CREATE_TIMEOUT) as (sim, client):
+        outcomes, _ = await collect(client, prompts(n), max_attempts=1)
+        slow = {sim.stats.tasks[t].prompt for t in sim.stats.slow_task_ids}
+
+    assert slow
+    assert {1} == set(sim.stats.creates_per_prompt.values())
+    assert n == len(sim.stats.creates_per_prompt)
+    assert {"completed": n} == Counter(o.status for o in outcomes)
 
 
 # --------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ ends. Re-attaching a task of an earlier run (``Attach``) and the one place a 429
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -44,9 +45,17 @@ class FakeAPI:
         self.reads: list[str] = []
         self.final: dict[str, Task] = {}
         self.requests = 0
+        self.keys: list[str | None] = []  # the idempotency key of each create
+        self.refuse = 0  # creates to refuse with a 429 first
 
-    async def create_video(self, request: VideoRequest) -> Task:
+    async def create_video(
+        self, request: VideoRequest, *, idempotency_key: str | None = None
+    ) -> Task:
         self.requests += 1
+        self.keys.append(idempotency_key)
+        if self.refuse:
+            self.refuse -= 1
+            raise rate_limited("slow down")
         task_id = f"task-unified-new-{len(self.created) + 1}"
         self.created.append(task_id)
         return Task(id=task_id, status=TaskStatus.PENDING, raw_status="pending")
@@ -126,6 +135,21 @@ async def test_an_attached_task_is_followed_by_id_without_a_create_or_credits() 
     assert (["task-unified-new-1"], OLD in rig.api.reads) == (rig.api.created, True)
     assert rig.limits.budget is not None
     assert (PRICE, 0.0) == (rig.limits.budget.spent, rig.limits.budget.reserved)
+
+
+async def test_an_attempt_sent_again_keeps_its_key_and_a_new_attempt_gets_a_new_one() -> None:
+    rig = Rig()
+    rig.api.refuse = 1  # the first create is refused (a 429 the transport gave up on)
+    first = "task-unified-new-1"
+    rig.api.final[first] = failed(first, "service_error")  # retryable: a new attempt
+    own = "caller-key-000000001"
+    outcomes = await rig.run([VideoRequest(prompt="x", client_request_id=own)], max_attempts=2)
+    assert [("completed", 2)] == [(o.status, o.attempts) for o in outcomes]
+    keys = rig.api.keys
+    assert [own, own] == keys[:2]  # the refused attempt, sent again with its key
+    assert 3 == len(keys)
+    assert keys[2] is not None
+    assert re.fullmatch(r"run_[0-9a-f]{32}", keys[2])
 
 
 async def test_a_retryable_failure_of_an_attached_task_is_resubmitted_attempts_going_on() -> None:
@@ -215,11 +239,11 @@ async def test_a_batch_counts_the_429s_the_limits_saw_as_rate_limited_events() -
     limits = rig.limits
     once = [True]
 
-    async def create_video(req: VideoRequest) -> Task:
+    async def create_video(req: VideoRequest, *, idempotency_key: str | None = None) -> Task:
         if once[0]:  # the transport would tell its gate of the 429, then retry
             once[0] = False
             limits.on_rate_limited(rate_limited("slow down"))
-        return await create(req)
+        return await create(req, idempotency_key=idempotency_key)
 
     api.create_video = create_video  # type: ignore[method-assign]
     outcomes = await rig.run([request("a")])

@@ -74,6 +74,8 @@ class HostileAPI:
             "no-id": lambda: web.json_response({"status": "pending", "progress": 0}),
             "int-id": lambda: web.json_response(task_body(12345)),
             "huge": lambda: web.Response(body=b'{"id": "' + b"a" * HUGE + b'"}'),
+            "nested": lambda: web.Response(body=b"[" * 100_000 + b"]" * 100_000),
+            "same-id": lambda: web.json_response(task_body("task-unified-1700000000-twintwin")),
             "poll-garbage": self.poll_garbage,
             "large": lambda: web.json_response({**task_body(self.new_id()), "pad": "x" * 300_000}),
         }
@@ -297,13 +299,46 @@ async def test_a_body_that_is_not_a_task_is_a_decode_error_and_the_batch_goes_on
     assert 2 == len(list((tmp_path / "clips").glob("*.mp4")))
 
 
-@pytest.mark.parametrize("scenario", ["not-json", "list", "no-id", "int-id", "huge"])
+@pytest.mark.parametrize("scenario", ["not-json", "list", "no-id", "int-id", "huge", "nested"])
 async def test_create_video_raises_decode_error_for_a_body_that_is_not_a_task(
     api: HostileAPI, scenario: str
 ) -> None:
     async with client_for(api) as client:
         with pytest.raises(DecodeError):
             await client.create_video(prompt=f"{scenario}: direct")
+
+
+async def test_attack_11_a_create_answer_nested_too_deeply_is_unknown_and_keeps_its_credits(
+    api: HostileAPI,
+) -> None:
+    # Before: RecursionError, reported as failed with the reservation released although the
+    # service took the create.
+    async with client_for(api, budget=100.0) as client:
+        outcomes = [o async for o in client.generate_many(["nested: deep"])]
+        budget = client.budget
+        assert budget is not None
+        spent = budget.spent
+    assert ["unknown"] == [o.status for o in outcomes]
+    assert isinstance(outcomes[0].error, DecodeError)
+    assert "nested too deeply" in str(outcomes[0].error)
+    assert spent > 0
+
+
+async def test_attack_11_the_same_task_id_answered_to_two_creates_gives_both_an_outcome(
+    api: HostileAPI,
+) -> None:
+    # Before: the second create's job replaced the first in the table of live tasks, and one
+    # of the two prompts never got an outcome.
+    async with client_for(api) as client:
+        batch = client.generate_many(["same-id: one", "same-id: two", "ok: three"])
+        async with batch:
+            outcomes = [o async for o in batch]
+    assert [(1, "completed"), (2, "completed"), (3, "completed")] == sorted(
+        (o.index, o.status) for o in outcomes
+    )
+    assert {"task-unified-1700000000-twintwin"} == {
+        o.task.id for o in outcomes if o.index < 3 and o.task is not None
+    }
 
 
 async def test_an_answer_larger_than_one_network_read_is_read_whole(api: HostileAPI) -> None:

@@ -20,6 +20,7 @@ import pytest
 
 from evolink_async.journal import (
     JOURNAL_FILENAME,
+    LOCK_FILENAME,
     Journal,
     JournalCorruptError,
     JournalError,
@@ -312,6 +313,29 @@ async def test_async_open_is_locked_out_too(tmp_path: Path) -> None:
     async with Journal(tmp_path) as journal:
         assert not journal.closed
     assert journal.closed
+
+
+@pytest.mark.parametrize("swap", ["deleted", "replaced"])
+def test_attack_6_a_deleted_or_swapped_lock_file_does_not_let_a_second_run_in(
+    tmp_path: Path, swap: str
+) -> None:
+    # Before: deleting <out>/.lock under a running batch let a second run lock a new file and
+    # create the same prompts again. The journal file itself is locked now.
+    with Journal.open(tmp_path):
+        (tmp_path / LOCK_FILENAME).unlink()
+        if swap == "replaced":
+            (tmp_path / LOCK_FILENAME).write_text("12345\n")
+        with pytest.raises(JournalLockedError):
+            Journal.open(tmp_path)
+    Journal.open(tmp_path).close()  # released on close
+
+
+def test_a_swapped_lock_file_in_another_process_is_refused_too(
+    tmp_path: Path, holder: subprocess.Popen[str]
+) -> None:
+    (tmp_path / LOCK_FILENAME).unlink()
+    with pytest.raises(JournalLockedError):
+        Journal.open(tmp_path)
 
 
 _HOLDER = textwrap.dedent(

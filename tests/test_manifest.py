@@ -48,7 +48,7 @@ RENDER: list[tuple[State, str, str | None, dict[str, str] | None, float]] = [
     ("skipped", "skipped", "00001-task-1.mp4", ERR, 0.0),
     (
         "submitted",
-        "unknown",
+        "interrupted",
         "00001-task-1.mp4",
         {
             "code": "interrupted",
@@ -78,12 +78,19 @@ RENDER: list[tuple[State, str, str | None, dict[str, str] | None, float]] = [
     ),
     (
         "queued",
-        "skipped",
+        "interrupted",
         "00001-task-1.mp4",
         {"code": "interrupted", "message": f"not submitted: {REASON}"},
         0.0,
     ),
 ]
+
+
+def test_a_line_the_credits_stopped_is_skipped_with_that_reason_not_interrupted() -> None:
+    entry = render(line_in("queued"), "daily_quota_exceeded", "the key's daily limit")
+    assert ("skipped", "daily_quota_exceeded") == (entry.status, (entry.error or {})["code"])
+    running = render(line_in("submitted"), "daily_quota_exceeded", "the key's daily limit")
+    assert "unknown" != running.status or running.task_id  # a running task keeps its id
 
 
 @pytest.mark.parametrize(("state", "status", "video", "error", "credits"), RENDER)
@@ -162,7 +169,8 @@ def test_the_summary_counts_its_entries_and_hands_them_over(tmp_path: Path) -> N
         interrupted=True,
         aborted=None,
     )
-    assert {"completed": 2, "failed": 1, "unknown": 1, "skipped": 1} == summary.counts
+    expected = {"completed": 2, "failed": 1, "unknown": 0, "skipped": 0, "interrupted": 2}
+    assert expected == summary.counts
     assert (5, 1, 1, round(3 * 23.04, 4)) == (
         summary.total,
         summary.downloaded,

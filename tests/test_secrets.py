@@ -160,6 +160,9 @@ def sync_caught(call: Any, *args: Any, **kwargs: Any) -> BaseException:
     raise AssertionError("no exception")
 
 
+RUN = "run_secretstest0000000000000000000"
+
+
 def error_classes() -> set[type[BaseException]]:
     return {
         cls
@@ -209,7 +212,7 @@ async def test_a_faulty_batch_at_debug_level_and_every_error_class_never_show_th
 
     # 2. the service's errors, one at a time, from a simulator without random faults
     async with (
-        Simulator(time_scale=TIME_SCALE, api_key=KEY) as sim,
+        Simulator(time_scale=TIME_SCALE, api_key=KEY, outcome_unknown_replays=1) as sim,
         EvolinkClient(KEY, sim.base_url, rate=None, retry=ONCE, time_scale=TIME_SCALE) as client,
     ):
         transport = client.transport
@@ -235,6 +238,9 @@ async def test_a_faulty_batch_at_debug_level_and_every_error_class_never_show_th
         raised.append(await caught(client.wait(cancelled)))
         paused = attrs.evolve(done, status=TaskStatus.UNKNOWN, raw_status="paused")
         raised.append(TaskStalledError(paused, 900.0))
+        await client.create_video(prompt="keyed once", idempotency_key=RUN)
+        for prompt in ("keyed again", "keyed once"):  # idempotency_conflict, outcome unknown
+            raised.append(await caught(client.create_video(prompt=prompt, idempotency_key=RUN)))
         sim.set_credits(0)
         raised.append(await caught(client.create_video(prompt="no credits left")))
         reprs += [task, done, client]

@@ -54,9 +54,11 @@ from evolink_async.errors import (
     BadRequestError,
     DecodeError,
     EvolinkError,
+    IdempotencyConflictError,
     InsufficientCreditsError,
     InvalidRequestError,
     NotFoundError,
+    PaidOutcomeUnknownError,
     PermissionDeniedError,
     RateLimitError,
     RequestTooLargeError,
@@ -509,13 +511,66 @@ async def test_get_is_not_retried_on_a_client_error(
 # -- retry rules: create (never pay twice) ------------------------------------------------------
 
 
-@pytest.mark.parametrize("status", [429, 500, 502, 503])
-async def test_create_is_retried_when_the_service_said_no(
+RUN_KEY = "run_0123456789abcdef0123456789abcdef"
+
+
+def create_with_key(transport: Transport) -> Awaitable[tuple[Any, bool]]:
+    return transport.create(CREATE, json={"prompt": "x"}, idempotency_key=RUN_KEY)
+
+
+def create_without_key(transport: Transport) -> Awaitable[tuple[Any, bool]]:
+    return transport.create(CREATE, json={"prompt": "x"}, idempotency_key=None)
+
+
+async def test_a_create_with_a_key_carries_it_in_both_headers(
+    api: FakeAPI, transport: Transport
+) -> None:
+    api.reply("POST", CREATE, 200, json=SEED_CREATE_ANSWER)
+    await create_with_key(transport)
+    headers = api.sent("POST", CREATE)["headers"]
+    assert (RUN_KEY, RUN_KEY) == (headers["Idempotency-Key"], headers["X-Evo-Run-Id"])
+
+
+async def test_a_create_without_a_key_carries_neither_header(
+    api: FakeAPI, transport: Transport
+) -> None:
+    api.reply("POST", CREATE, 200, json=SEED_CREATE_ANSWER)
+    await create_without_key(transport)
+    headers = api.sent("POST", CREATE)["headers"]
+    assert set() == {"Idempotency-Key", "X-Evo-Run-Id"} & set(headers)
+
+
+@pytest.mark.parametrize("status", [429, 500, 502, 503, 520, 522, 524])
+async def test_a_create_with_a_key_is_retried_with_the_same_key_on_a_refusal_or_a_5xx(
     api: FakeAPI, transport: Transport, sleeps: list[float], status: int
 ) -> None:
     api.reply("POST", CREATE, status, json={"error": {"message": "busy"}}, repeat=True)
-    err = await raised(transport.request("POST", CREATE, json={"prompt": "x"}, create=True))
-    assert (CLASS_OF[status], 3, 2) == (type(err), api.calls("POST", CREATE), len(sleeps))
+    err = await raised(create_with_key(transport))
+    keys = {api.sent("POST", CREATE, i)["headers"]["Idempotency-Key"] for i in range(3)}
+    assert (CLASS_OF.get(status, ServerError), 3, 2, {RUN_KEY}) == (
+        type(err),
+        api.calls("POST", CREATE),
+        len(sleeps),
+        keys,
+    )
+
+
+async def test_a_create_without_a_key_is_retried_on_a_429_only(
+    api: FakeAPI, transport: Transport, sleeps: list[float]
+) -> None:
+    api.reply("POST", CREATE, 429, json={"error": {"message": "busy"}}, repeat=True)
+    err = await raised(create_without_key(transport))
+    assert (RateLimitError, 3, 2) == (type(err), api.calls("POST", CREATE), len(sleeps))
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 520, 522, 524])
+async def test_a_create_without_a_key_is_never_retried_on_a_5xx_and_may_have_been_created(
+    api: FakeAPI, transport: Transport, sleeps: list[float], status: int
+) -> None:
+    api.reply("POST", CREATE, status, json={"error": {"message": "oops"}}, repeat=True)
+    err = await raised(create_without_key(transport))
+    assert isinstance(err, ServerError)
+    assert (True, 1, []) == (err.maybe_created, api.calls("POST", CREATE), sleeps)
 
 
 async def test_create_retried_after_a_503_returns_the_task(
@@ -523,8 +578,46 @@ async def test_create_retried_after_a_503_returns_the_task(
 ) -> None:
     api.reply("POST", CREATE, 503, body=b"")
     api.reply("POST", CREATE, 200, json=SEED_CREATE_ANSWER)
-    body = await transport.request("POST", CREATE, json={"prompt": "x"}, create=True)
-    assert (SEED_CREATE_ANSWER, 2) == (body, api.calls("POST", CREATE))
+    body, replayed = await create_with_key(transport)
+    assert (SEED_CREATE_ANSWER, False, 2) == (body, replayed, api.calls("POST", CREATE))
+
+
+@pytest.mark.parametrize(("header", "expected"), [("true", True), ("True", True), (None, False)])
+async def test_a_replayed_answer_is_recognised_by_its_header(
+    api: FakeAPI, transport: Transport, header: str | None, expected: bool
+) -> None:
+    headers = {"Idempotency-Replayed": header} if header is not None else None
+    api.reply("POST", CREATE, 200, json=SEED_CREATE_ANSWER, headers=headers)
+    _, replayed = await create_with_key(transport)
+    assert (expected, int(expected)) == (replayed, transport.replays)
+
+
+async def test_an_idempotency_conflict_is_its_own_error_and_never_retried(
+    api: FakeAPI, transport: Transport, sleeps: list[float]
+) -> None:
+    body = {"error": {"code": "idempotency_conflict", "message": "key reused"}}
+    api.reply("POST", CREATE, 409, json=body, repeat=True)
+    err = await raised(create_with_key(transport))
+    assert (IdempotencyConflictError, 1, []) == (type(err), api.calls("POST", CREATE), sleeps)
+
+
+async def test_paid_outcome_unknown_is_retried_with_the_same_key(
+    api: FakeAPI, transport: Transport
+) -> None:
+    body = {"error": {"code": "paid_outcome_unknown", "message": "still running"}}
+    api.reply("POST", CREATE, 409, json=body)
+    api.reply(
+        "POST", CREATE, 200, json=SEED_CREATE_ANSWER, headers={"Idempotency-Replayed": "true"}
+    )
+    answer, replayed = await create_with_key(transport)
+    keys = {api.sent("POST", CREATE, i)["headers"]["Idempotency-Key"] for i in range(2)}
+    assert (SEED_CREATE_ANSWER, True, {RUN_KEY}) == (answer, replayed, keys)
+
+
+def test_paid_outcome_unknown_is_classified_by_its_code_whatever_the_status() -> None:
+    body = b'{"error": {"code": "paid_outcome_unknown", "message": "wait"}}'
+    err = error_from_response(400, body)
+    assert (PaidOutcomeUnknownError, True) == (type(err), err.maybe_created)
 
 
 @pytest.mark.parametrize(
@@ -567,6 +660,23 @@ async def test_create_is_not_retried_when_it_may_have_reached_the_service(
     assert isinstance(err, APIConnectionError)
     assert (cls, True, 1, []) == (type(err), err.maybe_created, api.calls("POST", CREATE), sleeps)
     assert "may have been created" in str(err)
+
+
+@pytest.mark.parametrize(
+    "make_exc",
+    [asyncio.TimeoutError, aiohttp.ServerDisconnectedError],
+    ids=["timeout", "server-disconnected"],
+)
+async def test_a_create_that_may_have_reached_the_service_is_retried_with_its_key(
+    api: FakeAPI, transport: Transport, make_exc: Callable[[], Exception]
+) -> None:
+    api.fail("POST", CREATE, make_exc())
+    api.reply(
+        "POST", CREATE, 200, json=SEED_CREATE_ANSWER, headers={"Idempotency-Replayed": "true"}
+    )
+    answer, replayed = await create_with_key(transport)
+    keys = {api.sent("POST", CREATE, i)["headers"]["Idempotency-Key"] for i in range(2)}
+    assert (SEED_CREATE_ANSWER, True, {RUN_KEY}) == (answer, replayed, keys)
 
 
 async def test_create_is_not_retried_on_a_gateway_timeout(
@@ -631,7 +741,7 @@ async def test_a_retry_waits_for_the_retry_after_given_in_the_message(
     message = "Service temporarily unavailable, retry after 30 seconds"
     api.reply("POST", CREATE, 503, json={"error": {"message": message}})
     api.reply("POST", CREATE, 200, json=SEED_CREATE_ANSWER)
-    await transport.request("POST", CREATE, json={"prompt": "x"}, create=True)
+    await create_with_key(transport)
     assert 1 == len(sleeps)
     assert sleeps[0] >= 30.0
 

@@ -29,7 +29,10 @@ on the same directory:
 * tasks created but not finished are re-attached by id and polled, never resubmitted (also
   after a per-task timeout: the task may still finish);
 * lines whose create may or may not have reached the service (``intent`` without ``created``,
-  or ``unknown``) are reported ``unknown`` and not resubmitted, unless ``retry_unknown=True``;
+  or ``unknown``) are sent again, first, with the idempotency key their intent journaled: the
+  gateway answers with the original task, so nothing is paid twice. Without a key (a journal of
+  an older version, or a client with ``idempotency=False``) they are reported ``unknown`` and
+  not resubmitted, unless ``retry_unknown=True`` (which may pay twice);
 * failed lines stay failed; rejected lines are submitted again;
 * a line whose request changed since it was journaled (another file or other defaults) makes
   the job refuse to start (:class:`BatchInputError`): nothing is submitted.

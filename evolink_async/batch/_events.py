@@ -35,6 +35,7 @@ from ..errors import (
     TaskTimeoutError,
 )
 from ..models import TaskStatus, VideoRequest
+from ._linekeys import LineKeys
 from ._writer import JournalWriter, Op
 from .journal import Journal
 from .ledger import Ledger
@@ -65,6 +66,8 @@ def error_info(exc: BaseException) -> dict[str, str]:
         }
     if isinstance(exc, BudgetExceededError):
         return {"code": "budget_exceeded", "message": str(exc)}
+    if isinstance(exc, APIError) and getattr(exc, "maybe_created", False):  # a 5xx to a create
+        return {"code": "maybe_created", "message": str(exc)}
     if isinstance(exc, APIError):
         api_code = exc.code if exc.code is not None else (exc.type or f"http_{exc.status}")
         info = {"code": str(api_code), "message": str(exc)}
@@ -91,7 +94,8 @@ class Recorder:
     ``on_quota`` (when given) instead with a 402 (balance, key or daily limit): the job stops
     creating but lets the tasks in flight finish;
     ``stopping()`` says whether the job stopped admitting; ``fingerprints`` are the lines'
-    request fingerprints, for their intents.
+    request fingerprints, for their intents; ``keys`` gives each attempt's idempotency key
+    (journaled in its intent, then sent with the create).
 
     A task an earlier run created is re-attached through the dispatcher (:meth:`attach`): it
     keeps the credits journaled for it when it completes, and a retryable failure journals
@@ -110,6 +114,7 @@ class Recorder:
         stopping: Callable[[], bool],
         fingerprints: Mapping[int, str],
         on_quota: Callable[[InsufficientCreditsError], None] | None = None,
+        keys: LineKeys | None = None,
     ) -> None:
         self.ledger = ledger
         self.journal = journal
@@ -120,6 +125,7 @@ class Recorder:
         self.on_quota = on_quota
         self.stopping = stopping
         self.fingerprints = fingerprints
+        self.keys = keys
         self.rate_limited = 0
         #: attempts made again (Retrying events)
         self.retries = 0
@@ -146,15 +152,17 @@ class Recorder:
 
     async def before_create(
         self, lines: Sequence[int], index: int, request: VideoRequest, attempt: int
-    ) -> None:
-        """The dispatcher's hook: the intent is on disk before the create is sent."""
+    ) -> str | None:
+        """The dispatcher's hook: the intent (with the attempt's idempotency key) is on disk
+        before the create is sent; returns the key."""
         line = lines[index - 1]
         if self.stopping():
             raise Stopped("not submitted: the batch was stopped")
+        key = self.keys.key(line, attempt) if self.keys is not None else None
         self.ledger.post(line)
         try:
             await self.writer.write(
-                functools.partial(self.journal.intent, line, self.fingerprints[line])
+                functools.partial(self.journal.intent, line, self.fingerprints[line], key)
             )
         except BaseException as exc:
             if isinstance(exc, Exception):
@@ -164,6 +172,7 @@ class Recorder:
             self.touched()
             raise
         self.ledger.intent_written(line)
+        return key
 
     def on_event(self, lines: Sequence[int], event: Event) -> None:
         """The dispatcher's ``on_event``: ``lines`` maps its 1-based index to line numbers."""

@@ -24,10 +24,11 @@ from ..limits import CreditBudget
 from ._credits import check_credits, quota_stop
 from ._downloads import Downloader, check_files
 from ._events import Recorder
+from ._linekeys import LineKeys
 from ._uploads import upload_all, with_uploads
 from ._writer import JournalWriter
 from .input import BatchLine, PromptFormat, duplicate_lines, load_prompts
-from .journal import Journal, LineState
+from .journal import Journal, LineState, key_seed
 from .ledger import BatchProgress, Ledger, LedgerLine
 from .ledger_journal import LedgerJournal
 from .manifest import (
@@ -191,7 +192,7 @@ class BatchJob:
             self._ready = True
             if on_ready is not None:
                 on_ready()
-            writer = self._wire(journal)
+            writer = self._wire(journal, await _line_keys(self, journal, todo))
             try:
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(writer.run)
@@ -220,7 +221,7 @@ class BatchJob:
             duplicates=duplicate_lines(self._entries.values()),
         )
 
-    def _wire(self, journal: Journal) -> JournalWriter:
+    def _wire(self, journal: Journal, keys: LineKeys) -> JournalWriter:
         """Build the run's journal writer, event recorder and downloader."""
         writer = JournalWriter(lambda exc: self._abort(f"the journal cannot be written: {exc}"))
         self._rec = Recorder(
@@ -233,6 +234,7 @@ class BatchJob:
             stopping=self._no_new_creates,
             fingerprints={n: e.fingerprint for n, e in self._entries.items()},
             on_quota=self._quota_stop,
+            keys=keys,
         )
         self._downloads = Downloader(
             self.client, self.out_dir, self._rec, self._download_concurrency, lambda: self._stopping
@@ -249,13 +251,8 @@ class BatchJob:
         present = (
             await anyio.to_thread.run_sync(check_files, self.out_dir, checks) if checks else {}
         )
-        return plan(
-            self._ledger,
-            state,
-            present,
-            retry_unknown=self.retry_unknown,
-            download=self.download,
-        )
+        flags = {"retry_unknown": self.retry_unknown, "download": self.download}
+        return plan(self._ledger, state, present, keys=self.client.api.idempotency, **flags)
 
     async def _execute(self, todo: Plan) -> None:
         async with anyio.create_task_group() as watch:
@@ -350,6 +347,17 @@ class BatchJob:
             else f"the batch stopped: {self._aborted or 'internal error'}"
         )
         return [render(ln, why, reason) for ln in self._ledger]
+
+
+async def _line_keys(job: BatchJob, journal: Journal, todo: Plan) -> LineKeys:
+    """The idempotency keys of this run's creates: derived from the job's seed (journaled
+    once), the lines of ``todo.resend`` with their journaled key; none when the client sends
+    no keys."""
+    seed = None
+    if job.client.api.idempotency and todo.submit:
+        seed = await key_seed(journal)
+    fingerprints = {n: e.fingerprint for n, e in job._entries.items()}
+    return LineKeys(seed, fingerprints, lambda n: job._ledger[n].attempts, todo.resend)
 
 
 async def run_batch(

@@ -4,7 +4,9 @@ A batch run writes ``<dir>/journal.jsonl``: one JSON object per line, each writt
 and fsynced before the call that wrote it returns. Every record has ``"ts"`` (UTC, ISO 8601),
 ``"event"`` and ``"line"`` (the input line it is about)::
 
-    {"ts": "...", "event": "intent", "line": 7, "fingerprint": "<sha256 of the request>"}
+    {"ts": "...", "event": "job", "key_seed": "<random hex: the seed of the job's keys>"}
+    {"ts": "...", "event": "intent", "line": 7, "fingerprint": "<sha256 of the request>",
+     "key": "evb_..."}
     {"ts": "...", "event": "created", "line": 7, "task_id": "task-unified-...", "credits": 23.04}
     {"ts": "...", "event": "finished", "line": 7, "task_id": "...", "status": "completed",
      "error": null, "url": "https://..."}
@@ -17,8 +19,11 @@ and fsynced before the call that wrote it returns. Every record has ``"ts"`` (UT
 for a resumed run:
 
 * ``intent``: the request may or may not have reached the service (a crash between the POST
-  and its answer); treat it like ``unknown``, never resubmit silently.
-* ``unknown``: the outcome of the submission is not known; resubmit only when asked.
+  and its answer). With its idempotency ``key`` it is sent again with that key (the gateway
+  answers with the original task); without one (an older journal, or keys turned off) it is
+  treated like ``unknown``, never resubmitted silently.
+* ``unknown``: the outcome of the submission is not known; sent again with its ``key`` when
+  it has one, else resubmitted only when asked.
 * ``created``: the service took it; re-attach by ``task_id`` and wait.
 * ``finished``: ``status`` says how; a ``completed`` task is downloaded again from ``url``.
 * ``downloaded``: done, provided the file at ``path`` still has ``size`` bytes.
@@ -26,7 +31,9 @@ for a resumed run:
   fetched (``error`` says why); downloaded again from ``url``, like ``finished``.
 
 A directory is used by one run at a time: :class:`Journal` holds an exclusive ``flock`` on
-``<dir>/.lock`` while open (the kernel drops it when the process dies, however it dies).
+``<dir>/.lock`` and on the journal file itself while open (the kernel drops them when the
+process dies, however it dies); deleting or replacing ``.lock`` under a running batch does
+not let a second run in, since the journal it would write is still locked.
 The API key is never written: records with a key such as ``api_key`` or ``authorization`` are
 refused, and strings that look like a key or a bearer token are redacted.
 
@@ -41,6 +48,7 @@ from __future__ import annotations
 
 import errno
 import os
+import secrets
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -61,6 +69,7 @@ from .records import (
     fingerprint,
     fold,
     fold_all,
+    job_seed,
     parse,
     replay,
 )
@@ -88,6 +97,7 @@ __all__ = [
     "LineState",
     "Phase",
     "fingerprint",
+    "key_seed",
     "replay",
 ]
 
@@ -101,6 +111,17 @@ def _read_pid(fd: int) -> int | None:
     except OSError:
         return None
     return int(text) if text.isdigit() else None
+
+
+def _lock_journal(fd: int, directory: Path) -> None:
+    """Lock the journal file itself: the ``.lock`` file can be deleted or swapped by hand
+    under a running batch, the journal it writes cannot be shared."""
+    try:
+        _try_lock(fd)
+    except OSError as exc:
+        if exc.errno not in {errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES}:
+            raise
+        raise JournalLockedError(directory) from None
 
 
 class Journal:
@@ -120,7 +141,16 @@ class Journal:
     many tasks are serialised by one lock, so records never interleave.
     """
 
-    __slots__ = ("_broken", "_directory", "_fd", "_lock_fd", "_size", "_state", "_write_lock")
+    __slots__ = (
+        "_broken",
+        "_directory",
+        "_fd",
+        "_lock_fd",
+        "_seed",
+        "_size",
+        "_state",
+        "_write_lock",
+    )
 
     FILENAME: ClassVar[str] = JOURNAL_FILENAME
 
@@ -132,6 +162,7 @@ class Journal:
         self._size = 0
         self._broken = False
         self._state: dict[int, LineState] = {}
+        self._seed: str | None = None
         self._write_lock = anyio.Lock()
 
     # ----------------------------------------------------------------- open / close
@@ -191,6 +222,7 @@ class Journal:
         existed = path.exists()
         fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | _O_CLOEXEC, 0o600)
         try:
+            _lock_journal(fd, self._directory)
             data = path.read_bytes()
             parsed = parse(data, path)
             if parsed.good_end < len(data):  # a torn last line: cut it off
@@ -206,6 +238,7 @@ class Journal:
             os.close(fd)
             raise
         self._state = fold_all(parsed.records)
+        self._seed = job_seed(parsed.records)
         self._fd = fd
 
     def close(self) -> None:
@@ -279,11 +312,13 @@ class Journal:
 
     # ----------------------------------------------------------------- appending
 
-    async def intent(self, line: int, request_fingerprint: str) -> LineState:
-        """Record that ``line`` is about to be submitted. Call it *before* the POST."""
-        return await self._line_event(
-            {"event": "intent", "line": line, "fingerprint": request_fingerprint}
-        )
+    async def intent(
+        self, line: int, request_fingerprint: str, key: str | None = None
+    ) -> LineState:
+        """Record that ``line`` is about to be submitted (with idempotency ``key``). Call it
+        *before* the POST."""
+        record = {"event": "intent", "line": line, "fingerprint": request_fingerprint}
+        return await self._line_event(record if key is None else {**record, "key": key})
 
     async def created(self, line: int, task_id: str, credits: float | None = None) -> LineState:
         """Record that the service created ``task_id`` for ``line``, reserving ``credits``."""
@@ -381,3 +416,13 @@ class Journal:
                 self._broken = True
             raise JournalError(f"cannot write to journal {self.path}: {exc}") from exc
         self._size += len(data)
+
+
+async def key_seed(journal: Journal) -> str:
+    """The seed of the job's idempotency keys: journaled once (a ``job`` record) and the same
+    for every later run on the directory, so a rerun derives the same key for an attempt."""
+    if journal._seed is None:
+        seed = secrets.token_hex(16)
+        await journal.append({"event": "job", "key_seed": seed})
+        journal._seed = seed
+    return journal._seed

@@ -42,7 +42,7 @@ MANIFEST_FILENAME = "manifest.jsonl"
 #: the gallery beside the manifest (written by :mod:`.gallery`)
 GALLERY_FILENAME = "index.html"
 
-LineStatus = Literal["completed", "failed", "unknown", "skipped", "cancelled"]
+LineStatus = Literal["completed", "failed", "unknown", "skipped", "cancelled", "interrupted"]
 
 #: a clip's file name (see ``video_filename``)
 _CLIP = re.compile(r"\d{5,}-[A-Za-z0-9._-]+\.mp4")
@@ -78,14 +78,18 @@ class ManifestEntry:
 
 
 def render(ln: LedgerLine, why: str, reason: str) -> ManifestEntry:
-    """The manifest entry of a ledger line; a line not final when the run ended is shown as
-    ``why`` (``interrupted`` or ``aborted``) because of ``reason``."""
+    """The manifest entry of a ledger line. A line not final when the run ended (``why``:
+    ``interrupted`` or ``aborted``, because of ``reason``) is ``interrupted`` if it was never
+    sent or its task was still running (the rerun picks it up), ``unknown`` only if its
+    create may have been taken without an answer; a line the credits stopped (``why`` a quota
+    code) is ``skipped`` with that reason."""
     status: LineStatus
     error, credits, video = ln.error, ln.credits, ln.video
+    stopped: LineStatus = "interrupted" if why in ("interrupted", "aborted") else "skipped"
     if ln.state in ("completed", "failed", "unknown", "skipped", "cancelled"):
         status = ln.state
     elif ln.state in ("submitted", "processing"):
-        status = "unknown"
+        status = "interrupted" if stopped == "interrupted" else "unknown"
         error = {
             "code": why,
             "message": f"{reason} while task {ln.task_id} was running; "
@@ -107,7 +111,7 @@ def render(ln: LedgerLine, why: str, reason: str) -> ManifestEntry:
             "(retry_unknown=True) to submit it again",
         }
     else:  # queued
-        status, credits = "skipped", 0.0
+        status, credits = stopped, 0.0
         error = {"code": why, "message": f"not submitted: {reason}"}
     if status in ("failed", "skipped", "cancelled"):
         credits = 0.0
@@ -176,6 +180,9 @@ class BatchSummary:
     entries: tuple[ManifestEntry, ...] = ()
     #: lines whose task was cancelled at the service (refunded, not retried)
     cancelled: int = 0
+    #: lines the run stopped before they ended: never sent, or their task still running (the
+    #: rerun picks them up)
+    stopped: int = 0
     duplicates: tuple[tuple[int, ...], ...] = ()
 
     @property
@@ -191,7 +198,11 @@ class BatchSummary:
             "failed": self.failed,
             "unknown": self.unknown,
             "skipped": self.skipped,
-        } | ({"cancelled": self.cancelled} if self.cancelled else {})
+        } | {
+            name: n
+            for name, n in (("cancelled", self.cancelled), ("interrupted", self.stopped))
+            if n
+        }
 
     @property
     def ok(self) -> bool:
@@ -234,7 +245,7 @@ def summarize(
             1 for e in entries if e.error is not None and e.error.get("code") == "download_failed"
         ),
         credits=round(
-            sum(e.credits for e in entries if e.status in ("completed", "unknown")),
+            sum(e.credits for e in entries if e.status in ("completed", "unknown", "interrupted")),
             4,
         ),
         requests=requests,
@@ -245,5 +256,6 @@ def summarize(
         aborted=aborted,
         entries=tuple(entries),
         cancelled=by_status["cancelled"],
+        stopped=by_status["interrupted"],
         duplicates=duplicates,
     )

@@ -3,7 +3,10 @@
 Lines never journaled, and lines whose create was refused (``rejected``), are submitted;
 created tasks are re-attached by id; completed tasks whose file is missing are downloaded;
 the rest keep their final state. Lines whose create may or may not have reached the service
-(``intent`` without an answer, or ``unknown``) stay ``unknown`` unless ``retry_unknown``.
+(``intent`` without an answer, or ``unknown``) are sent again with the idempotency key their
+intent journaled (the gateway answers with the original task: never paid twice), first of all
+submissions; without a key (an older journal, or keys turned off) they stay ``unknown`` unless
+``retry_unknown``, which resubmits them as a new attempt (that may pay twice).
 """
 
 from __future__ import annotations
@@ -22,18 +25,21 @@ __all__ = ["MAYBE_CREATED", "Plan", "check_fingerprints", "journal_error", "plan
 
 MAYBE_CREATED = (
     "an earlier run stopped after deciding to submit this line and before the service answered:"
-    " the task may exist (and be billed). Not resubmitted; pass --retry-unknown "
-    "(retry_unknown=True) to submit it again"
+    " the task may exist (and be billed). Sent without an idempotency key, so not resubmitted;"
+    " pass --retry-unknown (retry_unknown=True) to submit it again"
 )
 
 
 @attrs.frozen
 class Plan:
-    """Line numbers to submit, to re-attach (by task id) and to download, in input order."""
+    """Line numbers to submit, to re-attach (by task id) and to download, in input order;
+    ``resend``: the lines of ``submit`` sent again with the idempotency key journaled for
+    them (they come first in ``submit``)."""
 
     submit: tuple[int, ...] = ()
     reattach: tuple[int, ...] = ()
     fetch: tuple[int, ...] = ()
+    resend: Mapping[int, str] = attrs.field(factory=dict)
 
 
 def journal_error(value: str | dict[str, Any] | None, default_code: str) -> dict[str, str]:
@@ -82,6 +88,8 @@ class _Planner:
     ledger: Ledger
     retry_unknown: bool
     download: bool
+    keys: bool = False
+    resend: dict[int, str] = attrs.Factory(dict)
     submit: list[int] = attrs.Factory(list)
     reattach: list[int] = attrs.Factory(list)
     fetch: list[int] = attrs.Factory(list)
@@ -113,7 +121,10 @@ class _Planner:
             led.restore(line, "failed", credits=0.0, error=error)
 
     def maybe_created(self, line: int, s: LineState) -> None:
-        if self.retry_unknown:
+        if self.keys and s.key is not None:
+            self.ledger.restore(line, "queued", task_id=None, credits=0.0)
+            self.resend[line] = s.key
+        elif self.retry_unknown:
             self.ledger.restore(line, "queued", task_id=None, credits=0.0)
             self.submit.append(line)
         elif s.phase == "intent":
@@ -152,13 +163,15 @@ def plan(
     *,
     retry_unknown: bool,
     download: bool,
+    keys: bool = False,
 ) -> Plan:
     """Set each line of ``ledger`` from the journal's ``state`` and say what to do with it.
 
     ``present``: for each line journaled ``downloaded``, whether its file is still there
-    with the journaled size.
+    with the journaled size. ``keys``: the client sends idempotency keys (a line whose
+    outcome is unknown is then sent again with its journaled key).
     """
-    planner = _Planner(ledger, retry_unknown, download)
+    planner = _Planner(ledger, retry_unknown, download, keys)
     done: list[tuple[int, LineState]] = []
     for ln in ledger:
         s = state.get(ln.line)
@@ -173,4 +186,5 @@ def plan(
             planner.line(ln.line, s)
     for line, s in done:
         planner.downloaded(line, s, present.get(line, False))
-    return Plan(tuple(planner.submit), tuple(planner.reattach), tuple(planner.fetch))
+    submit = (*planner.resend, *planner.submit)
+    return Plan(submit, tuple(planner.reattach), tuple(planner.fetch), planner.resend)

@@ -29,6 +29,7 @@ __all__ = [
     "fingerprint",
     "fold",
     "fold_all",
+    "job_seed",
     "parse",
     "replay",
 ]
@@ -63,6 +64,8 @@ class LineState:
         path, size, sha256: the downloaded file.
         credits: the credits reserved for the task, as the service reported them.
         fingerprint: the :func:`fingerprint` of the request last intended.
+        key: the idempotency key of the submission last intended (None: sent without one,
+            or by a version that kept none).
     """
 
     line: int
@@ -77,6 +80,7 @@ class LineState:
     sha256: str | None = None
     credits: float | None = None
     fingerprint: str | None = None
+    key: str | None = None
 
 
 def fingerprint(request: Mapping[str, Any]) -> str:
@@ -203,6 +207,7 @@ def fold(state: dict[int, LineState], record: Mapping[str, Any]) -> LineState | 
             phase="intent",
             attempts=old.attempts + 1,
             fingerprint=_str(record.get("fingerprint")),
+            key=_str(record.get("key")),
         )
     elif event == "created":
         new = attrs.evolve(
@@ -243,6 +248,15 @@ def fold(state: dict[int, LineState], record: Mapping[str, Any]) -> LineState | 
         new = attrs.evolve(old, phase="unknown", error=_str(record.get("reason")))
     state[line] = new
     return new
+
+
+def job_seed(records: list[dict[str, Any]]) -> str | None:
+    """The seed of the job's idempotency keys (the first ``job`` record's), if journaled."""
+    for record in records:
+        if record.get("event") == "job" and isinstance(record.get("key_seed"), str):
+            seed: str = record["key_seed"]
+            return seed
+    return None
 
 
 def fold_all(records: list[dict[str, Any]]) -> dict[int, LineState]:

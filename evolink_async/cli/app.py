@@ -149,6 +149,7 @@ async def service(
     keeps its tasks in ``state_dir``, when given, so that a rerun there finds them again).
     Raises :class:`UsageError` (after a message) without an API key."""
     time_scale: float | None = args.time_scale
+    client_kwargs.setdefault("idempotency", not getattr(args, "no_idempotency", False))
     if getattr(args, "simulate", False):
         from .. import testing  # noqa: PLC0415 - only needed for --simulate
 

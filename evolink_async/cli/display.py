@@ -252,6 +252,8 @@ def summary_rows(summary: BatchSummary) -> list[tuple[str, str]]:
     ]
     if summary.cancelled:
         rows.append(("cancelled", str(summary.cancelled)))
+    if summary.stopped:
+        rows.append(("interrupted", f"{summary.stopped} (run the same command again)"))
     rows += [
         ("downloaded", str(summary.downloaded) if summary.download else "off (--no-download)"),
     ]
@@ -293,8 +295,24 @@ def failure_lines(entries: Iterable[Mapping[str, Any]], *, download: bool) -> It
 
 
 def _not_completed(summary: BatchSummary) -> list[str]:
-    """The lines of the run that did not complete (from the summary's manifest entries)."""
-    return list(failure_lines((e.to_json() for e in summary.entries), download=summary.download))
+    """The lines of the run that did not complete (from the summary's manifest entries), the
+    lines that ended the same way for the same reason said once."""
+    groups: dict[str, list[int]] = {}
+    for text in failure_lines((e.to_json() for e in summary.entries), download=summary.download):
+        head, _, rest = text.partition(": ")
+        groups.setdefault(rest, []).append(int(head.removeprefix("line ")))
+    return [f"{_lines_text(lines)}: {what}" for what, lines in groups.items()]
+
+
+def _lines_text(lines: list[int]) -> str:
+    """``line 4``, ``lines 2, 5, 9``, ``lines 3-157 (153)`` or ``153 lines (3, 4, 8, ...)``."""
+    if len(lines) == 1:
+        return f"line {lines[0]}"
+    if lines == list(range(lines[0], lines[-1] + 1)) and len(lines) > 3:
+        return f"lines {lines[0]}-{lines[-1]} ({len(lines)})"
+    if len(lines) <= 5:
+        return "lines " + ", ".join(map(str, lines))
+    return f"{len(lines)} lines ({', '.join(map(str, lines[:3]))}, ...)"
 
 
 def _print_rich_summary(title: str, rows: list[tuple[str, str]], problems: list[str]) -> None:

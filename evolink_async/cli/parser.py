@@ -107,6 +107,12 @@ def _add_connection(parser: argparse.ArgumentParser, *, simulate: bool) -> None:
         "time (default: $EVOLINK_TIME_SCALE, else the scale the simulator states on its "
         f"answers, else 1; {SIMULATE_TIME_SCALE} with --simulate)",
     )
+    group.add_argument(
+        "--no-idempotency",
+        action="store_true",
+        help="send no Idempotency-Key (for a proxy that strips it): a create whose outcome is "
+        "unknown is then never sent again",
+    )
     if simulate:
         group.add_argument(
             "--simulate",
@@ -157,7 +163,9 @@ def add_batch(sub: _Commands) -> None:
     batch.add_argument(
         "--retry-unknown",
         action="store_true",
-        help="resubmit prompts whose earlier submission outcome is unknown (may pay twice)",
+        help="resubmit prompts whose earlier submission outcome is unknown and that have no "
+        "idempotency key (an older journal, or --no-idempotency): may pay twice; lines with a "
+        "key are always sent again with it",
     )
     batch.add_argument(
         "--no-download", action="store_true", help="keep the result URLs, do not download"

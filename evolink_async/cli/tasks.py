@@ -26,10 +26,13 @@ from .app import (
 
 __all__ = [
     "credits_command",
+    "credits_lines",
+    "local_time",
     "one_request",
     "status_command",
     "summary_json",
     "task_json",
+    "task_lines",
     "tasks_command",
 ]
 
@@ -86,12 +89,35 @@ def status_command(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(data, ensure_ascii=False))
             return
-        for key, value in data.items():
-            if value is not None:
-                shown = json.dumps(value) if isinstance(value, dict) else value
-                print(f"{key + ':':<18}{shown}")
+        for key, value in task_lines(task):
+            print(f"{key + ':':<18}{value}")
 
     return one_request(args, lambda client: client.get_task(args.task_id), show)
+
+
+def task_lines(task: Task) -> list[tuple[str, str]]:
+    """What ``status`` prints of a task, for a person: local times, units."""
+    rows = [("id", task.id), ("status", task.raw_status or str(task.status))]
+    if task.progress is not None:
+        rows.append(("progress", f"{task.progress} %"))
+    if task.model:
+        rows.append(("model", task.model))
+    if task.created:
+        rows.append(("created", local_time(task.created)))
+    if task.estimated_time is not None and not task.is_terminal:
+        rows.append(("estimated time", f"{task.estimated_time:g} s"))
+    if task.credits_reserved is not None:
+        rows.append(("credits reserved", f"{task.credits_reserved:g}"))
+    if task.video_url:
+        rows.append(("video", task.video_url))
+    if task.error is not None:
+        rows.append(("error", f"{task.error.code}: {task.error.message or ''}".rstrip(": ")))
+    return rows
+
+
+def local_time(unix: float) -> str:
+    """``2026-12-03 09:14:05 CET``: a Unix time in the machine's time zone."""
+    return datetime.datetime.fromtimestamp(unix).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
 def credits_command(args: argparse.Namespace) -> int:
@@ -104,15 +130,33 @@ def credits_command(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(data))
             return
-        remaining = "unlimited" if credits.remaining is None else f"{credits.remaining:g}"
-        print(f"remaining credits: {remaining}")
-        for name in ("key", "account"):
-            balance = data[name]
-            if isinstance(balance, dict):
-                shown = ", ".join(f"{k} {v}" for k, v in balance.items() if v is not None)
-                print(f"  {name}: {shown}")
+        for line in credits_lines(credits):
+            print(line)
 
     return one_request(args, lambda client: client.get_credits(), show)
+
+
+def credits_lines(credits: Credits) -> list[str]:
+    """What ``credits`` prints, for a person: ONE figure that can be spent, with its meaning,
+    then where it comes from."""
+    available = credits.available
+    if available is None:
+        head = "available: unknown (the service gave no balance)"
+    else:
+        limited = credits.key_remaining is not None and credits.key_remaining == available
+        why = "this key's own limit" if limited else "the account's balance"
+        head = f"available: {available:g} credits (about ${available / 68:,.2f}; {why})"
+    lines = [head]
+    if credits.balance is not None:
+        lines.append(f"  account balance: {credits.balance:g} (shared by all its keys)")
+    if credits.key_used is not None:
+        limit = (
+            f", {credits.key_remaining:g} left of its limit"
+            if credits.key_remaining is not None
+            else ", no limit of its own"
+        )
+        lines.append(f"  this key: {credits.key_used:g} spent{limit}")
+    return lines
 
 
 def _balance(balance: Any) -> dict[str, Any] | None:

@@ -3,10 +3,15 @@
 A request is admitted when a concurrency slot, a credit reservation and a rate token (taken by
 the transport for every request) are all available. Once created, a task costs no coroutine of
 its own: the one poller tracks it and calls back when it ends. Retryable task failures are
-resubmitted (a new create, counted in ``attempts``); fatal ones end the request at once; a
-create whose outcome is unknown (the service may have taken it) is reported ``unknown`` and never
-resubmitted by the SDK. A task an earlier run created comes in as an ``Attach`` item and goes
-through the same admission and retry paths.
+resubmitted (a new create with a new idempotency key, counted in ``attempts``); fatal ones end
+the request at once; a create whose outcome is still unknown after the transport sent it again
+with its key (or at once, without keys) is reported ``unknown`` and never resubmitted by the
+SDK. ``before_create`` may give each attempt's key (a batch journals it). A task an earlier run
+created comes in as an ``Attach`` item and goes through the same admission and retry paths.
+
+A batch holds at most its tightest concurrency limit in requests created or outcomes not yet
+taken by its consumer: a consumer that stops (a ``break``) stops the creates; ``async with``
+(or ``aclose()``) cancels and awaits the rest.
 
 ``Dispatcher(api, poller, limits, price=...)`` gets its collaborators explicitly.
 """

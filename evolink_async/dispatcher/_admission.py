@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import anyio
 import attrs
 
+from .._keys import new_idempotency_key
 from ..errors import (
     APIConnectionError,
     BudgetExceededError,
@@ -59,8 +60,8 @@ __all__ = ["Job", "Run", "Services", "Signal", "TaskAPI"]
 
 logger = logging.getLogger("evolink_async")
 
-#: creates that fail with one of these (after the transport's own retries) are tried again
-#: later, up to ``max_attempts`` times: the service certainly did not take them.
+#: creates the service certainly did not take (a 429, a connection never opened; after the
+#: transport's own retries) are tried again later, up to this many times
 _REQUEUE_LIMIT = 50
 
 
@@ -70,7 +71,9 @@ class TaskAPI(Protocol):
     @property
     def requests(self) -> int: ...
 
-    def create_video(self, request: VideoRequest) -> Awaitable[Task]: ...
+    def create_video(
+        self, request: VideoRequest, *, idempotency_key: str | None = None
+    ) -> Awaitable[Task]: ...
 
 
 @attrs.frozen
@@ -136,6 +139,16 @@ class Job:
     credits: float = 0.0
     #: a task an earlier run created, to follow instead of creating one (``Attach``)
     attach_id: str | None = None
+    #: the idempotency key of each attempt (sent again with the attempt, never reused)
+    keys: dict[int, str] = attrs.field(factory=dict)
+
+    def key_for(self, attempt: int) -> str:
+        """The key of ``attempt``: the same each time the attempt is sent, a new one for a new
+        attempt (the first is the request's ``client_request_id``, when it has one)."""
+        if attempt not in self.keys:
+            own = self.request.client_request_id
+            self.keys[attempt] = own if own is not None and not self.keys else new_idempotency_key()
+        return self.keys[attempt]
 
 
 class Run:
@@ -161,6 +174,8 @@ class Run:
         self.stats = BatchStats()
         self.tasks: set[asyncio.Task[Any]] = set()
         self.live: dict[str, Job] = {}
+        #: jobs answered with the task id of a live job (each still gets its own outcome)
+        self.twins: dict[str, list[Job]] = {}
         #: set whenever something changed that a waiter (feeder, consumer) may care about
         self.changed = Signal()
         self.create_gate = anyio.Semaphore(create_parallelism, fast_acquire=True)
@@ -184,9 +199,8 @@ class Run:
         raise NotImplementedError
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        # A loose task, not a task group: a batch is driven by an async generator whose steps
-        # may run in different tasks, where a task group cannot live. Every task is kept,
-        # cancelled and awaited by aclose().
+        # A loose task, not a task group: a batch's steps may run in different tasks, where a
+        # task group cannot live. Every task is kept, cancelled and awaited by aclose().
         task = asyncio.get_running_loop().create_task(coro)
         self.tasks.add(task)
         task.add_done_callback(self._spawned_done)
@@ -219,12 +233,13 @@ class Run:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        for task_id, job in list(self.live.items()):
+        for task_id, job in self.live_jobs():
             self.services.poller.forget(task_id)
             # the task runs on at the service and may be billed: keep its credits
             self._settle(job, commit=True)
             self._release_slots(job)
         self.live.clear()
+        self.twins.clear()
         self.notify()  # a consumer waiting for outcomes sees the run has ended
 
     # -- one job -----------------------------------------------------------------------------
@@ -312,11 +327,12 @@ class Run:
         job.attempts += 1
         self.stats.creates += 1
         try:
-            if self.before_create is not None:
-                await self.before_create(job.index, job.request, job.attempts)
-            task = await self.services.api.create_video(job.request)
+            hook = self.before_create
+            key = await hook(job.index, job.request, job.attempts) if hook is not None else None
+            key = key or job.key_for(job.attempts)
+            task = await self.services.api.create_video(job.request, idempotency_key=key)
         except BaseException as exc:
-            self._create_failed(job, exc)
+            _create_failed(self, job, exc)
             if not isinstance(exc, Exception):
                 raise
             return
@@ -358,12 +374,22 @@ class Run:
             return False
         return True
 
+    def live_jobs(self) -> list[tuple[str, Job]]:
+        """Every job whose task is in flight, with its task id (twins included)."""
+        return [*self.live.items(), *((t, j) for t, js in self.twins.items() for j in js)]
+
     def _go_live(self, job: Job, task: Task) -> None:
-        self.live[task.id] = job
+        if task.id in self.live:  # the same task id answered to two creates
+            logger.warning("task %s was answered to two creates; both follow it", task.id)
+            self.twins.setdefault(task.id, []).append(job)
+        else:
+            self.live[task.id] = job
         self.stats.in_flight += 1
 
     def _track(self, job: Job, task: Task) -> None:
-        """Hand a created (or attached) task to the poller until it ends."""
+        """Hand a created (or attached) task to the poller until it ends (not a twin's)."""
+        if self.live.get(task.id) is not job:
+            return
 
         def on_update(t: Task) -> None:
             job.task = t
@@ -376,35 +402,12 @@ class Run:
             task, timeout=job.timeout, on_update=on_update, on_done=on_done, gate=self.rate
         )
 
-    def _create_failed(self, job: Job, exc: BaseException) -> None:
-        maybe_created = isinstance(exc, DecodeError) or (
-            isinstance(exc, APIConnectionError) and exc.maybe_created
-        )
-        if not isinstance(exc, Exception) or maybe_created:
-            # The service may have created (and billed) it: keep its credits as spent.
-            self._settle(job, commit=True)
-            self._release_slots(job)
-            if isinstance(exc, EvolinkError):
-                self.finish(job, "unknown", exc)
-            else:
-                self.stats.unknown += 1  # cancelled in the middle of a create
-            return
-        self._settle(job, commit=False)
-        self._release_slots(job)
-        refused = isinstance(exc, (RateLimitError, ServerError, APIConnectionError))
-        if refused and job.requeues < _REQUEUE_LIMIT and not self.closed:
-            # The service certainly took nothing: try again later, not counted as an attempt.
-            job.requeues += 1
-            job.attempts -= 1
-            self.stats.retries += 1
-            self.emit(Retrying(job.index, job.attempts + 1, f"create refused: {exc}"))
-            self.resubmit(job)
-            return
-        self.finish(job, "failed", exc if isinstance(exc, EvolinkError) else _wrap(exc))
-
     def _task_done(self, job: Job, task_id: str, result: TaskResult) -> None:
-        if self.live.pop(task_id, None) is None:
-            return
+        if self.live.pop(task_id, None) is not None:
+            for each in (job, *self.twins.pop(task_id, ())):
+                self._job_done(each, task_id, result)
+
+    def _job_done(self, job: Job, task_id: str, result: TaskResult) -> None:
         self.stats.in_flight -= 1
         self._release_slots(job)
         if not isinstance(result, Task):
@@ -437,6 +440,42 @@ class Run:
     def resubmit(self, job: Job) -> None:
         """A new attempt in its own coroutine (a batch queues it for its feeder instead)."""
         self.spawn(self.attempt(job))
+
+
+def _create_failed(run: Run, job: Job, exc: BaseException) -> None:
+    """A create raised ``exc``: ``unknown`` when the service may have taken it (its credits
+    kept as spent), tried again later when it certainly did not, else ``failed``."""
+    if not isinstance(exc, Exception) or _maybe_created(exc):
+        # The service may have created (and billed) it: keep its credits as spent.
+        run._settle(job, commit=True)
+        run._release_slots(job)
+        if isinstance(exc, Exception):
+            run.finish(job, "unknown", exc if isinstance(exc, EvolinkError) else _wrap(exc))
+        else:
+            run.stats.unknown += 1  # cancelled in the middle of a create
+        return
+    run._settle(job, commit=False)
+    run._release_slots(job)
+    refused = isinstance(exc, (RateLimitError, APIConnectionError))  # a 5xx is unknown
+    if refused and job.requeues < _REQUEUE_LIMIT and not run.closed:
+        # The service certainly took nothing: try again later, not counted as an attempt.
+        job.requeues += 1
+        job.attempts -= 1
+        run.stats.retries += 1
+        run.emit(Retrying(job.index, job.attempts + 1, f"create refused: {exc}"))
+        run.resubmit(job)
+        return
+    run.finish(job, "failed", exc if isinstance(exc, EvolinkError) else _wrap(exc))
+
+
+def _maybe_created(exc: Exception) -> bool:
+    """Whether the service may have taken a create that raised ``exc``: an answer that cannot
+    be read, a 5xx, no answer (a create with a key was already sent again with it by the
+    transport), or any error that is not the SDK's own (a bug, a decoder failure). Otherwise
+    it certainly took nothing (a 429, a connection never opened, a 4xx)."""
+    if isinstance(exc, (DecodeError, ServerError)) or not isinstance(exc, EvolinkError):
+        return True
+    return bool(getattr(exc, "maybe_created", False))
 
 
 def _wrap(exc: BaseException) -> EvolinkError:

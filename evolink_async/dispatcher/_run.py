@@ -88,7 +88,7 @@ class SingleRun(Run):
         A task still running ends ``failed`` with ``TaskTimeoutError`` (as when its deadline
         passes: it may finish later at the service); a request never created is cancelled."""
         self.closed = True
-        for task_id, job in list(self.live.items()):
+        for task_id, job in self.live_jobs():
             self.finish(job, "failed", TaskTimeoutError(task_id, 0.0, job.task))
         await super().aclose()
         for future in self.futures.values():
@@ -123,6 +123,17 @@ class BatchRun(Run):
         self.notify()
 
     @property
+    def window(self) -> int:
+        """Requests this batch may hold at once, created or not yet delivered: the tightest
+        concurrency limit (else ``max_buffer``). A consumer that stops taking outcomes stops
+        the creates: after a ``break``, no more are sent than were in flight."""
+        return min((c.configured for c in self.concurrency), default=self.max_buffer)
+
+    @property
+    def _pending(self) -> int:
+        return len(self.out) + len(self.live) + self.stats.submitting + len(self.retry_queue)
+
+    @property
     def finished(self) -> bool:
         return not self.feeding and not self.out and not self.live and not self.tasks
 
@@ -150,7 +161,7 @@ class BatchRun(Run):
         while True:
             if self.retry_queue:
                 return self.retry_queue.popleft()
-            if len(self.out) >= self.max_buffer:  # the consumer is behind: wait for it
+            if self._pending >= self.window:  # the consumer is behind: wait for it
                 self.changed.clear()
                 await self.changed.wait()
                 continue

@@ -33,8 +33,9 @@ __all__ = [
 OutcomeStatus = Literal["completed", "failed", "cancelled", "unknown", "skipped"]
 RequestLike = VideoRequest | Mapping[str, Any] | str
 #: ``await before_create(index, request, attempt)`` runs just before each create is sent
-#: (after admission); an exception from it fails that attempt without sending anything.
-BeforeCreate = Callable[[int, VideoRequest, int], Awaitable[None]]
+#: (after admission); an exception from it fails that attempt without sending anything. It
+#: may return the idempotency key the create is to carry (None: the API picks one).
+BeforeCreate = Callable[[int, VideoRequest, int], Awaitable[str | None]]
 
 
 @attrs.frozen

@@ -253,10 +253,10 @@ class CreditBudget:
                     return self._take(amount)
                 continue
             if self._never_fits(amount):
+                held = f", {self._reserved:g} held by tasks in flight" if self._reserved else ""
                 raise BudgetExceededError(
-                    f"{amount:g} credits can never fit in the budget: total={self._total:g}"
-                    f" spent={self._spent:g} reserved={self._reserved:g}"
-                    f" (release_on_failure={self._release_on_failure})"
+                    f"the budget of {self._total:g} credits cannot pay {amount:g} more"
+                    f" ({self._spent:g} spent{held})"
                 )
             if self._changed is None:
                 self._changed = anyio.Event()

@@ -3,19 +3,29 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Literal
+from typing import Literal, get_args
 
 import attrs
 from attrs import validators as v
 
 from ._catalog import DEFAULT_FAILURE_CODES, DEFAULT_MODELS, ModelSpec
 
-__all__ = ["DEFAULT_API_KEY", "TIME_SCALE_HEADER", "SimulatorConfig"]
+__all__ = [
+    "CREATE_FAULTS",
+    "DEFAULT_API_KEY",
+    "TIME_SCALE_HEADER",
+    "CreateFault",
+    "SimulatorConfig",
+]
+
+CreateFault = Literal["500", "502", "503", "520", "522", "524", "drop", "timeout"]
+CREATE_FAULTS: tuple[CreateFault, ...] = get_args(CreateFault)
 
 DEFAULT_API_KEY = "sk-evo-simulator-key"
 #: the header on which the simulator states its time scale (the real gateway never sends it)
 TIME_SCALE_HEADER = "X-Evolink-Simulator-Time-Scale"
 
+_ONCE: int | None = 1
 _rate = [v.instance_of(float), v.ge(0.0), v.le(1.0)]
 _positive = [v.instance_of(float), v.gt(0.0)]
 _non_negative = [v.instance_of(float), v.ge(0.0)]
@@ -116,6 +126,22 @@ class SimulatorConfig:
     slow_rate: float = attrs.field(default=0.0, converter=float, validator=_rate)
     slow_seconds: float = attrs.field(default=5.0, converter=float, validator=_non_negative)
     ghost_rate: float = attrs.field(default=0.0, converter=float, validator=_rate)
+
+    # idempotency keys (see _creates): the gateway's ledger, and faults after a create
+    #: honour ``Idempotency-Key`` (False: the header is ignored, as behind a stripping proxy)
+    idempotency: bool = True
+    #: the first N repeats of each key are answered ``paid_outcome_unknown`` (HTTP 409)
+    outcome_unknown_replays: int = attrs.field(default=0, validator=[v.instance_of(int), v.ge(0)])
+    #: a create that is taken (or replayed), then answered with this instead of the task:
+    #: an HTTP status ("500", "502", "503", "520", "522", "524"), "drop" (the connection is
+    #: cut) or "timeout" (the answer comes after ``slow_seconds`` real seconds)
+    create_fault: CreateFault | None = attrs.field(
+        default=None, validator=v.optional(v.in_(CREATE_FAULTS))
+    )
+    #: the fraction of creates that get ``create_fault``
+    create_fault_rate: float = attrs.field(default=1.0, converter=float, validator=_rate)
+    #: at most this many faulted answers per prompt (None: every one, a persistent fault)
+    create_fault_limit: int | None = attrs.field(default=_ONCE, validator=_optional_positive_int)
 
     # request ids and echoes of a careless gateway (see _hostile.py)
     #: every API answer carries X-Request-Id (and an error body error.request_id)

@@ -4,8 +4,9 @@ real one, with no ``task_not_found``.
 
 The file is JSON lines: a header with the timeline's origin (wall-clock and simulated time),
 then one line per task as it was planned at its creation. A simulator opened on it continues
-that timeline (as if it had run all along) and knows every task again. What control methods
-change later (``fail_task``, ``cancel_task``) is not kept: they are for tests.
+that timeline (as if it had run all along) and knows every task again, and every idempotency
+key of its ledger (a line ``{"key", "fingerprint", "task_id"}`` after the task's). What
+control methods change later (``fail_task``, ``cancel_task``) is not kept: they are for tests.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ class TaskFile:
         self.path = Path(path)
         self.time_scale = time_scale
         self.records: list[dict[str, Any]] = []
+        #: idempotency key -> (fingerprint of the create's body, the task it created)
+        self.keys: dict[str, tuple[str, str]] = {}
         self.origin: tuple[float, float] | None = None  # (wall clock, simulated time)
         self._out: IO[str] | None = None
         if self.path.is_file():
@@ -50,6 +53,8 @@ class TaskFile:
             if isinstance(record, dict) and "origin" in record:
                 wall, sim = record["origin"]
                 self.origin = (float(wall), float(sim))
+            elif isinstance(record, dict) and "key" in record:
+                self.keys[str(record["key"])] = (str(record["fingerprint"]), str(record["task_id"]))
             elif isinstance(record, dict) and "id" in record:
                 self.records.append({k: record[k] for k in _KEPT if k in record})
 
@@ -76,6 +81,13 @@ class TaskFile:
         fields = attrs.asdict(task, recurse=False)
         self._out.write(json.dumps({k: fields[k] for k in _KEPT}) + "\n")
         self._out.flush()
+
+    def append_key(self, key: str, fingerprint: str, task_id: str) -> None:
+        """Keep the ledger entry of a task just appended."""
+        if self._out is not None:
+            record = {"key": key, "fingerprint": fingerprint, "task_id": task_id}
+            self._out.write(json.dumps(record) + "\n")
+            self._out.flush()
 
     def close(self) -> None:
         if self._out is not None:

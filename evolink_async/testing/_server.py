@@ -6,7 +6,6 @@ import asyncio
 import functools
 import hashlib
 import hmac
-import json
 import random
 import time
 import types
@@ -19,6 +18,7 @@ from aiohttp import web
 from ._callbacks import CallbackSender
 from ._clock import Clock, ManualClock, ScaledClock
 from ._config import TIME_SCALE_HEADER, SimulatorConfig
+from ._creates import CreateDesk
 from ._errors import ApiError, error_body
 from ._files import UnsatisfiableRange, parse_range, sign, task_video
 from ._hostile import Echoes
@@ -28,7 +28,6 @@ from ._stats import DROPPED, SimulatorStats
 from ._task import SimulatedTask
 from ._task_reads import TaskReads
 from ._uploads import Uploads
-from ._validation import validate_create
 
 __all__ = ["Simulator"]
 
@@ -84,6 +83,13 @@ class Simulator:
             self.config, self.clock, self.stats.tasks, self.stats.callbacks, self._settled_body
         )
         self.uploads = Uploads(self.clock, self._authorize)  # the Files API's files
+        self._desk = CreateDesk(
+            lambda: self.config,
+            self._state,
+            self.stats,
+            self._callbacks.schedule,
+            check=self._echoes.check_create,
+        )
         self._runner: web.AppRunner | None = None
         #: requests being answered (the runner's cleanup misses one whose client hung up)
         self._answering: set[asyncio.Task[Any]] = set()
@@ -300,24 +306,9 @@ class Simulator:
 
     async def _create(self, request: web.Request, call: _Call) -> web.StreamResponse:
         self._authorize(request)
-        try:
-            body = json.loads(await request.read())
-        except (ValueError, UnicodeDecodeError):
-            body = None
-        if not isinstance(body, dict):
-            raise ApiError(
-                400,
-                "invalid_request",
-                "Request body must be a JSON object",
-                "invalid_request_error",
-            )
-        self._echoes.check_create(body)
-        valid = validate_create(
-            body, self.config.models, allow_insecure_callbacks=self.config.allow_insecure_callbacks
-        )
-        call.task = task = self._state.create(valid)
-        self._callbacks.schedule(task)
-        return web.json_response(task.body(task.created_at, None))
+        answer = await self._desk.create(request)
+        call.task, call.fault = answer.task, answer.fault or call.fault
+        return answer.response
 
     async def _get_task(self, request: web.Request, call: _Call) -> web.StreamResponse:
         self._authorize(request)

@@ -68,7 +68,11 @@ class SimulatorStats:
 
     requests: Counter[tuple[str, int]] = attrs.Factory(Counter)
     request_times: list[float] = attrs.Factory(list)
+    #: tasks created (and billed until refunded) per prompt
     creates_per_prompt: Counter[str] = attrs.Factory(Counter)
+    replayed: int = 0  # creates answered from the key ledger (no new task)
+    idempotency_conflicts: int = 0  # a key repeated with another body
+    create_faults: int = 0  # creates taken, then answered with ``create_fault``
     peak_active_tasks: int = 0
     rate_limited: int = 0  # 429 answers, rate and concurrency
     credits_reserved: float = 0.0  # total ever reserved at creation
@@ -129,6 +133,9 @@ class SimulatorStats:
             "request_times": self.request_times,
             "peak_requests_per_second": self.peak_requests_per_second,
             "creates_per_prompt": dict(self.creates_per_prompt),
+            "replayed": self.replayed,
+            "idempotency_conflicts": self.idempotency_conflicts,
+            "create_faults": self.create_faults,
             "peak_active_tasks": self.peak_active_tasks,
             "rate_limited": self.rate_limited,
             "credits_reserved": round(self.credits_reserved, 4),

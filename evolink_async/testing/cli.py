@@ -46,6 +46,9 @@ _KNOB_FLAGS: tuple[tuple[str, type, int, str], ...] = (
     ("--link-ttl", float, 1, "result link lifetime, simulated s (default 86400)"),
     ("--download-fail-rate", float, 1, "fraction of tasks whose first download fails"),
     ("--callback-drop-rate", float, 1, "fraction of tasks whose callbacks are never sent"),
+    ("--create-fault-rate", float, 1, "fraction of creates that get --create-fault (default 1)"),
+    ("--create-fault-limit", int, 1, "at most this many faulted creates per prompt (default 1)"),
+    ("--outcome-unknown-replays", int, 1, "repeats of a key answered paid_outcome_unknown"),
 )
 
 
@@ -71,6 +74,19 @@ def add_simulator_arguments(parser: argparse.ArgumentParser) -> None:
         help="how a failing download fails (default: alternate)",
     )
     group.add_argument(
+        "--create-fault",
+        choices=("500", "502", "503", "520", "522", "524", "drop", "timeout"),
+        help="answer a create the service took with this (a 5xx, a cut connection, a late "
+        "answer after --slow-seconds)",
+    )
+    group.add_argument(
+        "--no-idempotency",
+        dest="idempotency",
+        action="store_false",
+        default=None,
+        help="ignore Idempotency-Key (as behind a proxy that strips it)",
+    )
+    group.add_argument(
         "--sample-clip",
         dest="per_task_clips",
         action="store_false",
@@ -90,7 +106,14 @@ def simulator_kwargs_from_args(ns: argparse.Namespace) -> dict[str, Any]:
     """The ``Simulator(**kwargs)`` for parsed flags; unset flags are left out."""
     kwargs: dict[str, Any] = {"host": ns.host, "port": ns.port, "api_key": ns.api_key}
     names = [flag[2:].replace("-", "_") for flag, *_ in _KNOB_FLAGS]
-    for name in [*names, "download_fail_mode", "allow_insecure_callbacks", "per_task_clips"]:
+    extra = [
+        "download_fail_mode",
+        "allow_insecure_callbacks",
+        "per_task_clips",
+        "create_fault",
+        "idempotency",
+    ]
+    for name in [*names, *extra]:
         value = getattr(ns, name, None)
         if value is not None:
             kwargs[name] = tuple(value) if isinstance(value, list) else value

@@ -144,6 +144,9 @@ async def check_client() -> None:
         await client.create_video(prompt="x", duration="8")  # type: ignore[arg-type]
         await client.create_video(prompt="x", durration=8)  # type: ignore[call-arg]
         await client.create_video(prompt="x", extra={"quality": "720p"})
+        await client.create_video(prompt="x", idempotency_key="run_0123456789abcdef0123")
+        await client.create_video(prompt="x", client_request_id="my-request-0000000001")
+        await client.create_video(prompt="x", idempotency_key=7)  # type: ignore[arg-type]
         assert_type(await client.get_task(task.id), Task)
         assert_type(await client.get_credits(), Credits)
         done = await client.wait(task, timeout=600)
