@@ -46,7 +46,7 @@ async def test_takeover_by_lease_expiry(tmp_path: Path, open_ledger: Opener) -> 
         await add_requests(store, requests(4))
         await claim(store, "a", limit=2, lease=10, now=0)  # lines 1, 2
         await claim(store, "b", limit=2, lease=10, now=0)  # lines 3, 4
-        await store.intent(1, FP, idempotency_key="k-1-1")
+        await store.intent(1, FP, key="k-1-1")
         await store.created(2, "task-2", 10.0)
         assert 2 == await heartbeat(store, "a", lease=10, now=8)  # a lives on, until 18
         assert [] == await claim(store, "c", limit=4, lease=10, now=9.5)  # nothing expired yet

@@ -58,9 +58,9 @@ async def test_lines_table_holds_the_folded_columns(tmp_path: Path, open_ledger:
 
 async def test_each_attempt_keeps_its_idempotency_key(tmp_path: Path, open_ledger: Opener) -> None:
     async with await open_ledger(tmp_path) as store:
-        await store.intent(7, FP, idempotency_key="job-7-1")
+        await store.intent(7, FP, key="job-7-1")
         await store.unknown(7, "timeout")
-        state = await store.intent(7, FP, idempotency_key="job-7-2")
+        state = await store.intent(7, FP, key="job-7-2")
         got = await rows(
             store,
             "SELECT attempt, idempotency_key FROM attempts WHERE line = ? ORDER BY attempt",
@@ -180,7 +180,7 @@ _WRITER = textwrap.dedent(
         n = 0
         while True:
             n += 1
-            await store.intent(n, "f" * 64, idempotency_key=f"k-{n}")
+            await store.intent(n, "f" * 64, key=f"k-{n}")
             print(n, flush=True)
 
     anyio.run(main, sys.argv[1], sys.argv[2])

@@ -7,9 +7,9 @@ Tables:
   and charged, whether it was cancelled.
 * ``lines``: one row per input line of a job: the request (JSON), and what the journal's
   records fold into (phase, task id, attempts, status, error, url, file, credits,
-  fingerprint); its price and the credits the job reserved for it (budget); the worker
-  holding it and the lease's expiry. ``phase = 'pending'`` marks a
-  line whose request is known but that nothing has been done for yet.
+  fingerprint, the idempotency key last intended); its price and the credits the job
+  reserved for it (budget); the worker holding it and the lease's expiry.
+  ``phase = 'pending'`` marks a line whose request is known but not yet worked on.
 * ``attempts``: one row per intended submission of a line: its idempotency key.
 * ``events``: every record appended, in order, as JSON (the audit trail; what the journal
   file was).
@@ -51,6 +51,7 @@ CREATE TABLE IF NOT EXISTS lines (
     sha256 TEXT,
     credits {real},
     fingerprint TEXT,
+    idempotency_key TEXT,
     price {real},
     reserved {real},
     worker TEXT,
@@ -108,6 +109,7 @@ LINE_COLUMNS = (
     "sha256",
     "credits",
     "fingerprint",
+    "idempotency_key",
     "updated_at",
 )
 

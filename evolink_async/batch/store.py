@@ -61,7 +61,7 @@ _ATTEMPT = (
 )
 _LOAD = (
     "SELECT line, phase, task_id, attempts, status, error, url, path, size, sha256, credits, "
-    "fingerprint FROM lines WHERE job = ? AND phase <> 'pending'"
+    "fingerprint, idempotency_key FROM lines WHERE job = ? AND phase <> 'pending'"
 )
 
 
@@ -86,6 +86,7 @@ def line_params(job: str, state: LineState, ts: str) -> tuple[Any, ...]:
         state.sha256,
         state.credits,
         state.fingerprint,
+        state.key,
         ts,
     )
 
@@ -105,6 +106,7 @@ def _state_from_row(row: tuple[Any, ...]) -> LineState:
         sha256=row[9],
         credits=None if row[10] is None else float(row[10]),
         fingerprint=row[11],
+        key=row[12],
     )
 
 
@@ -124,7 +126,7 @@ def record_ops(job: str, record: Mapping[str, Any], state: LineState | None) -> 
     if state is not None:
         ops.append((_UPSERT, line_params(job, state, record["ts"])))
         if record["event"] == "intent":
-            key = record.get("idempotency_key")
+            key = record.get("key")
             ops.append(
                 (
                     _ATTEMPT,
@@ -337,7 +339,7 @@ class LedgerStore:
     # ----------------------------------------------------------------- appending
 
     async def intent(
-        self, line: int, request_fingerprint: str, idempotency_key: str | None = None
+        self, line: int, request_fingerprint: str, key: str | None = None
     ) -> LineState:
         """Record that ``line`` is about to be submitted (durable before the POST)."""
         record: dict[str, Any] = {
@@ -345,8 +347,8 @@ class LedgerStore:
             "line": line,
             "fingerprint": request_fingerprint,
         }
-        if idempotency_key is not None:
-            record["idempotency_key"] = idempotency_key
+        if key is not None:
+            record["key"] = key
         return await self._line_event(record)
 
     async def created(self, line: int, task_id: str, credits: float | None = None) -> LineState:
