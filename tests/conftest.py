@@ -1,3 +1,3 @@
 """Shared pytest configuration."""
 
-pytest_plugins = ["evolink_async.testing.pytest_plugin"]
+pytest_plugins = ["evolink_async.testing.pytest_plugin", "pg_support"]

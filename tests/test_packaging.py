@@ -46,11 +46,17 @@ def test_the_classifiers_name_every_supported_python_and_the_licence_file_is_mit
 def test_the_readme_starts_with_its_two_commands_then_the_pip_line() -> None:
     lines = (REPO / "README.md").read_text().splitlines()
     assert ["# 1.", "# 2."] == [lines[3][:4], lines[5][:4]]
-    install_browser_and_redis = (
-        "(command -v chromium >/dev/null && command -v redis-server >/dev/null || "
-        "(apt-get update -qq && apt-get install -y -qq chromium redis-server >/dev/null)) && "
+    # one check/install line: the browser (gallery tests), redis-server (shared limits),
+    # PostgreSQL's server (ledger tests)
+    install_packages = (
+        "(p=; command -v chromium >/dev/null || p=chromium; "
+        'command -v redis-server >/dev/null || p="$p redis-server"; '
+        "command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 "
+        '|| p="$p postgresql"; '
+        '[ -z "$p" ] || (apt-get update -qq && apt-get install -y -qq $p >/dev/null)) && '
     )
-    assert lines[6].startswith(install_browser_and_redis)
+    assert lines[6].startswith(install_packages)
+    assert 1 == lines[6].count("apt-get install")
     assert "pytest" in lines[6]
     assert "```" == lines[7]
     assert "pip install 'evolink-async[cli]'" in "\n".join(lines[8:12])

@@ -30,6 +30,7 @@ from ._writer import JournalWriter
 from .input import BatchLine, PromptFormat, duplicate_lines, load_prompts
 from .journal import Journal, LineState, key_seed
 from .ledger import BatchProgress, Ledger, LedgerLine
+from .ledger_journal import LedgerJournal
 from .manifest import (
     BatchSummary,
     ManifestEntry,
@@ -39,6 +40,7 @@ from .manifest import (
     write_manifest,
 )
 from .plan import Plan, check_fingerprints, plan
+from .store import LedgerConfig
 
 if TYPE_CHECKING:
     from ..client import EvolinkClient
@@ -61,7 +63,7 @@ class BatchJob:
     default the client's ``task_timeout``), ``retry_unknown``, ``download`` (False: keep URLs
     only), ``download_concurrency`` (files fetched at once), ``check_credits`` (read the
     credits first; raise ``CreditsShortError`` before sending anything when they cannot pay
-    for the lines to submit at the known prices).
+    for the lines to submit at the known prices), ``ledger`` (:class:`LedgerConfig`).
 
     A 402 on a create (balance, key limit, daily limit) stops new creates; the tasks in flight
     finish; the lines not sent are ``skipped`` with the reason, and a later run sends them.
@@ -80,6 +82,7 @@ class BatchJob:
         download: bool = True,
         download_concurrency: int = 4,
         check_credits: bool = False,
+        ledger: LedgerConfig = LedgerConfig(),  # noqa: B008 - frozen, so shared safely
     ) -> None:
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
@@ -94,7 +97,7 @@ class BatchJob:
         self.task_timeout = task_timeout
         self.retry_unknown = retry_unknown
         self.download = download
-        self.check_credits = check_credits
+        self.check_credits, self.ledger = check_credits, ledger
         self._uploaded: dict[str, str] = {}  # placeholder URL → uploaded URL
         self._quota: tuple[str, str] | None = None  # (code, reason) once a 402 stopped creates
         self._entries = {entry.line: entry for entry in lines}
@@ -179,7 +182,7 @@ class BatchJob:
         self._stop_requested = anyio.Event()
         if self._stopping:
             self._stop_requested.set()
-        journal = await Journal.aopen(self.out_dir)
+        journal = await LedgerJournal.open_ledger(self.out_dir, self.ledger)
         try:
             todo = await self._plan(journal.state)
             if self.check_credits:

@@ -21,6 +21,7 @@ from ..batch import (
     UploadError,
     load_prompts,
 )
+from ..batch.store import LedgerConfig
 from ..callbacks import CallbackReceiver, parse_listen
 from ..client import EvolinkClient
 from ..errors import (
@@ -46,6 +47,7 @@ from .app import (
 )
 from .display import Display, make_display, print_summary
 from .gallery import write_batch_gallery
+from .job import shared_batch
 
 __all__ = ["DEFAULT_LISTEN", "batch_command", "follow"]
 
@@ -78,6 +80,8 @@ def batch_command(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     if not args.simulate and connection(args) is None:
         return EXIT_USAGE
+    if args.ledger is not None and args.ledger.startswith(("postgresql://", "postgres://")):
+        return shared_batch(args, lines)  # a shared job: create or join it, then work on it
     return run(lambda interrupts: _batch_async(args, lines, interrupts, receiver))
 
 
@@ -210,6 +214,7 @@ def _make_job(client: EvolinkClient, lines: list[BatchLine], args: argparse.Name
         download=not args.no_download,
         download_concurrency=args.downloads,
         check_credits=not args.allow_partial,
+        ledger=LedgerConfig(args.ledger, args.job),
     )
 
 

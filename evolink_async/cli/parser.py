@@ -4,6 +4,7 @@ parsers of the number options."""
 from __future__ import annotations
 
 import argparse
+import re
 from typing import Any, Protocol
 
 from ..__about__ import __version__
@@ -12,12 +13,14 @@ from .app import SIMULATE_TIME_SCALE
 from .batch import DEFAULT_LISTEN, batch_command
 from .gallery import gallery_command
 from .generate import generate_command
+from .job import add_job, add_worker
 from .limits import limits_command
 from .simulate import simulate_command
 from .tasks import credits_command, status_command, tasks_command
 
 __all__ = [
     "add_batch",
+    "add_connection",
     "add_credits",
     "add_gallery",
     "add_generate",
@@ -27,6 +30,8 @@ __all__ = [
     "add_tasks",
     "build_parser",
     "duration_ago",
+    "job_name",
+    "ledger_url",
     "non_negative_float",
     "positive_float",
     "positive_int",
@@ -50,6 +55,20 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def ledger_url(text: str) -> str:
+    if not text.startswith(("postgresql://", "postgres://", "sqlite:///")):
+        raise argparse.ArgumentTypeError("must start with postgresql:// or sqlite:///")
+    return text
+
+
+def job_name(text: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", text):
+        raise argparse.ArgumentTypeError(
+            "must be 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit"
+        )
+    return text
 
 
 def _number(text: str, *, allow_zero: bool) -> float:
@@ -102,6 +121,11 @@ def _add_connection(parser: argparse.ArgumentParser, *, simulate: bool) -> None:
             action="store_true",
             help="run the embedded simulator in-process (no key, no network, fast clips)",
         )
+
+
+def add_connection(parser: argparse.ArgumentParser) -> None:
+    """The service's options (--base-url, --api-key, --time-scale), without --simulate."""
+    _add_connection(parser, simulate=False)
 
 
 def _add_request_defaults(parser: argparse.ArgumentParser, what: str) -> None:
@@ -211,6 +235,21 @@ def _add_batch_limits(batch: argparse.ArgumentParser) -> None:
         type=positive_float,
         metavar="SECONDS",
         help="per task (default 1800); a timed-out task is re-attached by the next run",
+    )
+    ledger = batch.add_argument_group("ledger (where the batch's state is kept)")
+    ledger.add_argument(
+        "--ledger",
+        type=ledger_url,
+        metavar="URL",
+        help="postgresql://... to keep the job's ledger in PostgreSQL "
+        "(default: OUT/ledger.sqlite, beside OUT/journal.jsonl)",
+    )
+    ledger.add_argument(
+        "--job",
+        type=job_name,
+        default="default",
+        metavar="NAME",
+        help="the job's name in the ledger (default 'default')",
     )
 
 
@@ -378,6 +417,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     commands = (add_batch, add_generate, add_status, add_tasks, add_credits, add_simulate)
-    for add in (*commands, add_gallery, add_limits):
+    for add in (*commands, add_gallery, add_limits, add_worker, add_job):
         add(sub)
     return parser

@@ -1,0 +1,131 @@
+"""The ledger's one schema, for SQLite and PostgreSQL alike (only column types differ).
+
+Tables:
+
+* ``ledger_meta``: key/value facts about the database (schema version, journal imports).
+* ``jobs``: one row per job: the fingerprint of its prompt set, its budget, credits reserved
+  and charged, whether it was cancelled.
+* ``lines``: one row per input line of a job: the request (JSON), and what the journal's
+  records fold into (phase, task id, attempts, status, error, url, file, credits,
+  fingerprint, the idempotency key last intended); its price and the credits the job
+  reserved for it (budget); the worker holding it and the lease's expiry.
+  ``phase = 'pending'`` marks a line whose request is known but not yet worked on.
+* ``attempts``: one row per intended submission of a line: its idempotency key.
+* ``events``: every record appended, in order, as JSON (the audit trail; what the journal
+  file was).
+* ``leases``: one row per worker of a job: its last heartbeat and when its lease expires.
+"""
+
+from __future__ import annotations
+
+__all__ = ["LINE_COLUMNS", "SCHEMA_VERSION", "ddl", "upsert_line_sql"]
+
+SCHEMA_VERSION = 1
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS ledger_meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    name TEXT PRIMARY KEY,
+    prompts_sha256 TEXT,
+    budget {real},
+    reserved {real} NOT NULL DEFAULT 0,
+    charged {real} NOT NULL DEFAULT 0,
+    cancelled INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS lines (
+    job TEXT NOT NULL REFERENCES jobs(name),
+    line INTEGER NOT NULL,
+    request TEXT,
+    phase TEXT NOT NULL,
+    task_id TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    status TEXT,
+    error TEXT,
+    url TEXT,
+    path TEXT,
+    size {bigint},
+    sha256 TEXT,
+    credits {real},
+    fingerprint TEXT,
+    idempotency_key TEXT,
+    price {real},
+    reserved {real},
+    worker TEXT,
+    lease_until {real},
+    updated_at TEXT,
+    PRIMARY KEY (job, line)
+);
+CREATE INDEX IF NOT EXISTS lines_by_phase ON lines (job, phase);
+CREATE TABLE IF NOT EXISTS attempts (
+    job TEXT NOT NULL,
+    line INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    idempotency_key TEXT,
+    fingerprint TEXT,
+    ts TEXT NOT NULL,
+    PRIMARY KEY (job, line, attempt)
+);
+CREATE TABLE IF NOT EXISTS events (
+    id {serial},
+    job TEXT NOT NULL,
+    line INTEGER,
+    ts TEXT NOT NULL,
+    event TEXT NOT NULL,
+    record TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_job ON events (job, id);
+CREATE TABLE IF NOT EXISTS leases (
+    job TEXT NOT NULL,
+    worker TEXT NOT NULL,
+    heartbeat {real} NOT NULL,
+    expires {real} NOT NULL,
+    PRIMARY KEY (job, worker)
+)
+"""
+
+_TYPES = {
+    "sqlite": {"real": "REAL", "bigint": "INTEGER", "serial": "INTEGER PRIMARY KEY AUTOINCREMENT"},
+    "postgresql": {
+        "real": "DOUBLE PRECISION",
+        "bigint": "BIGINT",
+        "serial": "BIGSERIAL PRIMARY KEY",
+    },
+}
+
+#: the columns of ``lines`` a record's fold sets (LineState's fields, in order, then the time)
+LINE_COLUMNS = (
+    "phase",
+    "task_id",
+    "attempts",
+    "status",
+    "error",
+    "url",
+    "path",
+    "size",
+    "sha256",
+    "credits",
+    "fingerprint",
+    "idempotency_key",
+    "updated_at",
+)
+
+
+def ddl(dialect: str) -> list[str]:
+    """The statements that create the schema (idempotent) for ``dialect``."""
+    text = _DDL.format(**_TYPES[dialect])
+    return [stmt.strip() for stmt in text.split(";") if stmt.strip()]
+
+
+def upsert_line_sql() -> str:
+    """Insert or update a line's folded state: ``(job, line, *LINE_COLUMNS)`` parameters."""
+    names = ", ".join(LINE_COLUMNS)
+    marks = ", ".join("?" for _ in LINE_COLUMNS)
+    updates = ", ".join(f"{name} = excluded.{name}" for name in LINE_COLUMNS)
+    return (
+        f"INSERT INTO lines (job, line, {names}) VALUES (?, ?, {marks}) "
+        f"ON CONFLICT (job, line) DO UPDATE SET {updates}"
+    )
