@@ -236,6 +236,10 @@ def _add_batch_limits(batch: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="per task (default 1800); a timed-out task is re-attached by the next run",
     )
+    _add_batch_ledger(batch)
+
+
+def _add_batch_ledger(batch: argparse.ArgumentParser) -> None:
     ledger = batch.add_argument_group("ledger (where the batch's state is kept)")
     ledger.add_argument(
         "--ledger",
