@@ -23,6 +23,13 @@ def tests(session: nox.Session) -> None:
 
 
 @nox.session
+def soak(session: nox.Session) -> None:
+    """The long soaks kept out of the default suite (pytest -m soak)."""
+    _install(session)
+    session.run("pytest", "-q", "-m", "soak", *session.posargs)
+
+
+@nox.session
 def lint(session: nox.Session) -> None:
     """ruff (lint and formatting) and the layer contract (import-linter)."""
     session.install("ruff", "import-linter", "-e", ".")

@@ -140,6 +140,7 @@ async def _until_holding(url: str, worker: str) -> None:
         await anyio.sleep(0.01)
 
 
+@pytest.mark.soak
 async def test_three_workers_one_sigkilled_and_a_fourth_joining_later(
     tmp_path: Path, pg_url: str
 ) -> None:

@@ -71,6 +71,7 @@ def asyncio_trouble(records: list[logging.LogRecord]) -> list[str]:
     ]
 
 
+@pytest.mark.soak
 async def test_fault_soak_of_500_prompts_loses_nothing_and_pays_no_prompt_twice(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
