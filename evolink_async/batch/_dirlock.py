@@ -14,22 +14,22 @@ from pathlib import Path
 from ..errors import JournalError, JournalLockedError
 from .records import LOCK_FILENAME
 
-__all__ = ["lock_directory", "unlock"]
+__all__ = ["O_CLOEXEC", "lock_directory", "try_lock", "unlock"]
 
 if sys.platform == "win32":  # pragma: no cover - the SDK is developed and tested on POSIX
     import msvcrt
 
-    def _try_lock(fd: int) -> None:
+    def try_lock(fd: int) -> None:
         msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
 
 else:
     import fcntl
 
-    def _try_lock(fd: int) -> None:
+    def try_lock(fd: int) -> None:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
-_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
 def _holder(fd: int) -> int | None:
@@ -50,12 +50,12 @@ def lock_directory(directory: Path) -> int:
     """
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        fd = os.open(directory / LOCK_FILENAME, os.O_RDWR | os.O_CREAT | _O_CLOEXEC, 0o600)
+        fd = os.open(directory / LOCK_FILENAME, os.O_RDWR | os.O_CREAT | O_CLOEXEC, 0o600)
     except OSError as exc:
         raise JournalError(f"cannot use {directory}: {exc.strerror or exc}") from exc
     try:
         try:
-            _try_lock(fd)
+            try_lock(fd)
         except OSError as exc:
             if exc.errno not in {errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES}:
                 raise JournalError(f"cannot lock {directory}: {exc.strerror or exc}") from exc

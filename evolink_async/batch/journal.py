@@ -49,7 +49,6 @@ from __future__ import annotations
 import errno
 import os
 import secrets
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
@@ -60,6 +59,7 @@ import anyio.to_thread
 
 from .._files import fsync_dir, write_all
 from ..errors import JournalCorruptError, JournalError, JournalLockedError
+from ._dirlock import O_CLOEXEC, lock_directory, try_lock, unlock
 from .records import (
     JOURNAL_FILENAME,
     LOCK_FILENAME,
@@ -73,19 +73,6 @@ from .records import (
     parse,
     replay,
 )
-
-if sys.platform == "win32":  # pragma: no cover - the SDK is developed and tested on POSIX
-    import msvcrt
-
-    def _try_lock(fd: int) -> None:
-        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-
-else:
-    import fcntl
-
-    def _try_lock(fd: int) -> None:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-
 
 __all__ = [
     "JOURNAL_FILENAME",
@@ -101,23 +88,12 @@ __all__ = [
     "replay",
 ]
 
-_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
-
-
-def _read_pid(fd: int) -> int | None:
-    try:
-        os.lseek(fd, 0, os.SEEK_SET)
-        text = os.read(fd, 32).decode("ascii", "replace").strip()
-    except OSError:
-        return None
-    return int(text) if text.isdigit() else None
-
 
 def _lock_journal(fd: int, directory: Path) -> None:
     """Lock the journal file itself: the ``.lock`` file can be deleted or swapped by hand
     under a running batch, the journal it writes cannot be shared."""
     try:
-        _try_lock(fd)
+        try_lock(fd)
     except OSError as exc:
         if exc.errno not in {errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES}:
             raise
@@ -190,25 +166,11 @@ class Journal:
     def _open_sync(self) -> None:
         if self._lock_fd is not None:
             raise JournalError(f"journal on {self._directory} is already open")
+        lock_fd = lock_directory(self._directory)
         try:
-            self._directory.mkdir(parents=True, exist_ok=True)
-            lock_fd = os.open(
-                self._directory / LOCK_FILENAME, os.O_RDWR | os.O_CREAT | _O_CLOEXEC, 0o600
-            )
-        except OSError as exc:
-            raise JournalError(f"cannot use {self._directory}: {exc.strerror or exc}") from exc
-        try:
-            try:
-                _try_lock(lock_fd)
-            except OSError as exc:
-                if exc.errno not in {errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES}:
-                    raise
-                raise JournalLockedError(self._directory, _read_pid(lock_fd)) from None
-            os.ftruncate(lock_fd, 0)  # for the message another run will show
-            os.write(lock_fd, f"{os.getpid()}\n".encode("ascii"))
             self._open_journal()
         except BaseException as exc:
-            os.close(lock_fd)  # releases the lock
+            unlock(lock_fd)
             if isinstance(exc, OSError):
                 raise JournalError(
                     f"cannot open the journal in {self._directory}: {exc.strerror or exc}"
@@ -220,7 +182,7 @@ class Journal:
         """Read and repair the journal, then open it for appending (lock held)."""
         path = self._directory / JOURNAL_FILENAME
         existed = path.exists()
-        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | _O_CLOEXEC, 0o600)
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | O_CLOEXEC, 0o600)
         try:
             _lock_journal(fd, self._directory)
             data = path.read_bytes()
