@@ -449,5 +449,8 @@ async def test_against_the_simulator_a_missing_id_is_confirmed_by_one_get(
         )
     assert isinstance(results[0], TaskTimeoutError)
     assert isinstance(results[1], NotFoundError)
-    assert 2 == sim.stats.batch_reads[0]
+    # when the two were read together (one batch read of both), the ghost was missing from
+    # it; under load they may be read apart (a single GET each): either way exactly one GET
+    # answered 404 for the missing id, and no batch read held anything but the two
+    assert all(2 == n for n in sim.stats.batch_reads)
     assert 1 == sim.stats.count("get_task", 404)  # the confirmation
