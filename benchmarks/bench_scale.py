@@ -9,7 +9,8 @@ Three parts, each run in a fresh client process against a simulator in its own p
 
 1. **in flight**: 100, 1 000 and 10 000 tasks held in flight at once (task durations of months,
    so none finish; polls slowed with ``PollPolicy`` to a fixed total rate). Figures: RSS per
-   in-flight task, peak RSS, asyncio tasks alive, CPU per poll.
+   in-flight task, peak RSS, asyncio tasks alive, CPU per poll. The full profile adds a
+   100 000-task point (``--big``) with batch reads on, every task read once a minute.
 2. **stream**: a 100 000-line prompt file streamed lazily through ``generate_many`` while the
    simulator answers almost at once; RSS sampled every 10 000 outcomes.
 3. **floor**: the GETs the SDK's poller sent, replayed by a bare aiohttp loop at the same
@@ -59,6 +60,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "sample_every": 400,
         "stream_in_flight": 100,
         "low_rate": None,
+        "big": None,
+        "big_interval": 60.0,
     },
     "full": {
         "sizes": [100, 1_000, 10_000],
@@ -68,6 +71,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "sample_every": 10_000,
         "stream_in_flight": 100,
         "low_rate": 50.0,
+        "big": 100_000,
+        "big_interval": 60.0,
     },
 }
 
@@ -94,10 +99,13 @@ async def worker_in_flight(
     from evolink_async import EvolinkClient, PollPolicy  # noqa: PLC0415
 
     # every task is polled every `interval` seconds: n / interval = poll_rate polls a second;
-    # one GET a poll (no batch reads), so that CPU per poll stays the cost of one request
-    interval = n / cfg["poll_rate"]
+    # one GET a poll (no batch reads), so that CPU per poll stays the cost of one request.
+    # With `batch` (the 100 000 point), due tasks share batch reads of up to 50 and every task
+    # is read every `interval` seconds.
+    batch_reads = bool(cfg.get("batch"))
+    interval = cfg["interval"] if batch_reads else n / cfg["poll_rate"]
     policy = PollPolicy(
-        min_interval=interval, max_interval=interval, first_poll=interval, batch=False
+        min_interval=interval, max_interval=interval, first_poll=interval, batch=batch_reads
     )
     async with EvolinkClient(
         api_key, base_url, rate=None, max_in_flight=None, poll=policy, task_timeout=None
@@ -106,7 +114,9 @@ async def worker_in_flight(
         rss0 = _settle_memory()
         tasks0 = len(asyncio.all_tasks())
         t0 = time.monotonic()
-        batch = client.generate_many((_prompt(i) for i in range(n)), max_in_flight=None)
+        # a batch holds at most its concurrency limit in created-or-undelivered requests (256
+        # without one): the limit is n, so that all n are in flight at once
+        batch = client.generate_many((_prompt(i) for i in range(n)), max_in_flight=n)
 
         async def consume() -> None:
             async for _ in batch:
@@ -123,7 +133,9 @@ async def worker_in_flight(
         tasks_alive = len(asyncio.all_tasks())
         # a task's first poll comes `interval` after its create: a window of at least one
         # interval from now sees every task polled about once per interval
-        window = max(cfg["window_s"], interval)
+        window = cfg["window_s"] if batch_reads else max(cfg["window_s"], interval)
+        if batch_reads:  # the window starts once the first task created has been read
+            await asyncio.sleep(max(0.0, interval - created_s + 1.0))
         polls0, cpu0, w0 = client.poller.polls, cpu_seconds(), time.monotonic()
         await asyncio.sleep(window)
         polls1, cpu1, w1 = client.poller.polls, cpu_seconds(), time.monotonic()
@@ -146,6 +158,7 @@ async def worker_in_flight(
         "asyncio_tasks_before": tasks0,
         "asyncio_tasks_alive": tasks_alive,
         "poll_interval_s": interval,
+        "batch_reads": batch_reads,
         "polls": polls,
         "polls_per_s": polls / (w1 - w0),
         "cpu_per_poll_us": (cpu1 - cpu0) / polls * 1e6 if polls else None,
@@ -336,6 +349,11 @@ def main(argv: list[str] | None = None) -> int:
     prof.add_argument("--quick", action="store_true", help="under 60 s")
     prof.add_argument("--full", action="store_true", help="100 000-line stream (default)")
     p.add_argument("--sizes", help="comma-separated in-flight sizes (default 100,1000,10000)")
+    p.add_argument(
+        "--big",
+        type=int,
+        help="the in-flight point with batch reads (full 100 000, quick none; 0: skip)",
+    )
     p.add_argument("--lines", type=int, help="stream length (quick 4 000, full 100 000)")
     p.add_argument("--sample-every", type=int, help="RSS sample period, in outcomes")
     p.add_argument(
@@ -371,6 +389,7 @@ def main(argv: list[str] | None = None) -> int:
         ("sample_every", ns.sample_every),
         ("window_s", ns.window),
         ("poll_rate", ns.poll_rate),
+        ("big", ns.big),
     ):
         if value is not None:
             cfg[key] = value
@@ -392,6 +411,17 @@ def main(argv: list[str] | None = None) -> int:
             continue
         r = in_flight[-1]
         print(f"  {n} in flight: created in {r['create_s']:.1f} s, {r['polls']} polls", flush=True)
+    if cfg.get("big"):
+        n = cfg["big"]
+        params = {**cfg, "n": n, "batch": True, "interval": cfg["big_interval"]}
+        try:
+            in_flight.append(run("in-flight", HOLD_KNOBS, params, request_times=True))
+        except Exception as exc:
+            print(f"  in flight {n}: could not run: {exc}", file=sys.stderr)
+            failures.append(f"in-flight-{n}")
+        else:
+            r = in_flight[-1]
+            print(f"  {n} in flight (batch reads): created in {r['create_s']:.1f} s", flush=True)
     for prev, cur in itertools.pairwise(in_flight):
         growth = cur["rss_in_flight_mb"] - cur["rss_before_mb"]
         growth -= prev["rss_in_flight_mb"] - prev["rss_before_mb"]
@@ -406,11 +436,13 @@ def main(argv: list[str] | None = None) -> int:
             ("rss_marginal_kb", "marginal KB/task"),
             ("peak_rss_mb", "peak RSS MB"),
             ("asyncio_tasks_alive", "asyncio tasks"),
+            ("batch_reads", "batch reads"),
             ("polls_per_s", "polls/s"),
             ("cpu_per_poll_us", "CPU us/poll"),
             ("cpu_util", "client CPU"),
         ],
-        title="tasks in flight (none finish; every task polled every n/poll_rate s)",
+        title="tasks in flight (none finish; every task read every n/poll_rate s, one GET a "
+        "read; with batch reads every big_interval s, 50 tasks a read)",
     )
 
     # 2. the prompt stream
@@ -456,7 +488,8 @@ def main(argv: list[str] | None = None) -> int:
     # dozen a second every request pays a cold wake-up), and flat out against client.get_task.
     floor: list[dict[str, Any]] = []
     slow: dict[str, Any] | None = None
-    refs = [(f"{r['in_flight']:,} in flight", r) for r in in_flight[-1:]]
+    singles = [r for r in in_flight if not r["batch_reads"]]
+    refs = [(f"{r['in_flight']:,} in flight", r) for r in singles[-1:]]
     if cfg.get("low_rate"):
         try:
             low = run(
@@ -491,8 +524,8 @@ def main(argv: list[str] | None = None) -> int:
                 "ratio": ref["cpu_per_poll_us"] / paced["cpu_per_request_us"],
             }
         )
-    if in_flight and in_flight[-1]["polls"]:
-        count = in_flight[-1]["polls"]
+    if singles and singles[-1]["polls"]:
+        count = singles[-1]["polls"]
         try:
             flat = run("raw", HOLD_KNOBS, {"count": count})
             sdk_flat = run("sdk-get", HOLD_KNOBS, {"count": count})

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Mapping
 from typing import Any
 
+import attrs
 import cattrs
 
 from .errors import DecodeError
@@ -39,10 +41,17 @@ __all__ = [
     "decode_upload",
     "loads_json",
     "make_converter",
+    "same_state",
 ]
 
 
+#: the floats of small whole numbers (estimated times, credits), made once
+_WHOLE = [float(n) for n in range(4096)]
+
+
 def _opt_float(value: Any, _: Any = None) -> float | None:
+    if type(value) is int and 0 <= value < len(_WHOLE):
+        return _WHOLE[value]
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, (int, float)):
@@ -60,7 +69,13 @@ def _opt_float(value: Any, _: Any = None) -> float | None:
     return number if math.isfinite(number) else None
 
 
+#: integers a float holds exactly: within it, int(float(n)) == n
+_EXACT = 2**53
+
+
 def _opt_int(value: Any, _: Any = None) -> int | None:
+    if type(value) is int and -_EXACT <= value <= _EXACT:  # no round trip through float
+        return value
     number = _opt_float(value)
     return None if number is None else int(number)
 
@@ -75,7 +90,15 @@ def _opt_bool(value: Any, _: Any = None) -> bool | None:
     return None
 
 
+#: strings up to this long are interned: the same model, status, type or billing rule in 10 000
+#: tasks in flight is then one string, not 10 000 (CPython frees an interned string that
+#: nothing holds any more, so unusual values do not pile up)
+_INTERN_MAX = 40
+
+
 def _opt_str(value: Any, _: Any = None) -> str | None:
+    if type(value) is str:
+        return sys.intern(value) if len(value) <= _INTERN_MAX else value
     if isinstance(value, str):
         return value
     if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -109,13 +132,29 @@ def _status(value: Any, _: Any = None) -> TaskStatus:
     return value if isinstance(value, TaskStatus) else TaskStatus.parse(value)
 
 
+#: nested objects decoded lately, each kept once: the ``task_info`` and ``usage`` of 10 000
+#: tasks in flight are mostly equal, and frozen, so equal ones are one object
+_SHARED: dict[Any, Any] = {}
+_SHARED_MAX = 1024
+
+
+def _shared(value: Any) -> Any:
+    try:
+        return _SHARED.setdefault(value, value)
+    except TypeError:  # a field that is not hashable: not shared
+        return value
+    finally:
+        if len(_SHARED) > _SHARED_MAX:
+            _SHARED.clear()
+
+
 def _sub(conv: cattrs.Converter, cls: type[Any]) -> Any:
     """Structure an optional nested object; anything but a JSON object becomes None."""
 
     def hook(value: Any, _: Any) -> Any:
         if not isinstance(value, Mapping):
             return None
-        return conv.structure(dict(value), cls)
+        return _shared(conv.structure(dict(value), cls))
 
     return hook
 
@@ -165,32 +204,70 @@ def loads_json(body: bytes | str, what: str) -> Any:
         raise DecodeError(f"{what} {reason}", excerpt=text[:200]) from None
 
 
-def decode_task(data: Any) -> Task:
-    """Decode a task object (POST answer, GET answer or callback body)."""
+def same_state(known: Task, data: Any) -> bool:
+    """Whether ``data`` (a task object as JSON) shows ``known`` as it was: the same id, the
+    same status (a status that is not final), progress and ``estimated_time``. Then
+    ``known`` stands for the answer and nothing needs decoding (a poll that saw no change)."""
+    if not isinstance(data, Mapping) or known.status.is_terminal:
+        return False
+    if data.get("status") != known.raw_status or data.get("id") != known.id:
+        return False
+    if _opt_int(data.get("progress")) != known.progress:
+        return False
+    info = data.get("task_info")
+    estimated = _opt_float(info.get("estimated_time")) if isinstance(info, Mapping) else None
+    return estimated == known.estimated_time
+
+
+def decode_task(data: Any, known: Task | None = None) -> Task:
+    """Decode a task object (POST answer, GET answer or callback body). With ``known`` (the
+    task as last seen), an answer in the same state (``same_state``) gives ``known`` back
+    undecoded: no new object for a poll that saw no change."""
+    if known is not None and same_state(known, data):
+        return known
     if not isinstance(data, Mapping):
         raise DecodeError(f"expected a task object, got {type(data).__name__}")
     body = dict(data)
     raw = body.get("status")
-    body["raw_status"] = raw if isinstance(raw, str) else ""
+    body["raw_status"] = _opt_str(raw) if isinstance(raw, str) else ""
     body["status"] = TaskStatus.parse(raw)
     try:
-        return converter.structure(body, Task)
+        task: Task = converter.structure(body, Task)
     except Exception as exc:  # cattrs wraps hook errors in groups; one SDK error comes out
         detail = "; ".join(_leaves(exc)) or type(exc).__name__
         raise DecodeError(f"invalid task object ({detail})") from None
+    return task if known is None or known.id != task.id else _share(known, task)
 
 
-def decode_tasks(data: Any) -> list[Task]:
-    """Decode ``POST /v1/tasks/batch``: the tasks under ``data``. A ``data`` that is not an
-    array counts as empty, and an item that is not a valid task is left out (the caller
-    confirms a missing id by itself), as the gateway's own client does."""
+def _share(known: Task, task: Task) -> Task:
+    """``task`` holding ``known``'s id string and its parts that did not change: a task in
+    flight keeps one copy of each, whatever the number of reads."""
+    parts: dict[str, Any] = {}
+    if task.task_info == known.task_info:
+        parts["task_info"] = known.task_info
+    if task.usage == known.usage:
+        parts["usage"] = known.usage
+    if task.created == known.created:
+        parts["created"] = known.created
+    return attrs.evolve(task, id=known.id, **parts)
+
+
+def decode_tasks(data: Any, known: Mapping[str, Task] | None = None) -> list[Task]:
+    """Decode ``POST /v1/tasks/batch``: the tasks under ``data``, in one pass. A ``data``
+    that is not an array counts as empty, and an item that is not a valid task is left out
+    (the caller confirms a missing id by itself), as the gateway's own client does. With
+    ``known`` (tasks as last seen, by id), an item in the same state is its known task."""
     inner = data.get("data") if isinstance(data, Mapping) else None
     if not isinstance(inner, list):
         return []
     tasks = []
     for item in inner:
+        previous = None
+        if known is not None and isinstance(item, Mapping):
+            item_id = item.get("id")
+            previous = known.get(item_id) if isinstance(item_id, str) else None
         try:
-            tasks.append(decode_task(item))
+            tasks.append(decode_task(item, previous))
         except DecodeError:
             continue
     return tasks

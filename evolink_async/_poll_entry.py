@@ -13,7 +13,7 @@ import attrs
 from .errors import EvolinkError
 from .models import Task, TaskStatus
 
-__all__ = ["Entry", "Gate", "TaskResult", "TrackedTask"]
+__all__ = ["Callbacks", "Entry", "Gate", "TaskResult", "TrackedTask", "Watcher"]
 
 logger = logging.getLogger("evolink_async")
 
@@ -24,13 +24,35 @@ class Gate(Protocol):
     async def acquire(self) -> None: ...
 
 
+class Watcher(Protocol):
+    """Who is told of a tracked task's states and of its end. One watcher serves many tasks
+    (the dispatcher's run is one): an entry holds a reference, not two closures a task."""
+
+    def task_update(self, task: Task) -> object: ...
+
+    def task_done(self, task_id: str, result: TaskResult) -> object: ...
+
+
+@attrs.define(slots=True, eq=False)
+class Callbacks:
+    """``Poller.track``'s ``on_update``/``on_done`` as a :class:`Watcher`."""
+
+    on_update: Callable[[Task], object] | None
+    on_done: Callable[[TaskResult], object] | None
+
+    def task_update(self, task: Task) -> object:
+        return None if self.on_update is None else self.on_update(task)
+
+    def task_done(self, task_id: str, result: TaskResult) -> object:
+        return None if self.on_done is None else self.on_done(result)
+
+
 @attrs.define(slots=True, eq=False)
 class Entry:
     task: Task
     start: float
     deadline: float | None
-    on_update: Callable[[Task], object] | None
-    on_done: Callable[[TaskResult], object] | None
+    watcher: Watcher | None
     gate: Gate | None = None
     due: float = 0.0
     polls: int = 0
@@ -66,7 +88,7 @@ class Entry:
 
     def note(self, task: Task, now: float) -> None:
         """Take in a state of the task (when it was last seen not started, its progress) and
-        tell ``on_update``."""
+        tell the watcher."""
         if task.status is TaskStatus.UNKNOWN:
             same = (
                 self.task.status is TaskStatus.UNKNOWN and self.task.raw_status == task.raw_status
@@ -83,19 +105,19 @@ class Entry:
             if self.p1 is None:
                 self.p1 = (now, progress)
             self.p2 = (now, progress)
-        if self.on_update is not None:
+        if self.watcher is not None:
             try:
-                self.on_update(task)
+                self.watcher.task_update(task)
             except Exception:  # a user's progress callback must not stop the poller
                 logger.exception("on_update callback failed for %s", task.id)
 
     def resolve(self, result: TaskResult) -> None:
-        """Tracking ended: settle the waiters and tell ``on_done``."""
+        """Tracking ended: settle the waiters and tell the watcher."""
         self.due = float("inf")
         self.settle(result)
-        if self.on_done is not None:
+        if self.watcher is not None:
             try:
-                self.on_done(result)
+                self.watcher.task_done(self.task.id, result)
             except Exception:
                 logger.exception("poller on_done callback failed for %s", self.task.id)
 

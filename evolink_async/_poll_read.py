@@ -69,19 +69,27 @@ class Reader:
         "clock",
         "fetch",
         "fetch_many",
+        "known",
+        "known_many",
         "single_reads",
         "sink",
     )
 
     def __init__(
         self,
-        fetch: Callable[[str], Awaitable[Task]],
-        fetch_many: Callable[[list[str]], Awaitable[list[Task]]] | None,
+        fetch: Callable[..., Awaitable[Task]],
+        fetch_many: Callable[..., Awaitable[list[Task]]] | None,
         sink: Sink,
         clock: Callable[[], float],
+        *,
+        known: bool = False,
     ) -> None:
         self.fetch = fetch
         self.fetch_many = fetch_many
+        #: ``fetch`` / ``fetch_many`` take ``known=``, the task(s) as last seen, and give
+        #: them back undecoded when the answer shows no change (``api.EvolinkAPI``'s do)
+        self.known = known
+        self.known_many = known
         self.sink = sink
         self.clock = clock
         #: batch reads are used (until the gateway says it has none)
@@ -127,7 +135,10 @@ class Reader:
             with anyio.move_on_after(self._room([entry])):
                 if entry.gate is not None:
                     await entry.gate.acquire()
-                task = await self.fetch(entry.task.id)
+                if self.known:
+                    task = await self.fetch(entry.task.id, known=entry.task)
+                else:
+                    task = await self.fetch(entry.task.id)
         except NotFoundError as exc:
             self.sink.finish(entry, exc)
             return
@@ -159,7 +170,11 @@ class Reader:
             with anyio.move_on_after(self._room(live)):
                 for gate in _distinct_gates(live):
                     await gate.acquire()
-                tasks = await self.fetch_many([e.task.id for e in live])
+                ids = [e.task.id for e in live]
+                if self.known_many:
+                    tasks = await self.fetch_many(ids, known={e.task.id: e.task for e in live})
+                else:
+                    tasks = await self.fetch_many(ids)
         except APIError as exc:
             if isinstance(exc, _REFUSED):
                 for e in live:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import datetime
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from urllib.parse import urlencode
 
 from ._codec import (
@@ -123,14 +123,19 @@ class EvolinkAPI:
         )
         return decode_task(data)
 
-    async def get_task(self, task_id: str) -> Task:
-        """GET /v1/tasks/{task_id}."""
+    async def get_task(self, task_id: str, *, known: Task | None = None) -> Task:
+        """GET /v1/tasks/{task_id}. ``known``: the task as last seen, given back as it is
+        when the answer shows the same state (``_codec.same_state``; the poller's reads)."""
         check_task_id(task_id)
-        return decode_task(await self.transport.request("GET", f"/v1/tasks/{task_id}", kind="task"))
+        data = await self.transport.request("GET", f"/v1/tasks/{task_id}", kind="task")
+        return decode_task(data, known)
 
-    async def get_tasks(self, task_ids: Iterable[str]) -> list[Task]:
+    async def get_tasks(
+        self, task_ids: Iterable[str], *, known: Mapping[str, Task] | None = None
+    ) -> list[Task]:
         """POST /v1/tasks/batch: up to 50 tasks in one request (duplicates sent once). Ids the
-        service does not know (wrong, expired, another account's) are simply absent."""
+        service does not know (wrong, expired, another account's) are simply absent.
+        ``known``: tasks as last seen, by id (see :meth:`get_task`)."""
         ids = list(dict.fromkeys(check_task_id(t) for t in task_ids))
         if len(ids) > MAX_BATCH_READ:
             raise InvalidRequestError(
@@ -141,7 +146,7 @@ class EvolinkAPI:
         data = await self.transport.request(
             "POST", "/v1/tasks/batch", json={"task_ids": ids}, kind="tasks_batch"
         )
-        return decode_tasks(data)
+        return decode_tasks(data, known)
 
     async def list_tasks(
         self,

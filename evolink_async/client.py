@@ -64,11 +64,12 @@ class _RetryListeners(list[Callable[[RetryEvent], None]]):
 
 
 def _build_poller(client: EvolinkClient, time_scale: float, *, callbacks: bool) -> Poller:
-    """The client's one poller: single reads by ``get_task``, batch reads by ``get_tasks``."""
+    """The client's one poller: reads by the API's ``get_task``/``get_tasks`` (``known``)."""
     return Poller(
-        client.get_task,
+        lambda task_id, known=None: client.api.get_task(task_id, known=known),
         client.poll_policy,
-        fetch_many=client.get_tasks,
+        fetch_many=lambda ids, known=None: client.api.get_tasks(ids, known=known),
+        known=True,
         time_scale=time_scale,
         callbacks=callbacks,
     )

@@ -154,9 +154,13 @@ def _model_params(value: Any) -> Mapping[str, Any] | None:
     raise InvalidRequestError("model_params", value, "must be an object of parameters")
 
 
+#: the ``extra`` of every request without one: one read-only empty mapping, not one a request
+_NO_EXTRA: Mapping[str, Any] = MappingProxyType({})
+
+
 def _extra(value: Any) -> Mapping[str, Any]:
-    if value is None:
-        return MappingProxyType({})
+    if value is None or (isinstance(value, Mapping) and not value):
+        return _NO_EXTRA
     if isinstance(value, Mapping):
         return MappingProxyType(dict(value))  # a read-only copy: validated once, stays valid
     raise InvalidRequestError("extra", value, "must be a mapping of field names")

@@ -14,6 +14,12 @@ flight is cut off at its task's deadline. A status the SDK does not know is read
 tasks and due times, nothing of batches or files. The loop stops when nothing is tracked
 and starts again on demand.
 
+A poll that saw nothing new costs no decoding: with ``Poller(known=True)``, ``fetch`` and
+``fetch_many`` take ``known=`` (the task, or tasks by id, as last seen) and give a task back
+as it is when its answer shows the same state (``EvolinkAPI.get_task``/``get_tasks`` do). A
+task's owner is told of its states by a ``Watcher`` (one object for all its tasks, holding
+nothing per task) or by the two callbacks of ``track``.
+
 Concurrency is anyio's: the scheduling loop and its workers run in an anyio task group, due
 reads reach the workers through a memory object stream, the loop sleeps on an
 ``anyio.Event`` (with ``move_on_after`` for the next due time) and stops through a
@@ -36,7 +42,7 @@ from collections.abc import Awaitable, Callable
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ._poll_entry import Entry, Gate, TaskResult, TrackedTask
+from ._poll_entry import Callbacks, Entry, Gate, TaskResult, TrackedTask, Watcher
 from ._poll_plan import PollPolicy, plan_next_poll, plan_read, plan_safety_poll
 from ._poll_read import BATCH_SIZE, Reader
 from ._retry import backoff
@@ -48,6 +54,7 @@ __all__ = [
     "Poller",
     "TaskResult",
     "TrackedTask",
+    "Watcher",
     "plan_next_poll",
     "plan_read",
     "plan_safety_poll",
@@ -103,19 +110,29 @@ def _failed_poll_wait(policy: PollPolicy, scale: float, failures: int) -> float:
     return backoff(failures, initial=2 * step, maximum=16 * step, jitter=0.0)
 
 
-def _pop_due(
-    heap: list[tuple[float, int, str]], entries: dict[str, Entry], now: float
-) -> list[Entry]:
+def _pop_due(heap: list[tuple[float, str]], entries: dict[str, Entry], now: float) -> list[Entry]:
     """Pop the entries due by ``now`` off the heap (stale items skipped)."""
     due_now = []
     while heap and heap[0][0] <= now:
-        due, _, task_id = heapq.heappop(heap)
+        due, task_id = heapq.heappop(heap)
         entry = entries.get(task_id)
         if entry is None or entry.due != due:
             continue  # stale heap item: rescheduled or finished since
         entry.due = float("inf")  # in the stream; not due again until replanned
         due_now.append(entry)
     return due_now
+
+
+def _watcher(
+    watcher: Watcher | None,
+    on_update: Callable[[Task], object] | None,
+    on_done: Callable[[TaskResult], object] | None,
+) -> Watcher | None:
+    if on_update is None and on_done is None:
+        return watcher
+    if watcher is not None:
+        raise ValueError("give track() a watcher or callbacks, not both")
+    return Callbacks(on_update, on_done)
 
 
 def _group_reads(due: list[Entry], single: Callable[[Entry], bool]) -> list[list[Entry]]:
@@ -130,9 +147,8 @@ def _group_reads(due: list[Entry], single: Callable[[Entry], bool]) -> list[list
 class Poller:
     """Tracks tasks until they finish, with one scheduling loop and a few read workers.
 
-    ``fetch`` reads one task; ``fetch_many`` (optional) reads up to 50 in one request, used
-    while ``policy.batch`` is on and the gateway has the endpoint.
-    """
+    ``fetch`` reads one task; ``fetch_many`` (optional) up to 50 in one request, used while
+    ``policy.batch`` is on and the gateway has the endpoint. ``known``: see the module."""
 
     __slots__ = (
         "_clock",
@@ -142,7 +158,6 @@ class Poller:
         "_host",
         "_rng",
         "_scope",
-        "_seq",
         "_sleep_until",
         "_wakeup",
         "_workers",
@@ -155,10 +170,11 @@ class Poller:
 
     def __init__(
         self,
-        fetch: Callable[[str], Awaitable[Task]],
+        fetch: Callable[..., Awaitable[Task]],
         policy: PollPolicy | None = None,
         *,
-        fetch_many: Callable[[list[str]], Awaitable[list[Task]]] | None = None,
+        fetch_many: Callable[..., Awaitable[list[Task]]] | None = None,
+        known: bool = False,
         time_scale: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         seed: int | None = None,
@@ -171,10 +187,10 @@ class Poller:
         self._clock = clock
         self._rng = random.Random(seed)
         batch = fetch_many if self.policy.batch else None
-        self.reader = Reader(fetch, batch, self, clock)
+        self.reader = Reader(fetch, batch, self, clock, known=known)
         self._entries: dict[str, Entry] = {}
-        self._heap: list[tuple[float, int, str]] = []
-        self._seq = 0
+        #: (due time, task id): ties go by id, which is unique
+        self._heap: list[tuple[float, str]] = []
         #: the one asyncio task, hosting the anyio task group (see the module's docstring)
         self._host: asyncio.Task[None] | None = None
         self._scope: anyio.CancelScope | None = None
@@ -198,7 +214,7 @@ class Poller:
 
     @fetch.setter
     def fetch(self, fetch: Callable[[str], Awaitable[Task]]) -> None:
-        self.reader.fetch = fetch
+        self.reader.fetch, self.reader.known = fetch, False  # it takes the task id alone
 
     @property
     def polls(self) -> int:
@@ -220,12 +236,13 @@ class Poller:
         on_update: Callable[[Task], object] | None = None,
         on_done: Callable[[TaskResult], object] | None = None,
         gate: Gate | None = None,
+        watcher: Watcher | None = None,
     ) -> TrackedTask:
         """Start tracking ``task`` (already created). Tracking the same id twice shares the
         entry. ``timeout`` (local seconds) gives up with ``TaskTimeoutError``, cutting off a
         read in flight. ``on_update`` is called with every state read, ``on_done`` once with
-        the final task or error. ``gate`` is an extra rate limiter this task's reads also
-        pass (a batch's own rate)."""
+        the final task or error (or a ``watcher`` is told). ``gate``: an extra rate limiter
+        for this task's reads (a batch's own rate)."""
         if self._closed:
             raise RuntimeError("the poller is closed")
         existing = self._entries.get(task.id)
@@ -236,8 +253,7 @@ class Poller:
             task=task,
             start=now,
             deadline=None if timeout is None else now + timeout,
-            on_update=on_update,
-            on_done=on_done,
+            watcher=_watcher(watcher, on_update, on_done),
             gate=gate,
             zero_at=now,
         )
@@ -350,8 +366,7 @@ class Poller:
         if entry.deadline is not None:
             due = min(due, entry.deadline)
         entry.due = due
-        self._seq += 1
-        heapq.heappush(self._heap, (due, self._seq, entry.task.id))
+        heapq.heappush(self._heap, (due, entry.task.id))
         if due < self._sleep_until and self._wakeup is not None:
             self._wakeup.set()  # due before the loop would look again: wake it
 

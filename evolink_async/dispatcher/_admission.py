@@ -139,16 +139,19 @@ class Job:
     credits: float = 0.0
     #: a task an earlier run created, to follow instead of creating one (``Attach``)
     attach_id: str | None = None
-    #: the idempotency key of each attempt (sent again with the attempt, never reused)
-    keys: dict[int, str] = attrs.field(factory=dict)
+    #: the idempotency key of the latest attempt, ``key_attempt`` (sent again with the
+    #: attempt, never reused; attempts only grow, so earlier keys are not kept)
+    key: str | None = None
+    key_attempt: int = 0
 
     def key_for(self, attempt: int) -> str:
         """The key of ``attempt``: the same each time the attempt is sent, a new one for a new
         attempt (the first is the request's ``client_request_id``, when it has one)."""
-        if attempt not in self.keys:
+        if self.key is None or attempt != self.key_attempt:
             own = self.request.client_request_id
-            self.keys[attempt] = own if own is not None and not self.keys else new_idempotency_key()
-        return self.keys[attempt]
+            self.key = own if own is not None and self.key is None else new_idempotency_key()
+            self.key_attempt = attempt
+        return self.key
 
 
 class Run:
@@ -387,23 +390,20 @@ class Run:
         self.stats.in_flight += 1
 
     def _track(self, job: Job, task: Task) -> None:
-        """Hand a created (or attached) task to the poller until it ends (not a twin's)."""
-        if self.live.get(task.id) is not job:
-            return
+        """Hand a created (or attached) task to the poller until it ends (not a twin's); the
+        run watches it (``task_update``, ``task_done``): no closures a task in flight."""
+        if self.live.get(task.id) is job:
+            self.services.poller.track(task, timeout=job.timeout, gate=self.rate, watcher=self)
 
-        def on_update(t: Task) -> None:
-            job.task = t
-            self.emit(Progress(job.index, t.id, t.status, t.progress))
+    def task_update(self, task: Task) -> None:
+        job = self.live.get(task.id)
+        if job is not None:
+            job.task = task
+            self.emit(Progress(job.index, task.id, task.status, task.progress))
 
-        def on_done(result: TaskResult) -> None:
-            self._task_done(job, task.id, result)
-
-        self.services.poller.track(
-            task, timeout=job.timeout, on_update=on_update, on_done=on_done, gate=self.rate
-        )
-
-    def _task_done(self, job: Job, task_id: str, result: TaskResult) -> None:
-        if self.live.pop(task_id, None) is not None:
+    def task_done(self, task_id: str, result: TaskResult) -> None:
+        job = self.live.pop(task_id, None)
+        if job is not None:
             for each in (job, *self.twins.pop(task_id, ())):
                 self._job_done(each, task_id, result)
 

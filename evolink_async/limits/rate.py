@@ -13,6 +13,7 @@ import time
 from collections import deque
 
 import anyio
+import anyio.lowlevel
 
 from ._common import EPS, Clock, Sleep, check_positive, fmt
 
@@ -267,7 +268,17 @@ class RateLimiter:
     # -- async ------------------------------------------------------------------------------
 
     async def acquire(self) -> None:
-        """Wait for a slot. Cancellation-safe: a cancelled waiter gives its slot up."""
+        """Wait for a slot. Cancellation-safe: a cancelled waiter gives its slot up.
+
+        A token free now (no pause, nothing booked ahead) is taken at once: no sleep and no
+        hand-over to the event loop, only a check that the caller is not cancelled. Every
+        earlier caller already holds an earlier slot, so this keeps first come, first served.
+        """
+        now = self._clock()
+        if now >= self._paused_until and not self._abandoned and self._bucket.ready(now):
+            await anyio.lowlevel.checkpoint_if_cancelled()
+            self.book(now)  # a slot that has come: a 429 will not move it
+            return
         self._waiters += 1
         slot = self.book(self._clock())
         try:
@@ -401,6 +412,12 @@ class _Bucket:
         if self.t == -math.inf:
             return float(self.burst)
         return min(float(self.burst), self.level + self.tokens_added(self.t, t))
+
+    def ready(self, now: float) -> bool:
+        """Whether a token is there at ``now`` (nothing booked after it)."""
+        if math.isinf(self.rate):
+            return True
+        return self.t <= now and self.level_at(now) >= 1 - EPS
 
     def tokens(self, now: float) -> float:
         if math.isinf(self.rate):
