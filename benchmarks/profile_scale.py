@@ -3,6 +3,7 @@
     python benchmarks/profile_scale.py memory --n 10000            # tracemalloc, per task
     python benchmarks/profile_scale.py cpu --n 10000 --poll-rate 1000 --window 10
     python benchmarks/profile_scale.py cpu --n 100 --poll-rate 50 --window 10   # slow polling
+    python benchmarks/profile_scale.py get --window 10      # client.get_task flat out, 16 at once
 
 The workload is bench_scale's in-flight one (tasks that never finish, one GET a poll; or
 ``--batch`` for batch reads), against a simulator in its own process.
@@ -10,7 +11,10 @@ The workload is bench_scale's in-flight one (tasks that never finish, one GET a 
 * ``memory``: ``tracemalloc`` snapshots before the batch (session warm) and once all N are in
   flight; the top allocation sites of the difference, in bytes per task in flight.
 * ``cpu``: ``pyinstrument`` (statistical, 1 ms) over the polling window; the top functions by
-  their own time, in microseconds per poll. Needs ``pip install pyinstrument``.
+  their own time, and the own time by package, in microseconds per poll. Needs
+  ``pip install pyinstrument``.
+* ``get``: the same over ``client.get_task`` flat out (16 at once, no poller): the request
+  path alone.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import anyio
 from _common import SimulatorProcess, cpu_seconds, run_worker
 
 THIS = Path(__file__).resolve()
@@ -49,6 +54,8 @@ async def _hold(base_url: str, api_key: str, p: dict[str, Any]) -> dict[str, Any
     from evolink_async import EvolinkClient, PollPolicy  # noqa: PLC0415
 
     n, mode = p["n"], p["mode"]
+    if mode == "get":
+        return await _flat_out(base_url, api_key, p)
     interval = n / p["poll_rate"]
     policy = PollPolicy(
         min_interval=interval, max_interval=interval, first_poll=interval, batch=p["batch"]
@@ -87,6 +94,33 @@ async def _hold(base_url: str, api_key: str, p: dict[str, Any]) -> dict[str, Any
             await consumer
         await batch.aclose()
     return out
+
+
+async def _flat_out(base_url: str, api_key: str, p: dict[str, Any]) -> dict[str, Any]:
+    from evolink_async import EvolinkClient  # noqa: PLC0415
+
+    async with EvolinkClient(api_key, base_url, rate=None, max_in_flight=None) as client:
+        ids = [(await client.create_video(prompt=_prompt(i))).id for i in range(100)]
+        await client.get_task(ids[0])
+        stop = False
+
+        class Counted:  # what _cpu_window reads: requests as "polls"
+            polls = 0
+
+        counted = Counted()
+
+        async def work() -> None:
+            while not stop:
+                await client.get_task(ids[counted.polls % len(ids)])
+                counted.polls += 1
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(16):
+                tg.start_soon(work)
+            holder = type("Holder", (), {"poller": counted})()
+            out = await _cpu_window(holder, p, p["top"])
+            stop = True
+    return {"n": 0, "mode": "get", **out}
 
 
 def _memory_top(stats: list[Any], n: int, top: int) -> dict[str, Any]:
@@ -153,7 +187,7 @@ def _package(path: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("mode", choices=["memory", "cpu"])
+    p.add_argument("mode", choices=["memory", "cpu", "get"])
     p.add_argument("--n", type=int, default=10_000, help="tasks in flight")
     p.add_argument("--poll-rate", type=float, default=1000.0, help="polls a second")
     p.add_argument("--window", type=float, default=10.0, help="cpu: seconds profiled")

@@ -9,10 +9,12 @@ from a batch answer with one single read.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractContextManager
 from typing import Protocol
 
 import anyio
@@ -101,11 +103,10 @@ class Reader:
         """Whether this entry must be read on its own."""
         return not self.batch or entry.confirm
 
-    async def read(self, entries: Sequence[Entry]) -> None:
+    def read(self, entries: Sequence[Entry]) -> Awaitable[None]:
         if len(entries) == 1:  # a batch of one is a GET: the same cost, and a clear 404
-            await self._read_one(entries[0])
-        else:
-            await self._read_batch(entries)
+            return self._read_one(entries[0])
+        return self._read_batch(entries)
 
     def _timed_out(self, entry: Entry) -> bool:
         """End the entry with ``TaskTimeoutError`` if its deadline has passed."""
@@ -132,7 +133,7 @@ class Reader:
         entry.woken = entry.confirm = False
         task: Task | None = None
         try:
-            with anyio.move_on_after(self._room([entry])):
+            with _within(self._room([entry])):
                 if entry.gate is not None:
                     await entry.gate.acquire()
                 if self.known:
@@ -167,7 +168,7 @@ class Reader:
         tasks: list[Task] | None = None
         assert self.fetch_many is not None
         try:
-            with anyio.move_on_after(self._room(live)):
+            with _within(self._room(live)):
                 for gate in _distinct_gates(live):
                     await gate.acquire()
                 ids = [e.task.id for e in live]
@@ -227,6 +228,14 @@ class Reader:
         for e in live:
             e.polls += 1
             self.sink.retry(e)
+
+
+def _within(room: float) -> AbstractContextManager[object]:
+    """A scope cutting a read off after ``room`` seconds; none needed for no deadline."""
+    return anyio.move_on_after(room) if room < math.inf else _NO_LIMIT
+
+
+_NO_LIMIT = contextlib.nullcontext()
 
 
 def _distinct_gates(entries: Sequence[Entry]) -> list[Gate]:

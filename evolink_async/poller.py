@@ -21,7 +21,7 @@ task's owner is told of its states by a ``Watcher`` (one object for all its task
 nothing per task) or by the two callbacks of ``track``.
 
 Concurrency is anyio's: the scheduling loop and its workers run in an anyio task group, due
-reads reach the workers through a memory object stream, the loop sleeps on an
+reads reach the workers through a queue of anyio events (``_poll_queue``), the loop sleeps on an
 ``anyio.Event`` (with ``move_on_after`` for the next due time) and stops through a
 ``CancelScope``. One thing is asyncio's: the *host* task that holds the task group. The poller
 starts on demand from ``track`` (a plain function, called from any task), and anyio has no way
@@ -40,10 +40,10 @@ import time
 from collections.abc import Awaitable, Callable
 
 import anyio
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._poll_entry import Callbacks, Entry, Gate, TaskResult, TrackedTask, Watcher
 from ._poll_plan import PollPolicy, plan_next_poll, plan_read, plan_safety_poll
+from ._poll_queue import ReadQueue
 from ._poll_read import BATCH_SIZE, Reader
 from ._retry import backoff
 from .errors import EvolinkError, TaskStalledError, TaskTimeoutError
@@ -387,27 +387,26 @@ class Poller:
 
     async def _run(self) -> None:
         """The scheduling loop in this task, the workers in an anyio task group beside it."""
-        send, receive = anyio.create_memory_object_stream[list[Entry]](math.inf)
-        with send, receive:
-            async with anyio.create_task_group() as tg:
-                for i in range(max(1, self.policy.workers)):
-                    tg.start_soon(self._worker, receive, name=f"evolink-poll-worker-{i}")
-                self._workers = max(1, self.policy.workers)
-                try:
-                    await self._dispatch(send)
-                finally:
-                    self._workers = 0
-                    self._sleep_until = -math.inf
-                    tg.cancel_scope.cancel()
+        send = receive = ReadQueue[list[Entry]]()
+        async with anyio.create_task_group() as tg:
+            for i in range(max(1, self.policy.workers)):
+                tg.start_soon(self._worker, receive, name=f"evolink-poll-worker-{i}")
+            self._workers = max(1, self.policy.workers)
+            try:
+                await self._dispatch(send)
+            finally:
+                self._workers = 0
+                self._sleep_until = -math.inf
+                tg.cancel_scope.cancel()
 
-    def _send_reads(self, send: MemoryObjectSendStream[list[Entry]], due: list[Entry]) -> None:
+    def _send_reads(self, send: ReadQueue[list[Entry]], due: list[Entry]) -> None:
         reads = _group_reads(due, self.reader.single)
         for read in reads:
             send.send_nowait(read)
         self.ticks.append((len(due), len(reads)))
         del self.ticks[:-10_000]
 
-    async def _dispatch(self, send: MemoryObjectSendStream[list[Entry]]) -> None:
+    async def _dispatch(self, send: ReadQueue[list[Entry]]) -> None:
         """Hand the due tasks to the workers; sleep until the next due time or a wake."""
         heap = self._heap
         while self._entries:
@@ -425,7 +424,7 @@ class Poller:
                 await wakeup.wait()
             self._sleep_until = -math.inf
 
-    async def _worker(self, receive: MemoryObjectReceiveStream[list[Entry]]) -> None:
+    async def _worker(self, receive: ReadQueue[list[Entry]]) -> None:
         while True:
             try:  # no checkpoint when a read is waiting: the read itself yields
                 read = receive.receive_nowait()

@@ -399,7 +399,8 @@ class Run:
         job = self.live.get(task.id)
         if job is not None:
             job.task = task
-            self.emit(Progress(job.index, task.id, task.status, task.progress))
+            if self.on_event is not None:  # no event made for nobody, at every poll
+                self.emit(Progress(job.index, task.id, task.status, task.progress))
 
     def task_done(self, task_id: str, result: TaskResult) -> None:
         job = self.live.pop(task_id, None)
