@@ -118,12 +118,15 @@ class Submitted:
 
 @attrs.frozen
 class Progress:
-    """A poll saw the task; ``status``/``progress`` as the service reported them."""
+    """A poll saw the task; ``status``/``progress`` as the service reported them. With
+    ``estimated=True`` no read happened: ``progress`` is the SDK's estimate between reads
+    (from ``estimated_time`` and the rate of progress; it only rises and stays below 100)."""
 
     index: int
     task_id: str
     status: TaskStatus
     progress: int | None
+    estimated: bool = False
 
 
 @attrs.frozen
