@@ -170,6 +170,12 @@ def add_batch(sub: _Commands) -> None:
         "key are always sent again with it",
     )
     batch.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="submit the prompts an earlier run left failed again, as new attempts with new "
+        "idempotency keys (the service refunded the failed tasks)",
+    )
+    batch.add_argument(
         "--no-download", action="store_true", help="keep the result URLs, do not download"
     )
     batch.add_argument(
