@@ -4,8 +4,8 @@
     EVOLINK_API_KEY=sk-... python examples/bot.py   # the real service (it costs credits)
 
     curl -d '{"prompt": "a paper boat on a river"}' localhost:8080/jobs
-        -> {"id": "1", "state": "queued", "queue_position": 3, ...}
-    curl localhost:8080/jobs/1
+        -> {"id": "0", "state": "queued", "queue_position": 3, ...}
+    curl localhost:8080/jobs/0
         -> {"state": "processing", "progress": 42, "estimated": true, ...}
         -> {"state": "completed", "progress": 100, "video_url": "https://...", ...}
 

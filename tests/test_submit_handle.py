@@ -72,7 +72,7 @@ async def test_submit_returns_at_once_and_the_queue_moves_in_submission_order() 
             sim.complete_task(await created(h))
         outcomes = [await h for h in handles]
     assert ["completed"] * 4 == [o.status for o in outcomes]
-    assert [1, 2, 3, 4] == [h.index for h in handles]
+    assert [0, 1, 2, 3] == [h.index for h in handles]
 
 
 async def test_bad_input_is_refused_by_submit_itself_and_nothing_is_queued() -> None:

@@ -193,9 +193,9 @@ class Dispatcher:
         slot and its credits come; an error of the create ends in the handle's outcome."""
         req = as_request(request)
         run = self._submit_run()
-        self._index += 1
         limit = self._services.task_timeout if timeout is None else timeout
         job = Job(index=self._index, request=req, max_attempts=max_attempts, timeout=limit)
+        self._index += 1
         future = Promise()
         run.futures[job.index] = future
         if on_event is not None:

@@ -46,7 +46,8 @@ class TaskHandle:
 
     @property
     def index(self) -> int:
-        """The request's number among the dispatcher's submits (from 1, in submission order)."""
+        """The request's number among the dispatcher's submits (from 0, in submission order;
+        its outcome's ``index``)."""
         return self._job.index
 
     @property
