@@ -57,8 +57,10 @@ async def a_user(session: aiohttp.ClientSession, base: str, n: int) -> list[dict
     return seen
 
 
-async def serve_users(app: web.Application) -> list[list[dict[str, Any]]]:
-    runner = web.AppRunner(app)
+async def serve_users(**options: Any) -> list[list[dict[str, Any]]]:
+    """Start the example bot (made with ``options``) on a free loopback port, run the users
+    against it, stop it; nothing of it is left referenced afterwards."""
+    runner = web.AppRunner(load_bot().make_app(SIMULATOR, **options))
     await runner.setup()  # the app's startup: its one client
     try:
         site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -92,11 +94,9 @@ def check_user(seen: list[dict[str, Any]]) -> None:
 async def test_twenty_users_on_one_client_see_queued_processing_completed(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    bot = load_bot()
-    app = bot.make_app(SIMULATOR, max_in_flight=CAP, rate=None, poll=POLL)
     with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.ERROR):
         warnings.simplefilter("always")
-        users = await serve_users(app)
+        users = await serve_users(max_in_flight=CAP, rate=None, poll=POLL)
         gc.collect()  # an unclosed session would say so now
         await asyncio.sleep(0)
 

@@ -15,6 +15,7 @@ import pytest
 from evolink_async import (
     Event,
     EvolinkClient,
+    Failed,
     InsufficientCreditsError,
     InvalidRequestError,
     Progress,
@@ -75,6 +76,17 @@ async def test_submit_returns_at_once_and_the_queue_moves_in_submission_order() 
     assert [0, 1, 2, 3] == [h.index for h in handles]
 
 
+async def test_a_long_queue_holds_no_coroutine_per_request() -> None:
+    async with service({"clock": ManualClock()}, max_in_flight=2) as (_sim, client):
+        handles = [await client.submit(f"a cat {n}") for n in range(20)]
+        await created(handles[1])
+        tasks = len(asyncio.all_tasks())  # the feeder has started all it may (16 attempts)
+        handles += [await client.submit(f"a dog {n}") for n in range(280)]
+        await asyncio.sleep(0)
+        assert 297 == handles[-1].queue_position  # all but the two created and itself
+        assert tasks == len(asyncio.all_tasks())  # 280 more queued: not one more coroutine
+
+
 async def test_bad_input_is_refused_by_submit_itself_and_nothing_is_queued() -> None:
     async with service() as (sim, client):
         with pytest.raises(InvalidRequestError) as info:
@@ -85,15 +97,17 @@ async def test_bad_input_is_refused_by_submit_itself_and_nothing_is_queued() -> 
 
 
 async def test_an_error_of_the_create_ends_in_the_outcome_not_in_submit() -> None:
+    events: list[Event] = []
     async with service() as (sim, client):
         sim.set_credits(0)
-        handle = await client.submit("a cat")
+        handle = await client.submit("a cat", on_event=events.append)
         assert "queued" == handle.state
         assert await handle.created() is None  # it ended without a task
         outcome = await handle
     assert ("failed", "failed") == (outcome.status, handle.state)
     assert isinstance(outcome.error, InsufficientCreditsError)
     assert outcome is handle.outcome
+    assert [Failed(outcome)] == events  # told to its listener too
 
 
 async def test_a_handle_queued_when_the_client_closes_ends_cancelled() -> None:

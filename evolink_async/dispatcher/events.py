@@ -123,8 +123,10 @@ class Submitted:
 @attrs.frozen
 class Progress:
     """A poll saw the task; ``status``/``progress`` as the service reported them. With
-    ``estimated=True`` no read happened: ``progress`` is the SDK's estimate between reads
-    (from ``estimated_time`` and the rate of progress; it only rises and stays below 100)."""
+    ``estimated=True`` no read happened: ``progress`` is the SDK's estimate between reads of a
+    ``submit``-ted task (from ``estimated_time`` and the rate of progress), above everything
+    told before and below 100; a later read may say less (``TaskHandle.current_progress()``
+    keeps showing the higher value)."""
 
     index: int
     task_id: str
