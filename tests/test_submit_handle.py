@@ -6,7 +6,7 @@ ticker, only when somebody listens."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -24,7 +24,7 @@ from evolink_async import (
     TaskStatus,
 )
 from evolink_async.dispatcher._progress import MAX_ESTIMATE, Track
-from evolink_async.testing import ManualClock, Simulator
+from evolink_async.testing import RETRYABLE_TASK_ERRORS, ManualClock, Simulator
 
 TS = 0.002
 
@@ -74,6 +74,39 @@ async def test_submit_returns_at_once_and_the_queue_moves_in_submission_order() 
         outcomes = [await h for h in handles]
     assert ["completed"] * 4 == [o.status for o in outcomes]
     assert [0, 1, 2, 3] == [h.index for h in handles]
+
+
+async def until(check: Callable[[], bool]) -> None:
+    """Yield to the loop until ``check()`` holds (bounded; no timing assertion)."""
+    for _ in range(2000):
+        if check():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("condition not met")
+
+
+async def test_a_retried_request_queues_again_behind_those_waiting_for_a_slot() -> None:
+    async with service({"clock": ManualClock()}, max_in_flight=1) as (sim, client):
+        first = await client.submit("a cat", max_attempts=2)
+        failed = await created(first)
+        later = [await client.submit(f"a dog {n}") for n in range(2)]
+        assert [0, 1] == [h.queue_position for h in later]
+        sim.fail_task(failed, RETRYABLE_TASK_ERRORS[0])
+        client.poller.wake(failed)  # read it now
+        await until(lambda: first.state == "queued")
+        running = await created(later[0])  # it waited for the slot: it had it next
+        assert (1, 0) == (first.queue_position, later[1].queue_position)
+        sim.complete_task(running)
+        client.poller.wake(running)
+        sim.complete_task(await created(later[1]))
+        client.poller.wake(later[1].task_id or "")
+        await until(lambda: first.task_id != failed)
+        assert ("pending", 0) == (first.state, first.queue_position)
+        sim.complete_task(first.task_id or "")
+        client.poller.wake(first.task_id or "")
+        outcome = await first
+    assert ("completed", 2) == (outcome.status, outcome.attempts)
+    assert failed == outcome.task_ids[0]
 
 
 async def test_a_long_queue_holds_no_coroutine_per_request() -> None:

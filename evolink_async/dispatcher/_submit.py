@@ -50,7 +50,9 @@ class SubmitRun(SingleRun):
         #: requests queued or waiting for admission (not yet created), by index
         self.waiting: dict[int, Job] = {}
         self._pending_ids: set[int] = set()
-        self._started: set[int] = set()
+        #: requests whose attempt started (waiting for a slot, or being created), in the
+        #: order they started: the order the slots go to them
+        self._started: dict[int, Job] = {}
         #: set when a request left the queue (created, or ended without a task)
         self.moved = Signal()
         self._wake = Signal()
@@ -76,18 +78,29 @@ class SubmitRun(SingleRun):
             self.spawn(self._feed())
 
     def resubmit(self, job: Job) -> None:
-        """A new attempt after a refused create or a retryable task failure: first in line."""
+        """A new attempt after a refused create or a retryable task failure: first in the
+        queue (behind the requests already waiting for a slot)."""
         self.enqueue(job, front=True)
 
     def _admitted(self, job: Job) -> bool:
-        return job.index in self._started and len(job.slots) >= len(self.concurrency)
+        return len(job.slots) >= len(self.concurrency)
 
     def position(self, job: Job) -> int:
         """How many requests are ahead of ``job`` in the queue (0 once it is admitted, being
-        created, or out of the queue)."""
-        if job.index not in self.waiting or self._admitted(job):
+        created, or out of the queue): those that wait for a slot already (they get theirs
+        first), then those before it in the queue. A retry of an earlier request goes ahead."""
+        if job.index not in self.waiting:
             return 0
-        return sum(1 for i, j in self.waiting.items() if i < job.index and not self._admitted(j))
+        ahead = 0
+        for index, other in self._started.items():
+            if index == job.index:
+                return 0 if self._admitted(job) else ahead
+            ahead += not self._admitted(other)
+        for other in self.pending:
+            if other is job:
+                break
+            ahead += 1
+        return ahead
 
     def is_queued(self, job: Job) -> bool:
         """Whether ``job`` waits in the queue or for admission (no task for it yet)."""
@@ -112,7 +125,7 @@ class SubmitRun(SingleRun):
                     self._pending_ids.discard(job.index)
                     self.stats.queued -= 1
                     self._attempting += 1
-                    self._started.add(job.index)
+                    self._started[job.index] = job
                     attempts.start_soon(self._gated, job)
         finally:
             self._feeding = False
@@ -127,7 +140,7 @@ class SubmitRun(SingleRun):
             err = EvolinkError(f"internal error: {type(exc).__name__}: {exc}")
             self.finish(job, "failed", err)
         finally:
-            self._started.discard(job.index)
+            self._started.pop(job.index, None)
             if job.index not in self._pending_ids:  # not queued again by a refused create
                 self.waiting.pop(job.index, None)
             self._attempting -= 1
@@ -157,6 +170,7 @@ class SubmitRun(SingleRun):
             return
         now = self.ticker.clock()
         if isinstance(event, Submitted):
+            self.waiting.pop(index, None)  # created: out of the queue
             track = Track(now)
             self.tracks[index] = (job, track)
             if job.task is not None:  # the create's answer: its status and estimated_time
