@@ -413,7 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="evolink-async",
         description="Generate videos with Evolink's API: batches, single clips, task status.",
         epilog="Exit status: 0 all completed, 1 some not completed, 2 usage or input error, "
-        "130 interrupted.",
+        "4 the service could not be reached before anything was created, 130 interrupted.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument(
