@@ -47,9 +47,11 @@ from .events import (
     Item,
     Outcome,
     OutcomeStatus,
+    Paused,
     Progress,
     RateLimited,
     RequestLike,
+    Resumed,
     Retrying,
     Submitted,
     as_request,
@@ -69,9 +71,11 @@ __all__ = [
     "Item",
     "Outcome",
     "OutcomeStatus",
+    "Paused",
     "Progress",
     "RateLimited",
     "RequestLike",
+    "Resumed",
     "Retrying",
     "Submitted",
     "TaskAPI",
@@ -170,6 +174,12 @@ class Dispatcher:
         conc = [limits.concurrency] if limits.concurrency is not None else []
         budgets = [limits.budget] if limits.budget is not None else []
         return conc, budgets
+
+    @property
+    def reached(self) -> bool:
+        """Whether a create of this client got through (before it, a service that cannot be
+        reached stops a batch at once; after it, an outage pauses the creates)."""
+        return self._services.reach.created
 
     def stats(self) -> BatchStats:
         """Counters of the requests made through ``submit``."""
@@ -272,6 +282,8 @@ class Dispatcher:
                     outcome = run.out.popleft()
                     run.changed.set()  # room in the buffer: the feeder may go on
                     yield outcome
+                if run.fatal is not None and not run.stats.submitting:  # never reached
+                    raise run.fatal
                 if run.finished:
                     return
                 run.ready.clear()
