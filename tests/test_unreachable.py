@@ -328,3 +328,21 @@ def test_the_cause_of_a_connection_never_opened_is_said_in_words(
     assert error.cause.startswith(cause)
     assert str(error).startswith(f"cannot reach gw.example.test:8443: {cause}")
     assert error.__cause__ is exc
+
+
+async def test_submits_at_a_closed_port_each_end_failed_with_the_clear_error_after_one_create() -> (
+    None
+):
+    port = closed_port()
+    with anyio.fail_after(15):
+        url = f"http://127.0.0.1:{port}"
+        async with EvolinkClient(KEY, url, retry=QUICK) as client:
+            handles = [await client.submit(f"a bot's clip {i}") for i in range(5)]
+            outcomes = [await handle for handle in handles]
+            counters = dict(client.transport.counters)
+
+    assert [("failed", f"cannot reach 127.0.0.1:{port}: connection refused")] * 5 == [
+        (o.status, str(o.error)) for o in outcomes
+    ]
+    assert all(isinstance(o.error, ServiceUnreachableError) for o in outcomes)
+    assert {"POST create error": QUICK.attempts} == counters  # the first create's tries only

@@ -124,12 +124,17 @@ class Submitted:
 
 @attrs.frozen
 class Progress:
-    """A poll saw the task; ``status``/``progress`` as the service reported them."""
+    """A poll saw the task; ``status``/``progress`` as the service reported them. With
+    ``estimated=True`` no read happened: ``progress`` is the SDK's estimate between reads of a
+    ``submit``-ted task (from ``estimated_time`` and the rate of progress), above everything
+    told before and below 100; a later read may say less (``TaskHandle.current_progress()``
+    keeps showing the higher value)."""
 
     index: int
     task_id: str
     status: TaskStatus
     progress: int | None
+    estimated: bool = False
 
 
 @attrs.frozen
