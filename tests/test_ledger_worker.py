@@ -21,6 +21,12 @@ from evolink_async.errors import JournalError
 from evolink_async.testing import Simulator
 
 
+#: the simulator's knob that makes it charge what make_job's price says (10 credits a clip,
+#: where its price table says 23.04 for sora-2-preview's 4 s): the job's budget settles each
+#: line on the service's final charge, so the two must agree for the counts to be exact
+TEN_CREDITS = {"charge_factor": 10.0 / 23.04}
+
+
 async def make_job(url: str, n: int, job: str = "shared", budget: float | None = None) -> None:
     lines = parse_prompts([f"clip number {i}" for i in range(1, n + 1)], fmt="txt")
     async with await LedgerStore.aopen(None, url=url, job=job) as store:
@@ -87,7 +93,7 @@ async def test_joining_with_other_prompts_is_refused(pg_url: str) -> None:
 async def test_the_budget_holds_across_workers(tmp_path: Path, pg_url: str) -> None:
     await make_job(pg_url, 12, budget=75.0)  # 7 lines of 10 credits
     config = LedgerConfig(url=pg_url, job="shared")
-    async with Simulator(time_scale=TIME_SCALE, seed=12) as sim:
+    async with Simulator(time_scale=TIME_SCALE, seed=12, **TEN_CREDITS) as sim:
 
         async def one(name: str) -> None:
             async with client_for(sim) as client:
@@ -100,7 +106,8 @@ async def test_the_budget_holds_across_workers(tmp_path: Path, pg_url: str) -> N
     async with await LedgerStore.aopen(None, url=pg_url, job="shared") as store:
         counts = await job_counts(store)
     assert 7 == created
-    assert 70.0 == counts.reserved
+    # every clip completed: its reservation became its final charge
+    assert (0.0, 70.0) == (counts.reserved, counts.charged)
     assert {"downloaded": 7, "pending": 5} == dict(counts.phases)
 
 
@@ -146,7 +153,7 @@ async def test_three_workers_one_sigkilled_and_a_fourth_joining_later(
 ) -> None:
     n, budget = 300, 2900.0  # 290 lines can be paid for
     await make_job(pg_url, n, budget=budget)
-    async with Simulator(time_scale=0.002, seed=13) as sim:
+    async with Simulator(time_scale=0.002, seed=13, **TEN_CREDITS) as sim:
 
         async def start(name: str) -> anyio.abc.Process:
             return await anyio.open_process(
@@ -180,7 +187,7 @@ async def test_three_workers_one_sigkilled_and_a_fourth_joining_later(
         state = store.state
         counts = await job_counts(store)
         export = await store.engine.query("SELECT line FROM lines WHERE job = 'shared'")
-    assert budget >= counts.reserved
+    assert budget >= counts.reserved + counts.charged
     assert sorted(line for (line,) in export) == list(range(1, n + 1))  # every line once
     phases = collections.Counter(s.phase for s in state.values())
     # every line the budget paid for is downloaded, the victim's intent-only lines too: resent
