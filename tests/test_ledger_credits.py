@@ -128,11 +128,14 @@ async def test_a_batch_ledger_counts_its_charges(tmp_path: Path, open_ledger: Op
 
 
 async def _as_version_1(store: LedgerStore) -> None:
-    """Turn the store's database into what the first release wrote: no ``lines.charged``,
+    """Turn the store's database into what the first release wrote: no ``lines.charged``
+    (nor ``host``, ``out_dir``),
     ``jobs.charged`` 0, and every claimed line's reservation kept whatever its end."""
     await store.engine.run(
         [
             ("ALTER TABLE lines DROP COLUMN charged", ()),
+            ("ALTER TABLE lines DROP COLUMN host", ()),
+            ("ALTER TABLE lines DROP COLUMN out_dir", ()),
             ("UPDATE lines SET reserved = price WHERE reserved IS NOT NULL", ()),
             (
                 "UPDATE jobs SET charged = 0, reserved = "

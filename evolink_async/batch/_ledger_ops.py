@@ -65,6 +65,7 @@ _JOB_RESERVE = (
     "UPDATE jobs SET reserved = reserved + "
     f"COALESCE((SELECT price FROM lines WHERE {_RELEASED}), 0) WHERE name = ?"
 )
+_PLACE = "UPDATE lines SET host = ?, out_dir = ? WHERE job = ? AND line = ?"
 _LINE_RESERVE = f"UPDATE lines SET reserved = COALESCE(price, 0) WHERE {_RELEASED}"
 
 
@@ -144,8 +145,14 @@ def meta_op(key: str, value: int) -> tuple[str, tuple[Any, ...]]:
     )
 
 
-def record_ops(job: str, record: Mapping[str, Any], state: LineState | None) -> list[Any]:
-    """The statements that store one checked ``record`` and the line state it folded into."""
+def record_ops(
+    job: str,
+    record: Mapping[str, Any],
+    state: LineState | None,
+    place: tuple[str, str] | None = None,
+) -> list[Any]:
+    """The statements that store one checked ``record`` and the line state it folded into;
+    ``place`` (host, directory): where the record was written (a clip is there)."""
     line = record.get("line") if isinstance(record.get("line"), int) else None
     text = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
     ops: list[Any] = [(_EVENT, (job, line, record["ts"], record["event"], text))]
@@ -168,4 +175,6 @@ def record_ops(job: str, record: Mapping[str, Any], state: LineState | None) -> 
             )
         )
     ops.extend(settle_ops(job, record))
+    if record["event"] == "downloaded" and place is not None:
+        ops.append((_PLACE, (*place, job, state.line)))
     return ops

@@ -9,7 +9,8 @@ Tables:
   records fold into (phase, task id, attempts, status, error, url, file, credits,
   fingerprint, the idempotency key last intended); its price, the credits the job
   reserves for it while its outcome is open (``reserved``: the budget) and its final charge
-  once completed (``charged``); the worker holding it and the lease's expiry.
+  once completed (``charged``); the host and directory its clip was downloaded to; the
+  worker holding it and the lease's expiry.
   ``jobs.reserved`` and ``jobs.charged`` are the sums of those two columns, kept in the
   transactions that change them (see :mod:`._ledger_ops`).
   ``phase = 'pending'`` marks a line whose request is known but not yet worked on.
@@ -23,7 +24,8 @@ from __future__ import annotations
 
 __all__ = ["LINE_COLUMNS", "SCHEMA_VERSION", "ddl", "migrations", "upsert_line_sql"]
 
-#: 1: the first release of the ledger; 2: ``lines.charged``, reservations settled per line
+#: 1: the first release of the ledger; 2: ``lines.charged`` (reservations settled per line),
+#: ``lines.host`` and ``lines.out_dir`` (where a line's clip was downloaded)
 SCHEMA_VERSION = 2
 
 _DDL = """
@@ -59,6 +61,8 @@ CREATE TABLE IF NOT EXISTS lines (
     price {real},
     reserved {real},
     charged {real},
+    host TEXT,
+    out_dir TEXT,
     worker TEXT,
     lease_until {real},
     updated_at TEXT,
@@ -131,6 +135,8 @@ _DONE = "phase IN ('finished', 'downloaded', 'download_failed')"
 _MIGRATIONS = {
     2: [
         "ALTER TABLE lines ADD COLUMN charged {real}",
+        "ALTER TABLE lines ADD COLUMN host TEXT",
+        "ALTER TABLE lines ADD COLUMN out_dir TEXT",
         # a completed line's reservation becomes its charge (the figure the service reported
         # at its create, else its price: version 1 kept no final charge)
         "UPDATE lines SET charged = COALESCE(credits, reserved, price, 0), reserved = 0 "

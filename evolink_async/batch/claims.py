@@ -92,8 +92,7 @@ async def claim(
             (job, at, limit),
         )
         taken: list[Claim] = []
-        spent = float(used)  # reserved for lines in flight, and charged for completed ones
-        added = 0.0
+        spent, added = float(used), 0.0  # used: reserved for open lines, charged for done ones
         for line, phase, task_id, request, price, held, owner in rows:
             needs_create = phase == "pending" and held is None
             if needs_create and cancelled:

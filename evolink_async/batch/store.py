@@ -20,6 +20,7 @@ import datetime as _dt
 import json
 import os
 import re
+import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ __all__ = [
     "read_requests",
     "record_ops",
     "redact_url",
+    "reload_lines",
 ]
 
 LEDGER_FILENAME = "ledger.sqlite"
@@ -90,12 +92,17 @@ class LedgerStore:
     ``await aclose()`` or ``async with``. With a directory, its lock is held while open.
     """
 
-    __slots__ = ("_directory", "_engine", "_job", "_lock_fd", "_pending", "_state", "_write_lock")
+    __slots__ = ("_directory", "_engine", "_job", "_lock_fd", "_pending", "_place", "_state",
+                 "_write_lock")  # fmt: skip
 
     def __init__(self, engine: SqlEngine, job: str, directory: Path | None) -> None:
         self._engine: SqlEngine | None = engine
         self._job = job
         self._directory = directory
+        #: where this store's directory is (host, absolute path): recorded with each clip
+        self._place = (
+            None if directory is None else (socket.gethostname(), str(directory.absolute()))
+        )
         self._lock_fd: int | None = None
         self._state: dict[int, LineState] = {}
         self._pending: list[_Waiter] = []
@@ -160,42 +167,9 @@ class LedgerStore:
             )
 
         await engine.transaction(body)
-        await self._import_journal()
+        await _import_journal(self)
         rows = await engine.query(_LOAD, (job,))
         self._state = {int(row[0]): state_from_row(row) for row in rows}
-
-    async def _import_journal(self) -> None:
-        """Import the records of ``<dir>/journal.jsonl`` the ledger does not hold yet.
-
-        The first time, that is the whole journal of an older release; afterwards, only a
-        tail written by a run that crashed between its journal write and its ledger commit
-        (or by an older release run on the directory since).
-        """
-        if self._directory is None:
-            return
-        path = self._directory / JOURNAL_FILENAME
-        if not await anyio.to_thread.run_sync(path.exists):
-            return
-        data = await anyio.to_thread.run_sync(path.read_bytes)
-        records = parse(data, path).records
-        key = self._journal_key()
-        job = self._job
-
-        async def body(cur: Cursor) -> None:
-            done = await cur.execute("SELECT value FROM ledger_meta WHERE key = ?", (key,))
-            start = int(done[0][0]) if done else 0
-            if start >= len(records):
-                return
-            state: dict[int, LineState] = {}
-            for row in await cur.execute(_LOAD, (job,)):
-                state[int(row[0])] = state_from_row(row)
-            for raw in records[start:]:
-                _, checked = encode(raw)
-                for sql, params in record_ops(job, checked, fold(state, checked)):
-                    await cur.execute(sql, params)
-            await cur.execute(*meta_op(key, len(records)))
-
-        await self._require().transaction(body)
 
     def _journal_key(self) -> str:
         assert self._directory is not None
@@ -358,7 +332,7 @@ class LedgerStore:
         for waiter in batch:
             state = fold(staged, waiter.record)
             states.append(state)
-            ops.extend(record_ops(self._job, waiter.record, state))
+            ops.extend(record_ops(self._job, waiter.record, state, self._place))
         mirrored = [w.journal_records for w in batch if w.journal_records is not None]
         if mirrored:
             ops.append(meta_op(self._journal_key(), max(mirrored)))
@@ -371,6 +345,53 @@ class LedgerStore:
         self._state = staged
         for waiter, state in zip(batch, states, strict=True):
             waiter.state, waiter.done = state, True
+
+
+async def _import_journal(store: LedgerStore) -> None:
+    """Import the records of ``<dir>/journal.jsonl`` the ledger does not hold yet.
+
+    The first time, that is the whole journal of an older release; afterwards, only a
+    tail written by a run that crashed between its journal write and its ledger commit
+    (or by an older release run on the directory since).
+    """
+    if store._directory is None:
+        return
+    path = store._directory / JOURNAL_FILENAME
+    if not await anyio.to_thread.run_sync(path.exists):
+        return
+    data = await anyio.to_thread.run_sync(path.read_bytes)
+    records = parse(data, path).records
+    key = store._journal_key()
+    job = store._job
+
+    async def body(cur: Cursor) -> None:
+        done = await cur.execute("SELECT value FROM ledger_meta WHERE key = ?", (key,))
+        start = int(done[0][0]) if done else 0
+        if start >= len(records):
+            return
+        state: dict[int, LineState] = {}
+        for row in await cur.execute(_LOAD, (job,)):
+            state[int(row[0])] = state_from_row(row)
+        for raw in records[start:]:
+            _, checked = encode(raw)
+            for sql, params in record_ops(job, checked, fold(state, checked), store._place):
+                await cur.execute(sql, params)
+        await cur.execute(*meta_op(key, len(records)))
+
+    await store.engine.transaction(body)
+
+
+async def reload_lines(store: LedgerStore, lines: list[int]) -> None:
+    """Read ``lines``' state from the database again (another worker may have written
+    them since this store opened: lines it claims now)."""
+    if not lines:
+        return
+    marks = ", ".join("?" for _ in lines)
+    async with store._write_lock:  # not between a commit's copy of the state and its swap
+        rows = await store.engine.query(f"{_LOAD} AND line IN ({marks})", (store._job, *lines))
+        for n in lines:
+            store._state.pop(n, None)
+        store._state.update((int(row[0]), state_from_row(row)) for row in rows)
 
 
 async def add_requests(
@@ -410,6 +431,9 @@ class LedgerConfig:
 
     url: str | None = None
     job: str = DEFAULT_JOB
+    #: the output directory's journal, already open, lent to each run instead of opened by
+    #: it (a worker's groups share one directory this way; see LedgerJournal.lend)
+    journal: object | None = attrs.field(default=None, eq=False)
 
     def __repr__(self) -> str:  # a URL may carry a password
         return f"LedgerConfig(url={redact_url(self.url)!r}, job={self.job!r})"
