@@ -21,7 +21,7 @@ from evolink_async.cli import main
 from evolink_async.testing import Simulator
 
 #: slow enough that a task outlives the claims of the next groups on a loaded machine
-SCALE = 0.005
+SCALE = 0.003
 
 
 def where(ledger_url: str | None, out: Path) -> str:
@@ -68,7 +68,7 @@ async def test_each_worker_s_manifest_and_the_export_list_every_line_once(
         async def one(name: str) -> None:
             async with client_for(sim, time_scale=SCALE) as client:
                 reports[name] = await run_worker(
-                    client, tmp_path / name, config, worker=name, group=3, concurrency=6
+                    client, tmp_path / name, config, worker=name, group=3, concurrency=6, idle=0.1
                 )
 
         async with anyio.create_task_group() as tg:

@@ -44,7 +44,9 @@ async def test_two_workers_share_a_job_and_bill_each_prompt_once(
         async def one(name: str) -> None:
             async with client_for(sim) as client:
                 reports.append(
-                    await run_worker(client, tmp_path / name, config, worker=name, group=4)
+                    await run_worker(
+                        client, tmp_path / name, config, worker=name, group=4, idle=0.1
+                    )
                 )
 
         async with anyio.create_task_group() as tg:
@@ -97,7 +99,7 @@ async def test_the_budget_holds_across_workers(tmp_path: Path, pg_url: str) -> N
 
         async def one(name: str) -> None:
             async with client_for(sim) as client:
-                await run_worker(client, tmp_path / name, config, worker=name, group=2)
+                await run_worker(client, tmp_path / name, config, worker=name, group=2, idle=0.1)
 
         async with anyio.create_task_group() as tg:
             for name in ("w1", "w2", "w3"):

@@ -75,13 +75,16 @@ def _credits(value: Any) -> float | None:
     return None
 
 
-def settle_ops(job: str, record: Mapping[str, Any]) -> list[tuple[str, tuple[Any, ...]]]:
-    """The statements that settle a line's credits for ``record`` (see the module docstring)."""
-    line = record.get("line")
+def settle_ops(
+    job: str, record: Mapping[str, Any], state: LineState
+) -> list[tuple[str, tuple[Any, ...]]]:
+    """The statements that settle a line's credits for ``record``, which folded into
+    ``state`` (see the module docstring)."""
+    line = state.line
     event = record.get("event")
-    if not isinstance(line, int):
-        return []
-    if event == "intent":
+    if event == "intent":  # only a later attempt may follow a release
+        if state.attempts < 2:
+            return []
         return [(_JOB_RESERVE, (job, line, job)), (_LINE_RESERVE, (job, line))]
     if event != "finished" or record.get("retry") is True:
         return []
@@ -174,7 +177,7 @@ def record_ops(
                 ),
             )
         )
-    ops.extend(settle_ops(job, record))
+    ops.extend(settle_ops(job, record, state))
     if record["event"] == "downloaded" and place is not None:
         ops.append((_PLACE, (*place, job, state.line)))
     return ops

@@ -44,7 +44,9 @@ def add_worker(sub: Any) -> None:
     worker.add_argument("--group", type=int, default=8, metavar="N", help="lines per claim")
     worker.add_argument("--lease", type=float, default=30.0, metavar="SECONDS",
                         help="lease of claimed lines, renewed every third of it")  # fmt: skip
-    worker.add_argument("--concurrency", type=int, default=16, metavar="N", help=argparse.SUPPRESS)
+    worker.add_argument("--concurrency", type=int, default=16, metavar="N",
+                        help="tasks in flight at once; the worker claims the next group while "
+                        "fewer of its lines are open")  # fmt: skip
     add_connection(worker)
     worker.set_defaults(handler=worker_command)
 
