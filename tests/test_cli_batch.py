@@ -371,7 +371,17 @@ def test_retry_failed_on_the_command_line_sends_the_failed_lines_again(tmp_path:
         prompts = [f"fragile {i}" for i in range(12)]
         source = write_prompts(tmp_path / "p.txt", prompts)
         out = tmp_path / "clips"
-        argv = ["batch", str(source), "--out", str(out), "--max-attempts", "1", "--quiet"]
+        argv = [
+            "batch",
+            str(source),
+            "--out",
+            str(out),
+            "--max-attempts",
+            "1",
+            "--rate",
+            "500",
+            "-q",
+        ]
         assert 1 == main([*argv, *service_args(sim)])  # some lines failed
         failed = {e["prompt"] for e in read_manifest(out) if e["status"] == "failed"}
         assert failed
