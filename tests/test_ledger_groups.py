@@ -14,7 +14,7 @@ import pytest
 from test_batch import client_for
 from test_ledger_worker import TEN_CREDITS, make_job
 
-from evolink_async.batch.claims import job_counts
+from evolink_async.batch.claims import job_counts, set_budget
 from evolink_async.batch.store import LEDGER_FILENAME, LedgerConfig, LedgerStore
 from evolink_async.batch.worker import run_worker
 from evolink_async.cli import main
@@ -123,3 +123,23 @@ async def test_the_job_s_credits_end_settled(
     assert 0 == await anyio.to_thread.run_sync(main, args)
     shown = capsys.readouterr().out
     assert f"credits: reserved 0, charged {counts.charged:g}, budget 200" in shown
+
+
+async def test_a_worker_run_again_on_its_directory_keeps_the_earlier_lines(
+    tmp_path: Path, ledger_url: str | None
+) -> None:
+    out = tmp_path / "w"
+    url = where(ledger_url, out)
+    await make_job(url, 6, budget=30.0)  # 3 lines now
+    config = LedgerConfig(url=ledger_url, job="shared")
+    async with (
+        Simulator(time_scale=0.001, seed=34, **TEN_CREDITS) as sim,
+        client_for(sim) as client,
+    ):
+        first = await run_worker(client, out, config, worker="w", group=2)
+        async with await LedgerStore.aopen(None, url=url, job="shared") as store:
+            await set_budget(store, 60.0)  # the other 3 lines
+        second = await run_worker(client, out, config, worker="w", group=2)
+    assert [1, 2, 3] == sorted(first.lines)
+    assert [4, 5, 6] == sorted(second.lines)
+    assert list(range(1, 7)) == manifest_lines(out)

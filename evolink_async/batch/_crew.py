@@ -6,12 +6,14 @@ opened once (it holds the directory's lock for the worker's life) and lent to ev
 (``LedgerConfig.journal``), stale temporary files are removed once before any group starts,
 and the idempotency keys' seed is journaled once. When a group ends, the worker rewrites
 ``manifest.jsonl`` with every line it finished so far (a group's own run writes only its
-lines; the worker's write follows it, so the file lists them all when the worker ends).
+lines; the worker's write follows it, so the file lists them all when the worker ends), and
+the lines an earlier worker on the directory completed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
@@ -28,7 +30,7 @@ from .input import BatchLine
 from .job import BatchJob
 from .journal import key_seed
 from .ledger_journal import LedgerJournal
-from .manifest import ManifestEntry, remove_stale_temps, write_manifest
+from .manifest import MANIFEST_FILENAME, ManifestEntry, remove_stale_temps, write_manifest
 from .store import LedgerConfig
 
 if TYPE_CHECKING:
@@ -79,6 +81,8 @@ class Crew:
         journal = await LedgerJournal.open_ledger(self.out_dir, self.config)
         try:
             await anyio.to_thread.run_sync(remove_stale_temps, self.out_dir)
+            earlier = await anyio.to_thread.run_sync(_completed_entries, self.out_dir)
+            self._entries.update((e.line, e) for e in earlier)
             if self.client.api.idempotency:
                 await key_seed(journal)  # once, before groups share the journal
             self._shared = attrs.evolve(self.config, journal=journal)
@@ -129,3 +133,21 @@ class Crew:
         async with self._manifest_lock:
             entries = [self._entries[n] for n in sorted(self._entries)]
             await anyio.to_thread.run_sync(write_manifest, self.out_dir, entries)
+
+
+def _completed_entries(out_dir: Path) -> list[ManifestEntry]:
+    """The completed lines an earlier run of a worker on ``out_dir`` listed in its manifest
+    (their clips are here): kept in the manifest of this run. Unreadable lines are skipped."""
+    try:
+        text = (out_dir / MANIFEST_FILENAME).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return []
+    found = []
+    for row in text.splitlines():
+        try:
+            entry = ManifestEntry(**json.loads(row))
+        except (ValueError, TypeError):
+            continue
+        if entry.status == "completed" and isinstance(entry.line, int):
+            found.append(entry)
+    return found

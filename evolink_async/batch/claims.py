@@ -94,9 +94,9 @@ async def claim(
         taken: list[Claim] = []
         spent, added = float(used), 0.0  # used: reserved for open lines, charged for done ones
         for line, phase, task_id, request, price, held, owner in rows:
-            needs_create = phase == "pending" and held is None
-            if needs_create and cancelled:
+            if cancelled and phase == "pending":  # never sent: a cancelled job creates nothing
                 continue
+            needs_create = phase == "pending" and held is None  # (reserved by an earlier claim)
             cost = float(price or 0.0) if needs_create else 0.0
             if needs_create and budget is not None and spent + cost > float(budget) + 1e-9:
                 continue  # over budget: left for a run with more budget
