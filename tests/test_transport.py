@@ -63,6 +63,7 @@ from evolink_async.errors import (
     RateLimitError,
     RequestTooLargeError,
     ServerError,
+    ServiceUnreachableError,
 )
 from evolink_async.testing import Simulator
 
@@ -472,7 +473,7 @@ async def test_get_succeeds_when_a_retry_succeeds(
 @pytest.mark.parametrize(
     ("make_exc", "cls"),
     [
-        (refused, APIConnectionError),
+        (refused, ServiceUnreachableError),
         (aiohttp.ServerDisconnectedError, APIConnectionError),
         (lambda: aiohttp.ClientOSError(104, "Connection reset by peer"), APIConnectionError),
         (asyncio.TimeoutError, APITimeoutError),
@@ -944,7 +945,9 @@ def _scenarios() -> list[Any]:
         pytest.param(
             lambda a, t: _status(a, t, 504, create=True), APITimeoutError, id="create-504"
         ),
-        pytest.param(lambda a, t: _exc(a, t, refused(), False), APIConnectionError, id="refused"),
+        pytest.param(
+            lambda a, t: _exc(a, t, refused(), False), ServiceUnreachableError, id="refused"
+        ),
         pytest.param(
             lambda a, t: _exc(a, t, asyncio.TimeoutError(), False), APITimeoutError, id="timeout"
         ),

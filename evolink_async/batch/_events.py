@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable, Mapping, Sequence
 
 import anyio
@@ -14,8 +15,10 @@ from ..dispatcher import (
     Event,
     Failed,
     Outcome,
+    Paused,
     Progress,
     RateLimited,
+    Resumed,
     Retrying,
     Submitted,
 )
@@ -30,6 +33,7 @@ from ..errors import (
     InsufficientCreditsError,
     JournalError,
     NotFoundError,
+    ServiceUnreachableError,
     TaskFailedError,
     TaskStalledError,
     TaskTimeoutError,
@@ -41,7 +45,7 @@ from ._writer import JournalWriter, Op
 from .journal import Journal
 from .ledger import Ledger
 
-__all__ = ["Recorder", "Stopped", "error_info"]
+__all__ = ["OutageView", "Recorder", "Stopped", "error_info"]
 
 
 class Stopped(EvolinkError):
@@ -87,6 +91,33 @@ def error_info(exc: BaseException) -> dict[str, str]:
     return {"code": type(exc).__name__, "message": str(exc)}
 
 
+class OutageView:
+    """Whether creates are paused because the service cannot be reached (from the
+    dispatcher's ``Paused`` and ``Resumed``), for a display."""
+
+    __slots__ = ("paused", "retry_at")
+
+    def __init__(self) -> None:
+        self.paused: Paused | None = None
+        self.retry_at = 0.0  # time.monotonic() of the next try
+
+    def take(self, event: Paused | Resumed) -> None:
+        if isinstance(event, Paused):
+            self.paused, self.retry_at = event, time.monotonic() + event.retry_in
+        else:
+            self.paused = None
+
+    @property
+    def reason(self) -> str | None:
+        """``service unreachable (connection refused)``; None when not paused."""
+        return f"service unreachable ({self.paused.reason})" if self.paused else None
+
+    @property
+    def retry_in(self) -> float:
+        """Seconds to the next try (0 when not paused)."""
+        return max(0.0, self.retry_at - time.monotonic()) if self.paused else 0.0
+
+
 class Recorder:
     """Turns the dispatcher's events and outcomes into ledger transitions and journal records.
 
@@ -128,6 +159,8 @@ class Recorder:
         self.fingerprints = fingerprints
         self.keys = keys
         self.rate_limited = 0
+        #: whether creates are paused because the service cannot be reached
+        self.outage = OutageView()
         #: attempts made again (Retrying events)
         self.retries = 0
         self.changed = anyio.Event()
@@ -179,6 +212,10 @@ class Recorder:
         """The dispatcher's ``on_event``: ``lines`` maps its 0-based index to line numbers."""
         if isinstance(event, RateLimited):
             self.rate_limited += 1
+            return
+        if isinstance(event, (Paused, Resumed)):
+            self.outage.take(event)
+            self.touched()
             return
         if isinstance(event, (Completed, Failed)):
             self.on_outcome(lines[event.outcome.index], event.outcome)
@@ -277,6 +314,9 @@ class Recorder:
                 "error": info,
             }
             self._post(functools.partial(self.journal.append, record))
+            if isinstance(err, ServiceUnreachableError):  # never sent: the line waits again
+                self.ledger.stopped(line)
+                return
             if isinstance(err, InsufficientCreditsError) and self.on_quota is not None:
                 # out of credits or over a key limit: no new creates, the line is skipped
                 # (nothing was created: the next run submits it again)
