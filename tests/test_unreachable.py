@@ -123,7 +123,7 @@ async def test_generate_many_at_a_closed_port_raises_one_clear_error_sending_no_
     # the first create's tries, nothing more: the other 29 were never sent (those waiting
     # behind it, max_in_flight=4, were told the same error without sending anything)
     assert {"POST create error": QUICK.attempts} == counters
-    assert [(1, "failed", error)] == [(o.index, o.status, o.error) for o in outcomes]
+    assert [(0, "failed", error)] == [(o.index, o.status, o.error) for o in outcomes]
     assert not reached
 
 
