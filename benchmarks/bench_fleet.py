@@ -75,6 +75,7 @@ def _run(args: argparse.Namespace, n: int, redis_url: str | None) -> dict[str, A
         stats = sim.stats()
     completed = sum(s["statuses"].get("completed", 0) for s in summaries)
     service_minutes = max(s["seconds"] for s in summaries) / args.time_scale / 60
+    steady = _steady(stats, args.concurrency)
     requests = sum(s["requests"] for s in summaries)
     throughput = completed / service_minutes
     limit = args.concurrency * 60 / TASK_SECONDS
@@ -90,6 +91,28 @@ def _run(args: argparse.Namespace, n: int, redis_url: str | None) -> dict[str, A
         "peak_rps": stats["peak_requests_per_second"],
         "requests": requests,
         "trips_per_request": sum(s["round_trips"] for s in summaries) / requests,
+        **steady,
+    }
+
+
+def _steady(stats: dict[str, Any], concurrency: int) -> dict[str, Any]:
+    """The simulator's own view, in service seconds: the key's slots busy from the first create
+    to the last finish (no process start-up), the delay before a client saw each task done,
+    and the handover gap (a task done, the next task created in its place)."""
+    tasks = sorted(stats["tasks"].values(), key=lambda t: t["created_at"])
+    done = [t for t in tasks if t["finished_at"] is not None]
+    if not done:
+        return {"busy": 0.0, "detect_s": 0.0, "handover_s": 0.0}
+    window = max(t["finished_at"] for t in done) - tasks[0]["created_at"]
+    busy = sum(t["finished_at"] - t["created_at"] for t in done) / (concurrency * window)
+    delays = [t["detection_delay_sim"] for t in done if t["detection_delay_sim"] is not None]
+    finishes = sorted(t["finished_at"] for t in done)
+    creates = [t["created_at"] for t in tasks[concurrency:]]
+    gaps = [c - f for f, c in zip(finishes, creates, strict=False)]
+    return {
+        "busy": busy,
+        "detect_s": sum(delays) / max(1, len(delays)),
+        "handover_s": sum(gaps) / max(1, len(gaps)),
     }
 
 
@@ -138,6 +161,9 @@ def main(argv: list[str] | None = None) -> int:
         ("peak_active", "peak active"),
         ("peak_rps", "peak req/s"),
         ("trips_per_request", "Redis trips/request"),
+        ("busy", "slots busy"),
+        ("detect_s", "detect s"),
+        ("handover_s", "handover s"),
     ]
     print_table(rows, columns, title=title)
     if args.json:

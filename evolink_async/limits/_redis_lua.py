@@ -28,13 +28,16 @@ KEY_NAMES: Final = (
     "res_owners",
     "queue",
     "queue_seen",
+    "cqueue",
+    "tickets",
 )
 
 SCRIPT: Final = r"""
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local RATE, CONC, LEASES, OWNERS, BUDGET, RES, RES_OWNERS, QUEUE, QSEEN =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
+local RATE, CONC, LEASES, OWNERS, BUDGET, RES, RES_OWNERS, QUEUE, QSEEN, CQUEUE, TICKETS =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10],
+  KEYS[11]
 local freed = {}  -- what this run freed: 'slot', 'credit' (published to the waiters)
 local EPS = 1e-9
 
@@ -121,8 +124,41 @@ local function book(op)
   return {wait = slot - now, at = str(slot), rate = op.rate * f, paused = paused}
 end
 
-local function lease(op)
-  expire_leases()
+-- a waiter's ticket (a lease or a reservation not granted yet): in line in QUEUE (slots) or
+-- CQUEUE (credits) by arrival, last seen in QSEEN, its op in TICKETS. The line is served in
+-- order by the script run that frees something (serve_slots, serve_credits): the waiter is
+-- told 'go:<id>:<wait of the rate slot booked for it>' and needs no call of its own.
+local function drop_stale(ttl)
+  local stale = redis.call('ZRANGEBYSCORE', QSEEN, '-inf', str(now - ttl))
+  if #stale > 0 then
+    redis.call('ZREM', QUEUE, unpack(stale))
+    redis.call('ZREM', CQUEUE, unpack(stale))
+    redis.call('ZREM', QSEEN, unpack(stale))
+    redis.call('HDEL', TICKETS, unpack(stale))
+  end
+end
+
+local function wait_in_line(queue, op)
+  redis.call('ZADD', queue, 'NX', str(now), op.id)
+  redis.call('ZADD', QSEEN, str(now), op.id)
+  redis.call('HSET', TICKETS, op.id, cjson.encode(op))
+end
+
+local function leave_line(id)
+  redis.call('ZREM', QUEUE, id)
+  redis.call('ZREM', CQUEUE, id)
+  redis.call('ZREM', QSEEN, id)
+  redis.call('HDEL', TICKETS, id)
+end
+
+-- the place of ticket ``id`` in ``queue`` (0: first), or the length of the line if not in it
+local function place(queue, id)
+  local rank = redis.call('ZRANK', queue, id)
+  if rank == false or rank == nil then return redis.call('ZCARD', queue) end
+  return rank
+end
+
+local function grown_cap(op)
   local h = redis.call('HMGET', CONC, 'cap', 'last')
   local cap = num(h[1], op.configured)
   local last = num(h[2], now)
@@ -135,48 +171,78 @@ local function lease(op)
     end
   end
   redis.call('HSET', CONC, 'cap', cap, 'last', str(last))
-  -- first come, first served: a process waiting (in QUEUE, seen in QSEEN) goes before one
-  -- that is not; a waiter not seen for a lease time is gone
-  local stale = redis.call('ZRANGEBYSCORE', QSEEN, '-inf', str(now - op.ttl))
-  if #stale > 0 then
-    redis.call('ZREM', QUEUE, unpack(stale))
-    redis.call('ZREM', QSEEN, unpack(stale))
-  end
+  return cap
+end
+
+local function grant_lease(op)
+  redis.call('ZADD', LEASES, str(now + op.ttl), op.id)
+  redis.call('HSET', OWNERS, op.id, op.owner)
+  leave_line(op.id)
+  if op.book then return book(op.book) end
+  return nil
+end
+
+local function lease(op)
+  expire_leases()
+  drop_stale(op.ttl)
+  local cap = grown_cap(op)
   local n = redis.call('ZCARD', LEASES)
-  local free = cap - n
-  local rank = redis.call('ZRANK', QUEUE, op.owner)
-  local ahead = rank
-  if ahead == false or ahead == nil then ahead = redis.call('ZCARD', QUEUE) end
-  if ahead < free then
-    redis.call('ZADD', LEASES, str(now + op.ttl), op.id)
-    redis.call('HSET', OWNERS, op.id, op.owner)
-    redis.call('ZREM', QUEUE, op.owner)
-    redis.call('ZREM', QSEEN, op.owner)
-    local r = {ok = 1, held = n + 1, cap = cap, wait = 0}
+  if redis.call('ZSCORE', LEASES, op.id) then  -- granted while this waiter slept
+    leave_line(op.id)
+    local r = {ok = 1, held = n, cap = cap, wait = 0}
     if op.book then r.slot = book(op.book) end
-    if free > 1 then freed.slot = true end  -- the next waiters may go too
     return r
   end
-  redis.call('ZADD', QUEUE, 'NX', str(now), op.owner)
-  redis.call('ZADD', QSEEN, str(now), op.owner)
+  -- first come, first served: a newcomer goes behind every waiter still in line
+  if place(QUEUE, op.id) < cap - n then
+    local r = {ok = 1, held = n + 1, cap = cap, wait = 0}
+    r.slot = grant_lease(op)
+    freed.slot = true  -- the waiters behind may fit too
+    return r
+  end
+  wait_in_line(QUEUE, op)
   local first = redis.call('ZRANGE', LEASES, 0, 0, 'WITHSCORES')
   return {ok = 0, held = n, cap = cap, wait = math.max(0, num(first[2], now) - now)}
 end
 
--- tell the waiters whose turn it is (one message each: the others sleep on)
-local function notify_slots()
+local function go(id, slot)
+  local wait = ''
+  if slot then wait = str(slot.wait) end
+  redis.call('PUBLISH', ARGV[2], 'go:' .. id .. ':' .. wait)
+end
+
+-- hand the free slots to the waiters in line, in order (one message each)
+local function serve_slots()
   local cap = num(redis.call('HGET', CONC, 'cap'), 0)
   local free = cap - redis.call('ZCARD', LEASES)
-  if free <= 0 then return end
-  for _, owner in ipairs(redis.call('ZRANGE', QUEUE, 0, free - 1)) do
-    redis.call('PUBLISH', ARGV[2], 'slot:' .. owner)
+  while free > 0 do
+    local head = redis.call('ZRANGE', QUEUE, 0, 0)
+    if #head == 0 then return end
+    local ticket = redis.call('HGET', TICKETS, head[1])
+    if ticket then
+      local op = cjson.decode(ticket)
+      go(op.id, grant_lease(op))
+      free = free - 1
+    else
+      leave_line(head[1])
+    end
   end
 end
 
+-- a waiter gave up (cancelled, or Redis failed it): out of line, and what it was granted
+-- meanwhile but never took goes back
 local function unqueue(op)
-  redis.call('ZREM', QUEUE, op.owner)
-  redis.call('ZREM', QSEEN, op.owner)
+  leave_line(op.id)
+  if redis.call('ZREM', LEASES, op.id) > 0 then redis.call('HDEL', OWNERS, op.id) end
+  if redis.call('HEXISTS', RES, op.id) == 1 then
+    local amount = tonumber(redis.call('HGET', RES, op.id))
+    redis.call('HDEL', RES, op.id)
+    redis.call('HDEL', RES_OWNERS, op.id)
+    local reserved = num(redis.call('HGET', BUDGET, 'reserved'), 0)
+    redis.call('HSET', BUDGET, 'reserved', str(math.max(0, reserved - amount)))
+  end
   freed.slot = true  -- the next in line may be able to go
+  freed.credit = true
   return {ok = 1}
 end
 
@@ -197,23 +263,76 @@ local function init_budget(op)
   return {total = total, spent = spent, reserved = reserved}
 end
 
+local function fits(op, total, spent, reserved)
+  return spent + reserved + op.amount <= total + EPS * math.max(1, total)
+end
+
+local function never_fits(op, total, spent, reserved)
+  local floor = spent
+  if not op.release_on_failure then floor = spent + reserved end
+  return floor + op.amount > total + EPS * math.max(1, total)
+end
+
+local function grant_credits(op, reserved)
+  redis.call('HSET', BUDGET, 'reserved', str(reserved + op.amount))
+  redis.call('HSET', RES, op.id, str(op.amount))
+  redis.call('HSET', RES_OWNERS, op.id, op.owner)
+  leave_line(op.id)
+  if op.book then return book(op.book) end
+  return nil
+end
+
 local function reserve(op)
   local total, spent, reserved = budget_state()
   if total == nil then return {ok = -2} end
-  local slack = EPS * math.max(1, total)
-  if spent + reserved + op.amount <= total + slack then
-    redis.call('HSET', BUDGET, 'reserved', str(reserved + op.amount))
-    redis.call('HSET', RES, op.id, str(op.amount))
-    redis.call('HSET', RES_OWNERS, op.id, op.owner)
-    local r = {ok = 1, total = total, spent = spent, reserved = reserved + op.amount}
+  drop_stale(op.ttl)
+  local r = {ok = 1, total = total, spent = spent, reserved = reserved, amount = op.amount}
+  if redis.call('HEXISTS', RES, op.id) == 1 then  -- granted while this waiter slept
+    leave_line(op.id)
     if op.book then r.slot = book(op.book) end
     return r
   end
-  local floor = spent
-  if not op.release_on_failure then floor = spent + reserved end
-  local ok = 0
-  if floor + op.amount > total + slack then ok = -1 end
-  return {ok = ok, total = total, spent = spent, reserved = reserved}
+  if never_fits(op, total, spent, reserved) then
+    leave_line(op.id)
+    freed.credit = true  -- it may have been first in line
+    r.ok = -1
+    return r
+  end
+  -- first come, first served: only the first in line (or a newcomer to no line) may reserve
+  if place(CQUEUE, op.id) == 0 and fits(op, total, spent, reserved) then
+    r.slot = grant_credits(op, reserved)
+    r.reserved = reserved + op.amount
+    return r
+  end
+  wait_in_line(CQUEUE, op)
+  r.ok = 0
+  return r
+end
+
+-- hand the credits freed to the waiters in line, in order: the first that does not fit yet
+-- stops the line; one that never will is told to ask again (and hears why)
+local function serve_credits()
+  local total, spent, reserved = budget_state()
+  if total == nil then return end
+  while true do
+    local head = redis.call('ZRANGE', CQUEUE, 0, 0)
+    if #head == 0 then return end
+    local ticket = redis.call('HGET', TICKETS, head[1])
+    if not ticket then
+      leave_line(head[1])
+    else
+      local op = cjson.decode(ticket)
+      if never_fits(op, total, spent, reserved) then
+        leave_line(op.id)
+        redis.call('PUBLISH', ARGV[2], 'ask:' .. op.id)
+      elseif fits(op, total, spent, reserved) then
+        go(op.id, grant_credits(op, reserved))
+        reserved = reserved + op.amount
+      else
+        return
+      end
+    end
+  end
 end
 
 local function settle(op)
@@ -247,7 +366,7 @@ local result = {}
 for _, op in ipairs(cjson.decode(ARGV[1])) do
   result = handlers[op.op](op)
 end
-if freed.slot then notify_slots() end
-if freed.credit then redis.call('PUBLISH', ARGV[2], 'credit') end
+if freed.slot then serve_slots() end
+if freed.credit then serve_credits() end
 return cjson.encode(result)
 """
