@@ -41,8 +41,8 @@ def settings(**overrides: Any) -> LimitSettings:
     return LimitSettings(api_key=KEY, **values)
 
 
-def book(rate: float = 10.0, burst: int = 1) -> dict[str, Any]:
-    return {"op": "book", "rate": rate, "burst": burst, "inc": 0.0}
+def book(rate: float = 10.0, burst: int = 1, window: float = 0.0) -> dict[str, Any]:
+    return {"op": "book", "rate": rate, "burst": burst, "inc": 0.0, "window": window}
 
 
 def throttle(pause: float) -> dict[str, Any]:
@@ -81,6 +81,29 @@ async def test_book_grants_burst_at_once_then_spaces_by_the_interval(
     slots = [float(r["at"]) for r in results[:1] + results[free:]]
     gaps = [round(b - a, 6) for a, b in itertools.pairwise(slots)]
     assert [round(1 / rate, 6)] * 3 == gaps
+
+
+@pytest.mark.parametrize(
+    ("rate", "burst", "window", "n", "span"),
+    [
+        (10.0, 1, 1.0, 10, 1.0),  # the service's count: 10 in any second, at once if quiet
+        (9.0, 1, 1.0, 9, 1.0),
+        (10.0, 1, 0.5, 5, 0.5),
+        (0.5, 1, 1.0, 1, 2.0),  # slower than one a window: one each 1 / rate
+        (4.0, 6, 1.0, 6, 1.5),  # a burst above rate x window: sustained at the rate
+    ],
+)
+async def test_a_window_books_n_at_once_then_each_a_span_after_the_nth_before(  # noqa: PLR0917
+    link: Link, rate: float, burst: int, window: float, n: int, span: float
+) -> None:
+    results = [await link.call(book(rate, burst, window)) for _ in range(2 * n + 1)]
+    slots = [float(r["at"]) for r in results]
+    assert [True] * n == [r["wait"] == 0 for r in results[:n]]
+    assert [round(span, 6)] * (n + 1) == [
+        round(slots[i] - slots[i - n], 6) for i in range(n, 2 * n + 1)
+    ]
+    # any window of that span holds at most n slots (what the service counts)
+    assert n == max(sum(1 for t in slots if s <= t < s + span) for s in slots)
 
 
 async def test_a_throttle_pauses_every_booking_and_halves_the_rate_once_an_episode(

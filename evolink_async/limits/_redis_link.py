@@ -221,11 +221,13 @@ class Link:
                     await anyio.sleep(1.0)
 
     async def _renew(self) -> None:
-        """Renew this process's leases every third of the lease time while it holds any."""
+        """Renew this process's leases, and say its waiters in line are alive, every third of
+        the lease time."""
         while True:
             await anyio.sleep(self.lease_ttl / 3)
-            if self.held:
+            if self.held or self.waits.waiting:  # leases held, tickets in line
                 op = {"op": "renew", "ids": list(self.held), "ttl": self.lease_ttl}
+                op["tickets"] = self.waits.waiting
                 with contextlib.suppress(SharedLimitsError):
                     await self.call(op)
 

@@ -2,14 +2,25 @@
 
 ``ARGV[1]`` is a JSON list of operations applied in order in one round trip (the releases,
 settles and closes queued since the last call, then the call's own operation); ``ARGV[2]`` is
-the channel told of every change that may let a waiter go (``slot``, ``credit``) and of every
-pause (``pause``). A lease or a reservation granted may also book the process's next rate
-slot (``book`` inside the op), saving the create its own round trip. The clock is the server's
-(``TIME``), so every process reads one clock. The result is the JSON of the last operation.
+the channel told of every grant to a waiter in line (``go:<id>:<wait>``, ``ask:<id>``) and of
+every pause (``pause``). A lease or a reservation granted may also book the process's next
+rate slot (``book`` inside the op), saving the create its own round trip. The clock is the
+server's (``TIME``), so every process reads one clock. The result is the JSON of the last
+operation.
+
+The rate: with a ``window`` (seconds, the service's counting window), at most
+``n = max(burst, rate * window)`` requests in any window, as the service counts them (a burst
+after a quiet spell goes at once; the n-th after a slot is booked ``n / rate + guard`` after
+it: requests leave a little after their slots, and a late burst must not meet the next one
+in one window of the service); without one, a GCRA (``burst`` at once, then one every
+``1 / rate`` s). Either slows with the shared AIMD factor and waits out a pause.
 
 Keys (one namespace): rate (hash), conc (hash), leases (zset lease -> expiry),
 owners (hash lease -> owner), budget (hash), res (hash id -> amount), res_owners (hash),
-queue (zset: the processes waiting for a slot, first come first served), queue_seen (zset).
+queue and cqueue (zsets: the tickets waiting for a slot or for credits, by arrival),
+queue_seen (zset ticket -> last seen), tickets (hash ticket -> its op), sent (list: the last
+slots booked, window mode), pending (zset: reservations granted from the line, not yet taken
+-> when they go back).
 """
 
 from __future__ import annotations
@@ -30,14 +41,16 @@ KEY_NAMES: Final = (
     "queue_seen",
     "cqueue",
     "tickets",
+    "sent",
+    "pending",
 )
 
 SCRIPT: Final = r"""
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local RATE, CONC, LEASES, OWNERS, BUDGET, RES, RES_OWNERS, QUEUE, QSEEN, CQUEUE, TICKETS =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10],
-  KEYS[11]
+local RATE, CONC, LEASES, OWNERS, BUDGET, RES, RES_OWNERS, QUEUE, QSEEN, CQUEUE, TICKETS, SENT,
+  PENDING = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9],
+  KEYS[10], KEYS[11], KEYS[12], KEYS[13]
 local freed = {}  -- what this run freed: 'slot', 'credit' (published to the waiters)
 local EPS = 1e-9
 
@@ -101,6 +114,7 @@ end
 
 local function renew(op)
   for _, id in ipairs(op.ids) do redis.call('ZADD', LEASES, 'XX', str(now + op.ttl), id) end
+  for _, id in ipairs(op.tickets or {}) do redis.call('ZADD', QSEEN, 'XX', str(now), id) end
   return {ok = 1}
 end
 
@@ -113,7 +127,20 @@ local function book(op)
     return {wait = 0, rate = op.rate * f, paused = 0}
   end
   local slot = start
-  if op.rate > 0 then
+  local window = tonumber(op.window) or 0
+  if op.rate > 0 and window > 0 then
+    -- as the service counts: at most n requests in any window (stretched while the factor
+    -- is below 1), booked first come, first served (tat: the last slot booked)
+    local n = math.max(1, op.burst, math.floor(op.rate * window + EPS))
+    slot = math.max(start, s.tat)
+    if redis.call('LLEN', SENT) >= n then
+      local span = n / (op.rate * f) + (tonumber(op.guard) or 0)
+      slot = math.max(slot, tonumber(redis.call('LINDEX', SENT, -n)) + span)
+    end
+    redis.call('RPUSH', SENT, str(slot))
+    redis.call('LTRIM', SENT, -n, -1)
+    s.tat = slot
+  elseif op.rate > 0 then
     local interval = 1 / (op.rate * f)
     local tau = (op.burst - 1) * interval
     slot = math.max(start, s.tat - tau)
@@ -174,8 +201,16 @@ local function grown_cap(op)
   return cap
 end
 
-local function grant_lease(op)
-  redis.call('ZADD', LEASES, str(now + op.ttl), op.id)
+-- a waiter served from the line gets what it would hold had it been granted when last seen
+-- alive (a dead waiter's grant comes back within a lease time of its death)
+local function seen_at(id)
+  return math.min(now, num(redis.call('ZSCORE', QSEEN, id), now))
+end
+
+local function grant_lease(op, served)
+  local from = now
+  if served then from = seen_at(op.id) end
+  redis.call('ZADD', LEASES, str(from + op.ttl), op.id)
   redis.call('HSET', OWNERS, op.id, op.owner)
   leave_line(op.id)
   if op.book then return book(op.book) end
@@ -196,7 +231,7 @@ local function lease(op)
   -- first come, first served: a newcomer goes behind every waiter still in line
   if place(QUEUE, op.id) < cap - n then
     local r = {ok = 1, held = n + 1, cap = cap, wait = 0}
-    r.slot = grant_lease(op)
+    r.slot = grant_lease(op, false)
     freed.slot = true  -- the waiters behind may fit too
     return r
   end
@@ -221,7 +256,7 @@ local function serve_slots()
     local ticket = redis.call('HGET', TICKETS, head[1])
     if ticket then
       local op = cjson.decode(ticket)
-      go(op.id, grant_lease(op))
+      go(op.id, grant_lease(op, true))
       free = free - 1
     else
       leave_line(head[1])
@@ -229,18 +264,37 @@ local function serve_slots()
   end
 end
 
+-- credits granted to a waiter that never took them go back (not spent)
+local function give_back(id)
+  local amount = num(redis.call('HGET', RES, id), 0)
+  redis.call('HDEL', RES, id)
+  redis.call('HDEL', RES_OWNERS, id)
+  redis.call('ZREM', PENDING, id)
+  local reserved = num(redis.call('HGET', BUDGET, 'reserved'), 0)
+  if redis.call('HLEN', RES) == 0 then reserved = amount end  -- no float residue
+  redis.call('HSET', BUDGET, 'reserved', str(math.max(0, reserved - amount)))
+  freed.credit = true
+end
+
+local function expire_pending()
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', PENDING, '-inf', str(now))) do
+    give_back(id)
+  end
+end
+
+-- the waiter took what the line granted it (a lease: renewed from now)
+local function taken(op)
+  redis.call('ZREM', PENDING, op.id)
+  redis.call('ZADD', LEASES, 'XX', str(now + op.ttl), op.id)
+  return {ok = 1}
+end
+
 -- a waiter gave up (cancelled, or Redis failed it): out of line, and what it was granted
 -- meanwhile but never took goes back
 local function unqueue(op)
   leave_line(op.id)
   if redis.call('ZREM', LEASES, op.id) > 0 then redis.call('HDEL', OWNERS, op.id) end
-  if redis.call('HEXISTS', RES, op.id) == 1 then
-    local amount = tonumber(redis.call('HGET', RES, op.id))
-    redis.call('HDEL', RES, op.id)
-    redis.call('HDEL', RES_OWNERS, op.id)
-    local reserved = num(redis.call('HGET', BUDGET, 'reserved'), 0)
-    redis.call('HSET', BUDGET, 'reserved', str(math.max(0, reserved - amount)))
-  end
+  if redis.call('HEXISTS', RES, op.id) == 1 then give_back(op.id) end
   freed.slot = true  -- the next in line may be able to go
   freed.credit = true
   return {ok = 1}
@@ -273,7 +327,10 @@ local function never_fits(op, total, spent, reserved)
   return floor + op.amount > total + EPS * math.max(1, total)
 end
 
-local function grant_credits(op, reserved)
+-- a reservation served from the line is pending until its waiter takes it (says so with its
+-- next call): one whose waiter died first goes back a lease time after it was last seen
+local function grant_credits(op, reserved, served)
+  if served then redis.call('ZADD', PENDING, str(seen_at(op.id) + op.ttl), op.id) end
   redis.call('HSET', BUDGET, 'reserved', str(reserved + op.amount))
   redis.call('HSET', RES, op.id, str(op.amount))
   redis.call('HSET', RES_OWNERS, op.id, op.owner)
@@ -289,6 +346,7 @@ local function reserve(op)
   local r = {ok = 1, total = total, spent = spent, reserved = reserved, amount = op.amount}
   if redis.call('HEXISTS', RES, op.id) == 1 then  -- granted while this waiter slept
     leave_line(op.id)
+    redis.call('ZREM', PENDING, op.id)
     if op.book then r.slot = book(op.book) end
     return r
   end
@@ -300,7 +358,7 @@ local function reserve(op)
   end
   -- first come, first served: only the first in line (or a newcomer to no line) may reserve
   if place(CQUEUE, op.id) == 0 and fits(op, total, spent, reserved) then
-    r.slot = grant_credits(op, reserved)
+    r.slot = grant_credits(op, reserved, false)
     r.reserved = reserved + op.amount
     return r
   end
@@ -326,7 +384,7 @@ local function serve_credits()
         leave_line(op.id)
         redis.call('PUBLISH', ARGV[2], 'ask:' .. op.id)
       elseif fits(op, total, spent, reserved) then
-        go(op.id, grant_credits(op, reserved))
+        go(op.id, grant_credits(op, reserved, true))
         reserved = reserved + op.amount
       else
         return
@@ -348,6 +406,7 @@ end
 local function close(op)
   local amount = tonumber(redis.call('HGET', RES, op.id))
   if amount == nil then return {ok = 0} end
+  redis.call('ZREM', PENDING, op.id)
   local total, spent, reserved = budget_state()
   redis.call('HDEL', RES, op.id)
   redis.call('HDEL', RES_OWNERS, op.id)
@@ -361,8 +420,10 @@ end
 
 local handlers = {book = book, throttle = throttle, shrink = shrink, unqueue = unqueue,
                   renew = renew, lease = lease, unlease = unlease, init_budget = init_budget,
+                  taken = taken,
                   reserve = reserve, settle = settle, close = close}
 local result = {}
+expire_pending()
 for _, op in ipairs(cjson.decode(ARGV[1])) do
   result = handlers[op.op](op)
 end

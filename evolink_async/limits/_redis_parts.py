@@ -1,8 +1,10 @@
 """The three shared limits of :class:`~.redis_limits.RedisLimits`: rate, slots, budget.
 
-Each waits cheaply: a script call says how long to wait (the rate: until its booked slot; a
-lease or credits: until the earliest lease expiry) and the process sleeps until then or until
-a change is published. In a process only the first waiter asks Redis (an anyio lock: FIFO).
+Each waits cheaply. The rate: one call books the next shared slot and says how long to sleep.
+A lease or credits: one call grants them, or puts a ticket in the namespace's line (every
+process's waiters in one line, first come, first served); the call that later frees a slot or
+credits grants them to the line in order and publishes it, so a waiter makes no second call
+(it asks again only if it heard nothing for a while, which also says it is alive).
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ _MAX_WAIT = 30.0
 #: a slot booked ahead and not taken within this many seconds is given up (sent later, it
 #: would crowd the slots booked after it)
 _AHEAD_GRACE = 0.02
+#: seconds added to the rate's window between a slot and the n-th after it: requests leave
+#: a little after their slots (an event loop is late, a process is descheduled), and a late
+#: burst must not meet the next one in one window of the service
+_WINDOW_GUARD = 0.1
 
 
 class _BudgetReset(Exception):
@@ -50,6 +56,8 @@ async def _wait_turn(
         if answer is not None and answer != "ask":
             if answer != "-":
                 link.waits.book_ahead(float(answer))
+            # granted from the line: say it is taken (with the next call, often the create's)
+            link.queue({"op": "taken", "id": op["id"], "ttl": link.lease_ttl})
             return
 
 
@@ -64,6 +72,7 @@ class RedisRate:
         rate: float | None,
         burst: int,
         *,
+        window: float = 1.0,
         default_pause: float = 2.0,
         decrease_factor: float = 0.5,
         min_factor: float = 1 / 16,
@@ -78,6 +87,8 @@ class RedisRate:
             "rate": self.rate,
             "burst": burst,
             "inc": increase,
+            "window": window,
+            "guard": _WINDOW_GUARD if window > 0 else 0.0,
         }
         self._throttle: dict[str, Any] = {
             "op": "throttle",

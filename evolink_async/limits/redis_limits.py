@@ -30,6 +30,9 @@ __all__ = ["RedisLimits", "default_namespace"]
 class RedisLimits(Limits):
     """Limits shared through Redis at ``url`` under ``namespace`` (default: from the API key).
 
+    ``rate_window``: the rate counts as the service does, at most ``max(burst, rate x
+    rate_window)`` requests in any ``rate_window`` seconds (a burst after a quiet spell goes at
+    once); ``0``: a GCRA instead (``burst`` at once, then evenly spaced).
     ``lease_ttl``: seconds after which a dead process's concurrency slots come back (live
     processes renew theirs every third of it). ``release_on_failure`` as for
     :class:`~.credits.CreditBudget`. The client's ``rate``, ``burst``, ``max_in_flight`` and
@@ -42,6 +45,7 @@ class RedisLimits(Limits):
         "_link",
         "_namespace",
         "lease_ttl",
+        "rate_window",
         "release_on_failure",
         "url",
     )
@@ -53,11 +57,13 @@ class RedisLimits(Limits):
         *,
         lease_ttl: float = 60.0,
         release_on_failure: bool = True,
+        rate_window: float = 1.0,
     ) -> None:
         super().__init__()
         self.url = url
         self._namespace = namespace
         self.lease_ttl = float(lease_ttl)
+        self.rate_window = max(0.0, float(rate_window))
         self.release_on_failure = release_on_failure
         self._link: Link | None = None
         self._group: TaskGroup | None = None
@@ -102,7 +108,7 @@ class RedisLimits(Limits):
         self._link = link
         if self._group is not None:
             link.attach(self._group)
-        self.rate = RedisRate(link, settings.rate, settings.burst)
+        self.rate = RedisRate(link, settings.rate, settings.burst, window=self.rate_window)
         if settings.max_in_flight:
             self.concurrency = RedisSlots(
                 link, settings.max_in_flight, grow_every=settings.grow_every
