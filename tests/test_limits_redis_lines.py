@@ -9,6 +9,7 @@ import pytest
 from redis_support import redis_server_fixture, redis_url_fixture
 
 from evolink_async.limits._redis_link import Link
+from evolink_async.limits._redis_waits import Waits
 
 __all__ = ["redis_server_fixture", "redis_url_fixture"]
 
@@ -89,3 +90,30 @@ async def test_the_window_guard_keeps_each_slot_a_window_and_the_guard_after_the
     book = {"op": "book", "rate": 4.0, "burst": 1, "inc": 0.0, "window": 1.0, "guard": 0.1}
     slots = [float((await link.call(book))["at"]) for _ in range(9)]
     assert [1.1] * 5 == [round(slots[i] - slots[i - 4], 6) for i in range(4, 9)]
+
+
+@pytest.mark.parametrize(
+    ("message", "answer"),
+    [(b"go:me:1:L7:0.25", "0.25"), (b"go:me:1:L7:", "-"), (b"ask:me:1:L7", "ask")],
+)
+async def test_an_answer_heard_before_its_waiter_waits_is_kept_for_it(
+    message: bytes, answer: str
+) -> None:
+    waits = Waits("me:1")
+    waits.hear(b"go:other:2:L7:0.5")  # another process's ticket: not ours
+    waits.hear(message)  # published by another call before the answer to our own came
+    with anyio.fail_after(5):
+        assert answer == await waits.wait_ticket("me:1:L7", 30.0)
+    assert await waits.wait_ticket("other:2:L7", 0.0) is None  # not kept
+    assert [] == waits.waiting
+
+
+async def test_a_waiter_leaves_the_line_a_lease_time_of_its_own_after_it_was_last_seen(
+    link: Link,
+) -> None:
+    assert 1 == (await link.call(lease("L0")))["ok"]
+    assert 0 == (await link.call(lease("long", ttl=60.0)))["ok"]
+    assert 0 == (await link.call(lease("short", ttl=0.05)))["ok"]
+    await anyio.sleep(0.1)  # past "short"'s lease time, far from "long"'s
+    assert 0 == (await link.call(lease("late", ttl=0.05)))["ok"]
+    assert [b"long", b"late"] == await link.client.zrange(link.key("queue"), 0, -1)

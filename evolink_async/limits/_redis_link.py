@@ -90,7 +90,7 @@ class Link:
         #: the rate's book op, sent along a lease or reservation that is granted (the slot it
         #: booked goes to ``waits.ahead`` until a request of this process takes it)
         self.ahead_op: dict[str, Any] | None = None
-        self.waits = Waits()
+        self.waits = Waits(self.owner)
         self.lease_ttl = lease_ttl
         #: this process's leases (id -> when taken), renewed every third of the lease time
         self.held: dict[str, float] = {}

@@ -18,9 +18,9 @@ in one window of the service); without one, a GCRA (``burst`` at once, then one 
 Keys (one namespace): rate (hash), conc (hash), leases (zset lease -> expiry),
 owners (hash lease -> owner), budget (hash), res (hash id -> amount), res_owners (hash),
 queue and cqueue (zsets: the tickets waiting for a slot or for credits, by arrival),
-queue_seen (zset ticket -> last seen), tickets (hash ticket -> its op), sent (list: the last
-slots booked, window mode), pending (zset: reservations granted from the line, not yet taken
--> when they go back).
+queue_seen (zset ticket -> a lease time after it was last seen), tickets (hash ticket -> its
+op), sent (list: the last slots booked, window mode), pending (zset: reservations granted
+from the line, not yet taken -> when they go back).
 """
 
 from __future__ import annotations
@@ -114,7 +114,9 @@ end
 
 local function renew(op)
   for _, id in ipairs(op.ids) do redis.call('ZADD', LEASES, 'XX', str(now + op.ttl), id) end
-  for _, id in ipairs(op.tickets or {}) do redis.call('ZADD', QSEEN, 'XX', str(now), id) end
+  for _, id in ipairs(op.tickets or {}) do
+    redis.call('ZADD', QSEEN, 'XX', str(now + op.ttl), id)
+  end
   return {ok = 1}
 end
 
@@ -152,11 +154,12 @@ local function book(op)
 end
 
 -- a waiter's ticket (a lease or a reservation not granted yet): in line in QUEUE (slots) or
--- CQUEUE (credits) by arrival, last seen in QSEEN, its op in TICKETS. The line is served in
+-- CQUEUE (credits) by arrival, in QSEEN until a lease time after it was last seen (its
+-- own), its op in TICKETS. The line is served in
 -- order by the script run that frees something (serve_slots, serve_credits): the waiter is
 -- told 'go:<id>:<wait of the rate slot booked for it>' and needs no call of its own.
-local function drop_stale(ttl)
-  local stale = redis.call('ZRANGEBYSCORE', QSEEN, '-inf', str(now - ttl))
+local function drop_stale()
+  local stale = redis.call('ZRANGEBYSCORE', QSEEN, '-inf', str(now))
   if #stale > 0 then
     redis.call('ZREM', QUEUE, unpack(stale))
     redis.call('ZREM', CQUEUE, unpack(stale))
@@ -167,7 +170,7 @@ end
 
 local function wait_in_line(queue, op)
   redis.call('ZADD', queue, 'NX', str(now), op.id)
-  redis.call('ZADD', QSEEN, str(now), op.id)
+  redis.call('ZADD', QSEEN, str(now + op.ttl), op.id)
   redis.call('HSET', TICKETS, op.id, cjson.encode(op))
 end
 
@@ -203,14 +206,14 @@ end
 
 -- a waiter served from the line gets what it would hold had it been granted when last seen
 -- alive (a dead waiter's grant comes back within a lease time of its death)
-local function seen_at(id)
-  return math.min(now, num(redis.call('ZSCORE', QSEEN, id), now))
+local function alive_until(op)
+  return math.min(now + op.ttl, num(redis.call('ZSCORE', QSEEN, op.id), now + op.ttl))
 end
 
 local function grant_lease(op, served)
-  local from = now
-  if served then from = seen_at(op.id) end
-  redis.call('ZADD', LEASES, str(from + op.ttl), op.id)
+  local expiry = now + op.ttl
+  if served then expiry = alive_until(op) end
+  redis.call('ZADD', LEASES, str(expiry), op.id)
   redis.call('HSET', OWNERS, op.id, op.owner)
   leave_line(op.id)
   if op.book then return book(op.book) end
@@ -219,7 +222,7 @@ end
 
 local function lease(op)
   expire_leases()
-  drop_stale(op.ttl)
+  drop_stale()
   local cap = grown_cap(op)
   local n = redis.call('ZCARD', LEASES)
   if redis.call('ZSCORE', LEASES, op.id) then  -- granted while this waiter slept
@@ -330,7 +333,7 @@ end
 -- a reservation served from the line is pending until its waiter takes it (says so with its
 -- next call): one whose waiter died first goes back a lease time after it was last seen
 local function grant_credits(op, reserved, served)
-  if served then redis.call('ZADD', PENDING, str(seen_at(op.id) + op.ttl), op.id) end
+  if served then redis.call('ZADD', PENDING, str(alive_until(op)), op.id) end
   redis.call('HSET', BUDGET, 'reserved', str(reserved + op.amount))
   redis.call('HSET', RES, op.id, str(op.amount))
   redis.call('HSET', RES_OWNERS, op.id, op.owner)
@@ -342,7 +345,7 @@ end
 local function reserve(op)
   local total, spent, reserved = budget_state()
   if total == nil then return {ok = -2} end
-  drop_stale(op.ttl)
+  drop_stale()
   local r = {ok = 1, total = total, spent = spent, reserved = reserved, amount = op.amount}
   if redis.call('HEXISTS', RES, op.id) == 1 then  -- granted while this waiter slept
     leave_line(op.id)

@@ -16,14 +16,20 @@ import anyio
 
 __all__ = ["Waits"]
 
+#: answers kept for tickets nobody waits on yet
+_KEPT = 256
+
 
 class Waits:
     """The tickets this process waits on, the rate slots booked ahead for it, the pause."""
 
-    __slots__ = ("_answers", "_events", "_paused", "ahead")
+    __slots__ = ("_answers", "_events", "_paused", "_prefix", "ahead")
 
-    def __init__(self) -> None:
+    def __init__(self, owner: str) -> None:
+        self._prefix = f"{owner}:"  # this process's tickets
         self._events: dict[str, anyio.Event] = {}
+        #: answers heard, also those that came before their waiter began to wait (the grant
+        #: published by another process's call can overtake the answer to our own)
         self._answers: dict[str, str] = {}
         self._paused: anyio.Event | None = None
         #: rate slots booked for this process along with a lease or reservation granted
@@ -57,19 +63,26 @@ class Waits:
             self._answer(text[4:], "ask")
 
     def _answer(self, ticket: str, answer: str) -> None:
+        if not ticket.startswith(self._prefix):
+            return  # another process's
+        if len(self._answers) >= _KEPT:  # never waited for (given up): forget the oldest
+            del self._answers[next(iter(self._answers))]
+        self._answers[ticket] = answer
         event = self._events.get(ticket)
         if event is not None:
-            self._answers[ticket] = answer
             event.set()
 
     def ask_all(self) -> None:
         """Messages may have been missed (listener reconnected): every waiter asks again."""
         for ticket in list(self._events):
-            self._answer(ticket, "ask")
+            self._answers.setdefault(ticket, "ask")
+            self._events[ticket].set()
 
     async def wait_ticket(self, ticket: str, seconds: float) -> str | None:
         """Wait at most ``seconds`` for ticket's answer: ``"ask"``, a rate slot's wait in
         seconds as text (granted), ``"-"`` (granted, no slot booked), or ``None`` (no word)."""
+        if ticket in self._answers:
+            return self._answers.pop(ticket)
         event = self._events.setdefault(ticket, anyio.Event())
         try:
             with anyio.move_on_after(max(0.0, seconds)):
