@@ -19,7 +19,7 @@ def _install(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """The test suite (what CI runs)."""
     _install(session)
-    session.run("pytest", "-q", *session.posargs)
+    session.run("pytest", "-q", "-n", "auto", "--maxprocesses", "4", *session.posargs)
 
 
 @nox.session

@@ -198,6 +198,41 @@ async def test_task_failures_are_retried_or_reported_with_the_task_error(
     assert not summary.ok
 
 
+async def test_retry_failed_resubmits_only_the_failed_lines_with_new_keys_paying_once(
+    tmp_path: Path,
+) -> None:
+    knobs: dict[str, Any] = {"fatal_failure_rate": 0.3, "seed": 11}
+    async with Simulator(time_scale=TIME_SCALE, **knobs) as sim:
+        out = tmp_path / "clips"
+        lines = parse_prompts([f"fragile {i}" for i in range(20)], fmt="txt")
+        runs = []
+        for retry_failed in (False, False, True):
+            async with client_for(sim) as client:
+                job = BatchJob(client, lines, out, max_attempts=1, retry_failed=retry_failed)
+                runs.append((await job.run(), read_manifest(out)))
+        charged = sim.config.credits - sim.credits
+
+    (first, before), (plain, unchanged), (retried, after) = runs
+    failed = {e["line"]: e["prompt"] for e in before if e["status"] == "failed"}
+    assert failed  # the seed makes some fail for good
+    assert (plain.failed, unchanged) == (first.failed, before)  # a plain rerun leaves them
+    # the retry sent each failed line once more and nothing else, each with a new key
+    assert {e["prompt"]: (2 if e["line"] in failed else 1) for e in before} == dict(
+        sim.stats.creates_per_prompt
+    )
+    records = [json.loads(raw) for raw in (out / "journal.jsonl").read_text().splitlines()]
+    keys = [(r["line"], r["key"]) for r in records if r["event"] == "intent"]
+    assert len(keys) == len(set(keys)) == len(lines) + len(failed)
+    assert len({k for _, k in keys}) == len(keys)
+    assert {e["line"]: e["status"] for e in after if e["line"] not in failed} == {
+        e["line"]: "completed" for e in before if e["line"] not in failed
+    }
+    assert any(e["status"] == "completed" for e in after if e["line"] in failed)
+    # failed tasks are refunded: the service charged the completed clips only, once each
+    completed = sum(e["status"] == "completed" for e in after)
+    assert (retried.completed, round(charged, 2)) == (completed, round(completed * PRICES[4], 2))
+
+
 async def test_a_clip_that_cannot_be_downloaded_keeps_its_url_and_the_reason(
     tmp_path: Path,
 ) -> None:

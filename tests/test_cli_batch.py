@@ -363,3 +363,28 @@ def test_callback_flags_usage_errors_exit_2_and_send_nothing(
     assert message in capsys.readouterr().err
     assert 0 == sim.stats.total_requests
     assert not out.exists()
+
+
+def test_retry_failed_on_the_command_line_sends_the_failed_lines_again(tmp_path: Path) -> None:
+    knobs: dict[str, Any] = {"fatal_failure_rate": 0.3, "seed": 11}
+    with ThreadedSimulator(time_scale=TIME_SCALE, api_key=KEY, **knobs) as sim:
+        prompts = [f"fragile {i}" for i in range(12)]
+        source = write_prompts(tmp_path / "p.txt", prompts)
+        out = tmp_path / "clips"
+        argv = [
+            "batch",
+            str(source),
+            "--out",
+            str(out),
+            "--max-attempts",
+            "1",
+            "--rate",
+            "500",
+            "-q",
+        ]
+        assert 1 == main([*argv, *service_args(sim)])  # some lines failed
+        failed = {e["prompt"] for e in read_manifest(out) if e["status"] == "failed"}
+        assert failed
+        main([*argv, "--retry-failed", *service_args(sim)])
+        creates = dict(sim.stats.creates_per_prompt)
+    assert {p: 2 if p in failed else 1 for p in prompts} == creates

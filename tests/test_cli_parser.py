@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from evolink_async.cli import main, parser
+from evolink_async.cli import app, main, parser
 
 
 @pytest.mark.parametrize(
@@ -26,6 +26,23 @@ def test_usage_errors_exit_2(argv: list[str]) -> None:
 def test_help_exits_0_and_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
     assert 0 == main(["--help"])
     assert "batch" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv", [[], ["batch"], ["generate"]], ids=["top", "batch", "generate"])
+def test_help_lists_the_exit_codes(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert 0 == main([*argv, "--help"])
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps the epilog
+    for code, meaning in app_exit_codes():
+        assert f"{code} {meaning}" in out
+
+
+def app_exit_codes() -> list[tuple[int, str]]:
+    return [
+        (app.EXIT_OK, "all completed"),
+        (app.EXIT_SOME_FAILED, "some not completed"),
+        (app.EXIT_USAGE, "usage or input error"),
+        (app.EXIT_INTERRUPTED, "interrupted"),
+    ]
 
 
 @pytest.mark.parametrize(

@@ -117,7 +117,7 @@ async def collect(
 
 
 def assert_one_outcome_each(outcomes: Sequence[Outcome], n: int) -> None:
-    assert list(range(1, n + 1)) == sorted(o.index for o in outcomes)
+    assert list(range(n)) == sorted(o.index for o in outcomes)
 
 
 async def until(check: Callable[[], bool], *, attempts: int = 1000) -> None:
@@ -153,6 +153,24 @@ async def test_200_prompts_never_exceed_max_in_flight_and_each_yields_one_outcom
     assert 200 == len(sim.stats.creates_per_prompt)
     assert 200 == by_kind(events)["Submitted"] == by_kind(events)["Completed"]
     assert all(o.task is not None and o.video_url for o in outcomes)
+
+
+async def test_outcome_index_is_the_0_based_position_of_the_request_in_the_input() -> None:
+    # Before: indexes counted from 1, so prompts[outcome.index] was the next prompt.
+    inputs = [*prompts(6), {"no_prompt": True}, "last"]
+    async with service({"generation_time": (20.0, 60.0)}) as (_, client):
+        outcomes, _ = await collect(client, inputs)
+        handle = await client.submit("one more")
+        extra = await handle
+
+    assert list(range(len(inputs))) == sorted(o.index for o in outcomes)
+    for o in outcomes:
+        if o.status == "skipped":
+            assert inputs[o.index] == {"no_prompt": True}
+        else:
+            assert o.request is not None
+            assert inputs[o.index] == o.request.prompt
+    assert 0 == extra.index  # the client's first submit()
 
 
 async def test_a_batch_max_in_flight_below_the_client_s_is_kept() -> None:
@@ -299,9 +317,9 @@ async def test_an_unaffordable_request_is_skipped_and_a_cheaper_one_after_it_sti
         outcomes, events = await collect(client, requests, budget=120.0)
 
     status = {o.index: o.status for o in outcomes}
-    assert {1: "completed", 2: "completed", 3: "skipped", 4: "completed"} == status
+    assert {0: "completed", 1: "completed", 2: "skipped", 3: "completed"} == status
     skipped = [e for e in events if isinstance(e, BudgetSkipped)]
-    assert [3] == [e.index for e in skipped]
+    assert [2] == [e.index for e in skipped]
     assert 46.08 == skipped[0].needed
     assert {"a": 1, "b": 1, "d": 1} == dict(sim.stats.creates_per_prompt)
     assert 115.2 == pytest.approx(sim.stats.credits_reserved)
@@ -787,7 +805,7 @@ async def test_each_request_form_is_accepted_and_an_invalid_one_is_skipped() -> 
     ]
     async with service() as (sim, client):
         outcomes, _ = await collect(client, requests)
-    assert {1: "completed", 2: "completed", 3: "completed", 4: "skipped"} == {
+    assert {0: "completed", 1: "completed", 2: "completed", 3: "skipped"} == {
         o.index: o.status for o in outcomes
     }
     assert {"a prompt", "a mapping", "a request"} == set(sim.stats.creates_per_prompt)

@@ -128,10 +128,10 @@ async def test_an_attached_task_is_followed_by_id_without_a_create_or_credits() 
     old, new = request("old"), request("new")
     outcomes = await rig.run([Attach(OLD, old, attempts=1), new])
     assert [
-        (1, "completed", (OLD,), 1, 0.0),
-        (2, "completed", ("task-unified-new-1",), 1, PRICE),
+        (0, "completed", (OLD,), 1, 0.0),
+        (1, "completed", ("task-unified-new-1",), 1, PRICE),
     ] == [(o.index, o.status, o.task_ids, o.attempts, o.credits) for o in outcomes]
-    assert [(2, new, 1)] == rig.created_at  # no before_create for the attached task
+    assert [(1, new, 1)] == rig.created_at  # no before_create for the attached task
     assert (["task-unified-new-1"], OLD in rig.api.reads) == (rig.api.created, True)
     assert rig.limits.budget is not None
     assert (PRICE, 0.0) == (rig.limits.budget.spent, rig.limits.budget.reserved)
@@ -162,7 +162,7 @@ async def test_a_retryable_failure_of_an_attached_task_is_resubmitted_attempts_g
         outcome.task_ids,
         outcome.attempts,
     )
-    assert [(1, old, 3)] == rig.created_at  # through the ordinary create path, attempt 3
+    assert [(0, old, 3)] == rig.created_at  # through the ordinary create path, attempt 3
     assert rig.limits.budget is not None
     assert PRICE == rig.limits.budget.spent  # only the new attempt reserved credits
 

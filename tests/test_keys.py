@@ -19,7 +19,11 @@ SEED = "0123456789abcdef0123456789abcdef"
 FP = "f" * 64
 
 
-@pytest.mark.parametrize("key", ["a" * 16, "A.b_c-d" * 3, "x" * 96, new_idempotency_key()])
+@pytest.mark.parametrize(
+    "key",
+    ["a" * 16, "A.b_c-d" * 3, "x" * 96, new_idempotency_key()],
+    ids=["16", "punctuation", "96", "new_idempotency_key"],  # stable ids for pytest-xdist
+)
 def test_a_key_of_16_to_96_allowed_characters_passes(key: str) -> None:
     assert key == check_idempotency_key(key)
 

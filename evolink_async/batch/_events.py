@@ -155,7 +155,7 @@ class Recorder:
     ) -> str | None:
         """The dispatcher's hook: the intent (with the attempt's idempotency key) is on disk
         before the create is sent; returns the key."""
-        line = lines[index - 1]
+        line = lines[index]
         if self.stopping():
             raise Stopped("not submitted: the batch was stopped")
         key = self.keys.key(line, attempt) if self.keys is not None else None
@@ -175,14 +175,14 @@ class Recorder:
         return key
 
     def on_event(self, lines: Sequence[int], event: Event) -> None:
-        """The dispatcher's ``on_event``: ``lines`` maps its 1-based index to line numbers."""
+        """The dispatcher's ``on_event``: ``lines`` maps its 0-based index to line numbers."""
         if isinstance(event, RateLimited):
             self.rate_limited += 1
             return
         if isinstance(event, (Completed, Failed)):
-            self.on_outcome(lines[event.outcome.index - 1], event.outcome)
+            self.on_outcome(lines[event.outcome.index], event.outcome)
             return
-        line = lines[event.index - 1]
+        line = lines[event.index]
         if isinstance(event, Submitted):
             self.ledger.submitted(line, event.task_id, event.credits_reserved)
             self._post(

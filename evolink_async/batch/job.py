@@ -60,7 +60,8 @@ class BatchJob:
 
     Options: ``budget`` (credits for the whole batch, earlier runs included), ``max_attempts``
     (creates per line, retryable task failures included), ``task_timeout`` (seconds per task;
-    default the client's ``task_timeout``), ``retry_unknown``, ``download`` (False: keep URLs
+    default the client's ``task_timeout``), ``retry_unknown``, ``retry_failed`` (submit the
+    lines an earlier run left ``failed`` again, as new attempts), ``download`` (False: keep URLs
     only), ``download_concurrency`` (files fetched at once), ``check_credits`` (read the
     credits first; raise ``CreditsShortError`` before sending anything when they cannot pay
     for the lines to submit at the known prices), ``ledger`` (:class:`LedgerConfig`).
@@ -79,6 +80,7 @@ class BatchJob:
         max_attempts: int = 3,
         task_timeout: float | None = None,
         retry_unknown: bool = False,
+        retry_failed: bool = False,
         download: bool = True,
         download_concurrency: int = 4,
         check_credits: bool = False,
@@ -95,7 +97,7 @@ class BatchJob:
         self.budget = budget
         self.max_attempts = max_attempts
         self.task_timeout = task_timeout
-        self.retry_unknown = retry_unknown
+        self.retry_unknown, self.retry_failed = retry_unknown, retry_failed
         self.download = download
         self.check_credits, self.ledger = check_credits, ledger
         self._uploaded: dict[str, str] = {}  # placeholder URL → uploaded URL
@@ -251,8 +253,9 @@ class BatchJob:
         present = (
             await anyio.to_thread.run_sync(check_files, self.out_dir, checks) if checks else {}
         )
-        flags = {"retry_unknown": self.retry_unknown, "download": self.download}
-        return plan(self._ledger, state, present, keys=self.client.api.idempotency, **flags)
+        flags = {"retry_unknown": self.retry_unknown, "retry_failed": self.retry_failed}
+        keys = self.client.api.idempotency
+        return plan(self._ledger, state, present, download=self.download, keys=keys, **flags)
 
     async def _execute(self, todo: Plan) -> None:
         async with anyio.create_task_group() as watch:
@@ -373,6 +376,7 @@ async def run_batch(
     max_attempts: int = 3,
     task_timeout: float | None = None,
     retry_unknown: bool = False,
+    retry_failed: bool = False,
     download: bool = True,
     download_concurrency: int = 4,
     check_credits: bool = False,
@@ -401,6 +405,7 @@ async def run_batch(
         max_attempts=max_attempts,
         task_timeout=task_timeout,
         retry_unknown=retry_unknown,
+        retry_failed=retry_failed,
         download=download,
         download_concurrency=download_concurrency,
         check_credits=check_credits,

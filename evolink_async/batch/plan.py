@@ -6,7 +6,9 @@ the rest keep their final state. Lines whose create may or may not have reached 
 (``intent`` without an answer, or ``unknown``) are sent again with the idempotency key their
 intent journaled (the gateway answers with the original task: never paid twice), first of all
 submissions; without a key (an older journal, or keys turned off) they stay ``unknown`` unless
-``retry_unknown``, which resubmits them as a new attempt (that may pay twice).
+``retry_unknown``, which resubmits them as a new attempt (that may pay twice). Failed lines
+keep their state unless ``retry_failed``: they are then submitted again as new attempts, with
+new idempotency keys (the gateway refunded the failed task, so nothing is paid twice).
 """
 
 from __future__ import annotations
@@ -89,6 +91,7 @@ class _Planner:
     retry_unknown: bool
     download: bool
     keys: bool = False
+    retry_failed: bool = False
     resend: dict[int, str] = attrs.Factory(dict)
     submit: list[int] = attrs.Factory(list)
     reattach: list[int] = attrs.Factory(list)
@@ -116,6 +119,9 @@ class _Planner:
         elif s.phase == "finished" and s.status == "cancelled":
             error = journal_error(s.error, "request_cancelled")
             led.restore(line, "cancelled", credits=0.0, error=error)
+        elif s.phase == "finished" and self.retry_failed:  # a new attempt, with a new key
+            led.restore(line, "queued", task_id=None, credits=0.0)
+            self.submit.append(line)
         elif s.phase == "finished":
             error = journal_error(s.error, s.status or "failed")
             led.restore(line, "failed", credits=0.0, error=error)
@@ -164,14 +170,16 @@ def plan(
     retry_unknown: bool,
     download: bool,
     keys: bool = False,
+    retry_failed: bool = False,
 ) -> Plan:
     """Set each line of ``ledger`` from the journal's ``state`` and say what to do with it.
 
     ``present``: for each line journaled ``downloaded``, whether its file is still there
     with the journaled size. ``keys``: the client sends idempotency keys (a line whose
-    outcome is unknown is then sent again with its journaled key).
+    outcome is unknown is then sent again with its journaled key). ``retry_failed``: failed
+    lines are submitted again, as new attempts.
     """
-    planner = _Planner(ledger, retry_unknown, download, keys)
+    planner = _Planner(ledger, retry_unknown, download, keys, retry_failed)
     done: list[tuple[int, LineState]] = []
     for ln in ledger:
         s = state.get(ln.line)

@@ -211,6 +211,7 @@ def _make_job(client: EvolinkClient, lines: list[BatchLine], args: argparse.Name
         max_attempts=args.max_attempts,
         task_timeout=args.timeout,
         retry_unknown=args.retry_unknown,
+        retry_failed=args.retry_failed,
         download=not args.no_download,
         download_concurrency=args.downloads,
         check_credits=not args.allow_partial,

@@ -37,6 +37,12 @@ __all__ = [
     "positive_int",
 ]
 
+#: the exit codes, in every command's --help that can end with them
+EXIT_STATUS = (
+    "Exit status: 0 all completed, 1 some not completed, 2 usage or input error (nothing "
+    "sent), 130 interrupted (run the same command again to resume)."
+)
+
 
 class _Commands(Protocol):
     """What ``add_subparsers()`` returns, as far as the ``add_*`` functions use it."""
@@ -145,6 +151,7 @@ def add_batch(sub: _Commands) -> None:
         help="generate a clip for every prompt of a file (resumable)",
         description="Generate a clip for every prompt of PROMPTS into DIR, with a manifest and "
         "a journal; run the same command again to resume after a crash or Ctrl-C.",
+        epilog=EXIT_STATUS,
     )
     batch.add_argument(
         "prompts",
@@ -168,6 +175,12 @@ def add_batch(sub: _Commands) -> None:
         help="resubmit prompts whose earlier submission outcome is unknown and that have no "
         "idempotency key (an older journal, or --no-idempotency): may pay twice; lines with a "
         "key are always sent again with it",
+    )
+    batch.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="submit the prompts an earlier run left failed again, as new attempts with new "
+        "idempotency keys (the service refunded the failed tasks)",
     )
     batch.add_argument(
         "--no-download", action="store_true", help="keep the result URLs, do not download"
@@ -281,6 +294,7 @@ def add_generate(sub: _Commands) -> None:
         "generate",
         help="generate one clip, wait for it and download it",
         description="Create one task, show its progress, and download the clip.",
+        epilog=EXIT_STATUS,
     )
     generate.add_argument("prompt", metavar="PROMPT")
     _add_request_defaults(generate, "")
@@ -412,8 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="evolink-async",
         description="Generate videos with Evolink's API: batches, single clips, task status.",
-        epilog="Exit status: 0 all completed, 1 some not completed, 2 usage or input error, "
-        "130 interrupted.",
+        epilog=EXIT_STATUS,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument(

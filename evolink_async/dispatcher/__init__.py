@@ -213,9 +213,9 @@ class Dispatcher:
             self._single = SingleRun(self._services, concurrency=conc, budgets=budgets)
             self._runs.add(self._single)
         run = self._single
-        self._index += 1
         limit = self._services.task_timeout if timeout is None else timeout
         job = Job(index=self._index, request=req, max_attempts=max_attempts, timeout=limit)
+        self._index += 1
         future = Promise()
         run.futures[job.index] = future
         if on_event is not None:

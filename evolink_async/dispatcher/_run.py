@@ -139,8 +139,8 @@ class BatchRun(Run):
         return not self.feeding and not self.out and not self.live and not self.tasks
 
     def _job(self, item: Item, max_attempts: int, task_timeout: float | None) -> Job | None:
-        """The job of the item numbered ``self._pulled``, or None when it is no request (it
-        is then reported ``skipped``, and the batch goes on)."""
+        """The job of the item at 0-based position ``self._pulled``, or None when it is no
+        request (it is then reported ``skipped``, and the batch goes on)."""
         if isinstance(item, Attach):
             job = Job(
                 self._pulled, item.request, max_attempts, task_timeout, attempts=item.attempts
@@ -172,8 +172,8 @@ class BatchRun(Run):
                 except StopAsyncIteration:
                     self._exhausted = True
                     continue
-                self._pulled += 1
                 job = self._job(item, max_attempts, task_timeout)
+                self._pulled += 1
                 if job is not None:
                     return job
                 continue

@@ -79,6 +79,10 @@ class Outcome:
     the service; ``error`` is a ``TaskCancelledError``; never retried), ``unknown`` (the create
     may or may not have been taken: not resubmitted; ``error`` has ``maybe_created=True``), or
     ``skipped`` (never sent: the budget could not pay for it, or the request was invalid).
+
+    ``index`` is the request's 0-based position in the input (``prompts[outcome.index]`` is its
+    prompt); for ``client.submit`` it counts the client's submissions from 0. A batch job's
+    manifest carries the prompt file's line number separately (``line``, 1-based).
     """
 
     index: int
