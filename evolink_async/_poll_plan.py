@@ -31,10 +31,13 @@ class PollPolicy:
     before. ``None`` (the default): 5 % of the task's expected duration, never under 1 s.
     Every read of an unfinished task makes the gateway ask its provider, so the plan never
     reads a task more often than the target needs.
-    ``window``: the dense reads start this fraction of the expected duration before the
-    expected end (the estimate's error); later than expected, the pause between reads grows
-    back from ``target_delay`` by this fraction of the expected duration per expected
-    duration late.
+    ``window``: until progress says better, the task is expected to end within this
+    fraction of its expected duration either side of the expected end (the estimate's
+    error), and the dense reads start one target after the earliest; later than expected,
+    the pause between reads grows back from ``target_delay`` by this fraction of the
+    expected duration per expected duration late. Reads of tasks not yet due ride along in
+    other tasks' batch reads when that helps (progress before the window, an end known
+    closely), so most reads cost no request of their own.
     ``min_interval``/``max_interval``: no task is read more often / less often than this
     (``min_interval == max_interval`` makes a fixed-interval poller).
     ``first_poll``: when the service gives no ``estimated_time``, the task is expected to take

@@ -2,17 +2,18 @@
 
 A heap of (next due time, task id) drives a fixed number of worker coroutines, whatever the
 number of tasks tracked: 10 000 tasks cost 10 000 small heap entries, not 10 000 coroutines.
-Each task's next read is planned from what the service said (``_poll_plan.plan_read``): none
-before the window where it is likely to end (from ``task_info.estimated_time`` and the rate
-of progress), then one every ``target_delay``, on a grid shared by all tasks. The tasks due at
-one instant are read together, up to 50 per ``POST /v1/tasks/batch`` (``_poll_read``), so a
-planning tick costs ``ceil(due / 50)`` requests; a gateway without batch reads gets single
-GETs. Reads go through the client's rate limiter like every request (the transport's gate);
-a failed read is retried after a backoff of the one retry engine (``_retry``); a read in
-flight is cut off at its task's deadline. A status the SDK does not know is read like
-``processing`` until it has not changed for ``stall_after`` (``TaskStalledError``). It knows
-tasks and due times, nothing of batches or files. The loop stops when nothing is tracked
-and starts again on demand.
+Each task's next read is planned from what the service said (``_poll_plan.plan_window``):
+none before the window where it is likely to end (from ``task_info.estimated_time`` and the
+rate of progress), then one every ``target_delay``, on a grid shared by all tasks; and from
+when the read may come early. The tasks due at one instant are read together, up to 50 per
+``POST /v1/tasks/batch`` (``_poll_read``), the room left filled with tasks whose read may
+come early (``_poll_due``), so a planning tick costs ``ceil(due / 50)`` requests; a gateway
+without batch reads gets single GETs and nothing rides. Reads go through the client's rate
+limiter like every request (the transport's gate); a failed read is retried after a backoff
+of the one retry engine (``_retry``); a read in flight is cut off at its task's deadline. A
+status the SDK does not know is read like ``processing`` until it has not changed for
+``stall_after`` (``TaskStalledError``). It knows tasks and due times, nothing of batches or
+files. The loop stops when nothing is tracked and starts again on demand.
 
 Concurrency is anyio's: the scheduling loop and its workers run in an anyio task group, due
 reads reach the workers through a memory object stream, the loop sleeps on an
