@@ -26,6 +26,7 @@ import threading
 import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
+from urllib.parse import urlsplit, urlunsplit
 
 __all__ = [
     "MIN_SECRET_LENGTH",
@@ -36,6 +37,7 @@ __all__ = [
     "redact",
     "redact_bytes",
     "redact_headers",
+    "redact_url",
     "redact_value",
 ]
 
@@ -220,3 +222,20 @@ def install_filter(loggers: Iterable[logging.Logger]) -> None:
 
 
 install_filter([logging.getLogger("evolink_async")])
+
+
+def redact_url(url: str) -> str:
+    """Return ``url`` without user info, query string and fragment.
+
+    Result links carry signatures in their query string; only the redacted form may appear in
+    messages and logs.
+    """
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        if ":" in host:  # IPv6 literal
+            host = f"[{host}]"
+        netloc = f"{host}:{parts.port}" if parts.port is not None else host
+    except ValueError:  # malformed (e.g. a bad port): fall back to cutting the string
+        return re.split(r"[?#]", url, maxsplit=1)[0]
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))

@@ -7,8 +7,9 @@ Retry rules (the "never pay twice" rule of the design):
   ``X-Evo-Run-Id``) is retried **with the same key** when its outcome is unknown: a timeout or
   a connection dropped after sending, any 5xx (520/522/524 included), ``paid_outcome_unknown``;
   the gateway answers a repeat with the original task (``Idempotency-Replayed: true``). It is
-  also retried when the service certainly took nothing: the connection could not be opened, or
-  a 429. ``idempotency_conflict`` is raised at once (``IdempotencyConflictError``).
+  also retried when the service certainly took nothing: the connection could not be opened
+  (``ServiceUnreachableError`` once the retries are spent), or a 429.
+  ``idempotency_conflict`` is raised at once (``IdempotencyConflictError``).
 * A create without a key is retried only when the service certainly took nothing (no
   connection, 429). When it may have been taken (no answer, any 5xx), the error is raised with
   ``maybe_created=True`` and the request is **not** retried.
@@ -37,6 +38,7 @@ from . import __about__
 from ._codec import loads_json
 from ._redact import protect, redact, redact_bytes, redact_headers
 from ._retry import RetryPolicy, is_testing, parse_retry_after
+from ._unreachable import NEVER_OPENED, unreachable_error
 from .errors import (
     QUOTA_DETAILS,
     APIConnectionError,
@@ -195,6 +197,8 @@ class _Call:
     key: str | None = None
     #: the gateway answered with the original response of this key
     replayed: bool = False
+    #: an attempt of this create may have been taken (a later refused one does not undo it)
+    maybe_taken: bool = False
 
 
 class Transport:
@@ -207,6 +211,7 @@ class Transport:
         "_rng",
         "_session",
         "base_url",
+        "connected",
         "counters",
         "gate",
         "max_response_bytes",
@@ -253,6 +258,9 @@ class Transport:
         self.counters: Counter[str] = Counter()
         #: creates the gateway answered as a replay of an earlier request with the same key
         self.replays = 0
+        #: a connection was opened (or, on a session given by the caller, an attempt got past
+        #: connecting): the service can be reached
+        self.connected = False
 
     def __repr__(self) -> str:
         key = "set" if self._api_key else "missing"
@@ -277,8 +285,20 @@ class Transport:
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 timeout=aiohttp.ClientTimeout(total=None),
+                trace_configs=[self._trace()],
             )
         return self._session
+
+    def _trace(self) -> aiohttp.TraceConfig:
+        """Sets ``connected`` as a connection is opened (or taken from the pool)."""
+
+        async def opened(*_: object) -> None:
+            self.connected = True
+
+        trace = aiohttp.TraceConfig()
+        trace.on_connection_create_end.append(opened)
+        trace.on_connection_reuseconn.append(opened)
+        return trace
 
     async def aclose(self) -> None:
         if self._owns_session and self._session is not None and not self._session.closed:
@@ -343,6 +363,7 @@ class Transport:
             if retryable is None:
                 return value
             error: EvolinkError = value
+            call.maybe_taken = call.maybe_taken or bool(getattr(error, "maybe_created", False))
             if not retryable or attempt >= self.retry.attempts:
                 raise error
             wait = self._wait_before_retry(error, attempt)
@@ -377,18 +398,24 @@ class Transport:
             status, resp_headers, body = await self._send(
                 call.method, call.url, call.headers, call.json
             )
-        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
-            # The connection was never opened: nothing reached the service.
+        except NEVER_OPENED as exc:  # refused, DNS, TLS: this attempt reached nothing
             self.counters[f"{call.method} {call.kind} error"] += 1
-            error: EvolinkError = _connection_error(exc, maybe_created=False)
+            error: EvolinkError = unreachable_error(exc, call.url, maybe_created=call.maybe_taken)
+            self._log(call, type(error).__name__, attempt, start)
+            return error, True
+        except aiohttp.ConnectionTimeoutError as exc:  # never opened either
+            self.counters[f"{call.method} {call.kind} error"] += 1
+            error = _connection_error(exc, maybe_created=False)
             self._log(call, type(error).__name__, attempt, start)
             return error, True
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            self.connected = True
             self.counters[f"{call.method} {call.kind} error"] += 1
             error = _connection_error(exc, maybe_created=call.create)
             self._log(call, type(error).__name__, attempt, start)
             # sent, no answer: a create may have been taken; only its own key may repeat it
             return error, not call.create or call.key is not None
+        self.connected = True
         self.counters[f"{call.method} {call.kind} {status}"] += 1
         self._log(call, status, attempt, start)
         body = redact_bytes(body)  # a server echoing the key must not put it anywhere

@@ -99,6 +99,11 @@ class EvolinkAPI:
         """API requests sent so far (every attempt counts)."""
         return self.transport.requests
 
+    @property
+    def connected(self) -> bool:
+        """Whether a connection to the service was ever opened."""
+        return self.transport.connected
+
     def idempotency_key(self, request: VideoRequest, key: str | None = None) -> str | None:
         """The key a create of ``request`` carries: ``key``, else the request's
         ``client_request_id``, else a fresh ``run_`` key; None when idempotency is off."""

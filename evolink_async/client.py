@@ -8,11 +8,10 @@ the dispatcher; this module only knows single requests.
 
 from __future__ import annotations
 
-import datetime
 import logging
 import math
 import os
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -22,9 +21,9 @@ import aiohttp
 from ._env import DEFAULT_BASE_URL, env_api_key, env_base_url, env_time_scale
 from ._generate import Generate
 from ._poll_read import read_within
+from ._requests import Requests
 from ._retry import RetryPolicy
 from ._transport import RetryEvent, Transport
-from ._upload_check import aread_upload
 from .api import EvolinkAPI
 from .callbacks import CallbackReceiver
 from .dispatcher import Batch, Dispatcher, Event, Item, TaskHandle
@@ -41,11 +40,11 @@ from .limits import (
     SlotLimit,
     build_limits,
 )
-from .models import Credits, Task, TaskStatus, TaskSummary, VideoFields, VideoRequest
+from .models import Task, TaskStatus, VideoRequest
 from .poller import Poller, PollPolicy
 
 if TYPE_CHECKING:
-    from typing_extensions import Unpack
+    pass
 
 __all__ = ["DEFAULT_BASE_URL", "FILES_BASE_URL", "TIME_SCALE_HEADER", "EvolinkClient"]
 
@@ -137,77 +136,7 @@ def _video_url(task_or_url: Task | str) -> str:
     return url
 
 
-class _Requests:
-    """The client's single requests, one per endpoint (``EvolinkClient`` inherits them)."""
-
-    api: EvolinkAPI
-
-    async def create_video(
-        self,
-        request: VideoRequest | None = None,
-        /,
-        *,
-        idempotency_key: str | None = None,
-        **fields: Unpack[VideoFields],
-    ) -> Task:
-        """POST /v1/videos/generations. Give a ``VideoRequest`` or its fields as keywords
-        (``prompt=...``, ``duration=...``; fields of one model in ``extra={...}``).
-
-        It carries ``idempotency_key`` (else ``client_request_id``, else a fresh ``run_`` key);
-        an unknown outcome (no answer, a 5xx) is sent again with that key (with the client's
-        ``idempotency=False``: never, ``maybe_created=True``). ``InvalidRequestError``: a field
-        broke a rule, nothing sent; ``IdempotencyConflictError``: the key was used before."""
-        if request is None:
-            request = VideoRequest.from_fields(fields)
-        elif fields:
-            raise TypeError("pass either a VideoRequest or keyword fields, not both")
-        elif not isinstance(request, VideoRequest):
-            raise TypeError(f"expected a VideoRequest, got {type(request).__name__}")
-        return await self.api.create_video(request, idempotency_key=idempotency_key)
-
-    async def get_task(self, task_id: str) -> Task:
-        """GET /v1/tasks/{task_id}."""
-        return await self.api.get_task(task_id)
-
-    async def get_tasks(self, task_ids: Iterable[str]) -> list[Task]:
-        """POST /v1/tasks/batch: up to 50 tasks in one request. Ids the service does not know
-        (wrong, expired, another account's) are absent from the list."""
-        return await self.api.get_tasks(task_ids)
-
-    def list_tasks(
-        self,
-        *,
-        status: str | None = None,
-        type: str | None = None,
-        model: str | None = None,
-        since: float | datetime.datetime | datetime.timedelta | None = None,
-        page_size: int = 50,
-    ) -> AsyncIterator[TaskSummary]:
-        """The account's tasks, newest first, read page by page (GET /v1/tasks) as the loop
-        goes. ``status`` (``processing`` includes queued tasks), ``type`` and ``model`` filter
-        on the service; ``since`` (a Unix time, a datetime, or a timedelta back from now)
-        stops at the first older task. Items carry no result links (``get_tasks`` has them).
-        """
-        return self.api.iter_tasks(
-            status=status, type=type, model=model, since=since, page_size=page_size
-        )
-
-    async def upload_file(self, path: str | os.PathLike[str]) -> str:
-        """Upload a local image (JPEG, PNG, GIF or WebP, at most 30 MB: checked first, naming
-        the rule) to the Files API; its public URL, for ``image_urls``. It expires after 72
-        hours. An upload is never retried once it may have been sent."""
-        file = await aread_upload(path)
-        return await self.api.upload_file(file.data, file.name, file.mime)
-
-    async def get_credits(self) -> Credits:
-        """GET /v1/credits: the account's balance (``.balance``), this key's spend and what is
-        left of its limit (``.key_used``, ``.key_remaining``), and ``.available``, the smaller.
-        An answer with ``success: false`` or without ``data.user``/``data.token`` raises
-        ``DecodeError``."""
-        return await self.api.get_credits()
-
-
-class EvolinkClient(_Requests, Generate):
+class EvolinkClient(Requests, Generate):
     """Async client for Evolink's video API. Use it as an async context manager::
 
         async with EvolinkClient() as client:            # key from $EVOLINK_API_KEY
@@ -461,8 +390,12 @@ class EvolinkClient(_Requests, Generate):
         max_attempts: int = 3,
         on_event: Callable[[Event], object] | None = None,
     ) -> TaskHandle:
-        """Admit one request through the client's limits and return a handle at once after
-        the task was created (``await handle`` or ``handle.result()`` for the final task)."""
+        """Queue one request and return its handle at once, in state ``queued`` with its
+        ``queue_position``; bad input raises here, before anything is queued. It is created
+        through the client's limits in submission order (``await handle.created()`` waits for
+        that); ``await handle`` gives its ``Outcome`` (a create's error included). ``on_event``
+        sees ``Submitted``, ``Progress`` (reads, and estimates between them every
+        ``client.dispatcher.progress_every`` seconds of service time), then the end."""
         return await self.dispatcher.submit(
             request, timeout=timeout, max_attempts=max_attempts, on_event=on_event
         )

@@ -19,7 +19,8 @@
     │   │   └── PaidOutcomeUnknownError code paid_outcome_unknown: the key's create is unresolved
     │   └── IdempotencyConflictError   code idempotency_conflict: the key was used for another body
     ├── APIConnectionError             no answer: refused, reset, TLS, DNS (.maybe_created)
-    │   └── APITimeoutError            no answer in time (.maybe_created)
+    │   ├── APITimeoutError            no answer in time (.maybe_created)
+    │   └── ServiceUnreachableError    no connection could be opened (.host, .port, .cause)
     ├── TaskError                      a generation task did not produce a video
     │   ├── TaskFailedError            the task ended ``failed`` (.task, .code, .retryable)
     │   │   └── TaskCancelledError     the task was cancelled (code ``request_cancelled``)
@@ -43,11 +44,11 @@ from __future__ import annotations
 import datetime
 import math
 import os
-import re
 import zoneinfo
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
+
+from ._redact import redact_url
 
 if TYPE_CHECKING:
     from .models import Task
@@ -78,6 +79,7 @@ __all__ = [
     "RateLimitError",
     "RequestTooLargeError",
     "ServerError",
+    "ServiceUnreachableError",
     "TaskCancelledError",
     "TaskError",
     "TaskFailedError",
@@ -359,6 +361,20 @@ class APITimeoutError(APIConnectionError):
     """No HTTP answer within the request timeout."""
 
 
+class ServiceUnreachableError(APIConnectionError):
+    """No connection to the service could be opened (refused, DNS, TLS, no route), so
+    this attempt sent nothing. ``maybe_created`` only when an earlier attempt of the same create
+    may have been taken. ``host``, ``port`` and ``cause`` (``"connection refused"``, ...)."""
+
+    def __init__(
+        self, host: str, port: int | None, cause: str, *, maybe_created: bool = False
+    ) -> None:
+        self.host, self.port, self.cause = host, port, cause
+        shown = f"[{host}]" if ":" in host else host
+        self.where = f"{shown}:{port}" if port is not None else shown
+        super().__init__(f"cannot reach {self.where}: {cause}", maybe_created=maybe_created)
+
+
 class TaskError(EvolinkError):
     """A generation task did not produce a video."""
 
@@ -418,23 +434,6 @@ class TaskTimeoutError(TaskError):
 
 class BudgetExceededError(EvolinkError):
     """The credit budget cannot pay for this request, now or after running tasks settle."""
-
-
-def redact_url(url: str) -> str:
-    """Return ``url`` without user info, query string and fragment.
-
-    Result links carry signatures in their query string; only the redacted form may appear in
-    messages and logs.
-    """
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        if ":" in host:  # IPv6 literal
-            host = f"[{host}]"
-        netloc = f"{host}:{parts.port}" if parts.port is not None else host
-    except ValueError:  # malformed (e.g. a bad port): fall back to cutting the string
-        return re.split(r"[?#]", url, maxsplit=1)[0]
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 class DownloadError(EvolinkError):

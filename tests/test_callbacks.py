@@ -162,6 +162,7 @@ async def test_forged_callback_does_not_complete_a_task_still_processing(
             polled.set()
 
     handle = await rig.client.submit("a cat", on_event=on_event)
+    assert await handle.created() == handle.task_id
     assert handle.task_id is not None
     forged = {
         "id": handle.task_id,
@@ -184,6 +185,7 @@ async def test_forged_callback_does_not_complete_a_task_still_processing(
 async def test_confirm_false_takes_a_terminal_body_without_a_get(make_rig: RigFactory) -> None:
     rig = await make_rig(confirm=False, **ENDLESS_TASKS)
     handle = await rig.client.submit("a cat")
+    assert await handle.created() == handle.task_id
     assert handle.task_id is not None
     rig.sim.complete_task(handle.task_id)
 
@@ -202,6 +204,7 @@ async def test_every_create_carries_the_receivers_url_unless_the_request_has_one
     ours = await rig.client.create_video(prompt="a cat")
     theirs = await rig.client.create_video(prompt="a dog", callback_url="https://example.com/h")
     handle = await rig.client.submit("a bird")
+    assert await handle.created() == handle.task_id
     assert handle.task_id is not None
 
     assert [rig.receiver.callback_url, "https://example.com/h", rig.receiver.callback_url] == [
@@ -287,7 +290,7 @@ async def test_attack_8_the_remembered_ids_are_capped_in_bytes_as_well_as_in_cou
 async def test_duplicate_deliveries_cost_one_get_and_one_outcome(make_rig: RigFactory) -> None:
     rig = await make_rig(**ENDLESS_TASKS)
     handle = await rig.client.submit("a cat")
-    task_id = handle.task_id
+    task_id = await handle.created()
     assert task_id is not None
     gate = GatedFetch(rig.client.poller)
     rig.sim.complete_task(task_id)
@@ -322,7 +325,7 @@ async def test_callback_for_an_untracked_id_is_ignored_and_logged_at_debug(
 async def test_callback_is_answered_before_the_confirming_get(make_rig: RigFactory) -> None:
     rig = await make_rig(**ENDLESS_TASKS)
     handle = await rig.client.submit("a cat")
-    task_id = handle.task_id
+    task_id = await handle.created()
     assert task_id is not None
     gate = GatedFetch(rig.client.poller)  # no GET can happen until the test says so
     rig.sim.complete_task(task_id)

@@ -124,6 +124,18 @@ def progress(**kw: Any) -> BatchProgress:
             ["seen processing"],
         ),
         (progress(queued=5, stopping=True), 10.0, ["stopping"], ["ETA"]),
+        (
+            # an outage wins over a 429 pause: creates wait for the service, not for the rate
+            progress(
+                queued=5,
+                paused=3.0,
+                outage="service unreachable (connection refused)",
+                outage_retry=3.4,
+            ),
+            None,
+            ["paused: service unreachable (connection refused), retry in 4 s"],
+            ["rate limited"],
+        ),
     ],
 )
 def test_the_progress_line_shows_what_a_person_watching_wants(

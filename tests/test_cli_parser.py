@@ -41,6 +41,7 @@ def app_exit_codes() -> list[tuple[int, str]]:
         (app.EXIT_OK, "all completed"),
         (app.EXIT_SOME_FAILED, "some not completed"),
         (app.EXIT_USAGE, "usage or input error"),
+        (app.EXIT_UNREACHABLE, "the service could not be reached"),
         (app.EXIT_INTERRUPTED, "interrupted"),
     ]
 

@@ -678,6 +678,8 @@ async def test_submit_returns_a_handle_that_follows_the_task_and_awaits_its_outc
         client,
     ):
         handle = await client.submit("a cat playing piano", on_event=events.append)
+        assert ("queued", None, 0) == (handle.state, handle.task_id, handle.queue_position)
+        assert await handle.created() == handle.task_id
         assert handle.task_id is not None
         assert handle.task_id.startswith("task-unified-")
         assert handle.status in (TaskStatus.PENDING, TaskStatus.PROCESSING)
@@ -738,6 +740,7 @@ async def test_a_handle_awaited_when_the_client_closes_does_not_hang() -> None:
     async with Simulator(clock=ManualClock()) as sim:
         client = EvolinkClient(sim.api_key, sim.base_url, rate=None)
         handle = await client.submit("a cat")
+        await handle.created()
         waiter = asyncio.create_task(handle.result())
         await asyncio.sleep(0)
         await client.aclose()

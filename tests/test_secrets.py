@@ -76,7 +76,8 @@ def log_leaks(records: list[logging.LogRecord]) -> list[str]:
 
 class Echo:
     """Answers with the request's Authorization header in the body (``/echo/<status>``), as
-    HTML with status 200 (``/echo-html``), in a failed task (``/v1/tasks/...``), or slowly."""
+    HTML with status 200 (``/echo-html``), in a failed task (``/v1/tasks/...``), or slowly;
+    or drops the connection without an answer (``/drop``)."""
 
     async def echo(self, request: web.Request) -> web.StreamResponse:
         auth = request.headers.get("Authorization", "")
@@ -113,6 +114,11 @@ class Echo:
         await asyncio.sleep(2)
         return web.json_response({})
 
+    async def drop(self, request: web.Request) -> web.StreamResponse:
+        assert request.transport is not None
+        request.transport.close()  # the request was sent; no answer comes
+        return web.Response()
+
 
 @pytest.fixture
 async def echo() -> AsyncIterator[str]:
@@ -122,6 +128,7 @@ async def echo() -> AsyncIterator[str]:
     app.router.add_get("/echo-html", stub.echo_html)
     app.router.add_get("/v1/tasks/{task_id}", stub.failed_task)
     app.router.add_get("/slow", stub.slow)
+    app.router.add_get("/drop", stub.drop)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
@@ -258,6 +265,7 @@ async def test_a_faulty_batch_at_debug_level_and_every_error_class_never_show_th
         raised.append(await caught(client.wait("task-unified-1-echoecho")))
         raised.append(await caught(transport.request("POST", "/slow", create=True)))
         raised.append(await caught(transport.request("GET", "/slow")))
+        raised.append(await caught(transport.request("GET", "/drop")))  # APIConnectionError
     async with EvolinkClient(
         KEY, f"http://127.0.0.1:{closed_port()}", retry=ONCE, rate=None
     ) as client:

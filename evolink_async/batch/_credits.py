@@ -15,6 +15,7 @@ from ..errors import (
     EvolinkError,
     InsufficientCreditsError,
     KeyQuotaExceededError,
+    ServiceUnreachableError,
 )
 from .ledger import Ledger
 
@@ -42,12 +43,18 @@ class CreditsShortError(EvolinkError):
 async def check_credits(client: EvolinkClient, ledger: Ledger, lines: Iterable[int]) -> None:
     """Read the credits once and raise :class:`CreditsShortError` when what ``lines`` cost at
     the known prices exceeds them (lines of unknown price count 0: the figure is a floor).
-    When the credits cannot be read, the run goes on (a 402 still stops it) with a warning."""
+    When the credits cannot be read, the run goes on (a 402 still stops it) with a warning,
+    unless the service cannot be reached by a client that never reached it: that is raised."""
     needed = round(sum(ledger[line].price for line in lines), 4)
     if needed <= 0:
         return
     try:
         available = (await client.get_credits()).available
+    except ServiceUnreachableError as exc:
+        if not client.dispatcher.reached:
+            raise
+        logger.warning("could not read the credits before the batch (%s): starting anyway", exc)
+        return
     except (APIError, APIConnectionError, DecodeError) as exc:
         logger.warning("could not read the credits before the batch (%s): starting anyway", exc)
         return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable, Mapping, Sequence
 
 import anyio
@@ -14,8 +15,10 @@ from ..dispatcher import (
     Event,
     Failed,
     Outcome,
+    Paused,
     Progress,
     RateLimited,
+    Resumed,
     Retrying,
     Submitted,
 )
@@ -30,17 +33,19 @@ from ..errors import (
     InsufficientCreditsError,
     JournalError,
     NotFoundError,
+    ServiceUnreachableError,
     TaskFailedError,
     TaskStalledError,
     TaskTimeoutError,
 )
+from ..limits.charges import final_charge
 from ..models import TaskStatus, VideoRequest
 from ._linekeys import LineKeys
 from ._writer import JournalWriter, Op
 from .journal import Journal
 from .ledger import Ledger
 
-__all__ = ["Recorder", "Stopped", "error_info"]
+__all__ = ["OutageView", "Recorder", "Stopped", "error_info"]
 
 
 class Stopped(EvolinkError):
@@ -86,6 +91,33 @@ def error_info(exc: BaseException) -> dict[str, str]:
     return {"code": type(exc).__name__, "message": str(exc)}
 
 
+class OutageView:
+    """Whether creates are paused because the service cannot be reached (from the
+    dispatcher's ``Paused`` and ``Resumed``), for a display."""
+
+    __slots__ = ("paused", "retry_at")
+
+    def __init__(self) -> None:
+        self.paused: Paused | None = None
+        self.retry_at = 0.0  # time.monotonic() of the next try
+
+    def take(self, event: Paused | Resumed) -> None:
+        if isinstance(event, Paused):
+            self.paused, self.retry_at = event, time.monotonic() + event.retry_in
+        else:
+            self.paused = None
+
+    @property
+    def reason(self) -> str | None:
+        """``service unreachable (connection refused)``; None when not paused."""
+        return f"service unreachable ({self.paused.reason})" if self.paused else None
+
+    @property
+    def retry_in(self) -> float:
+        """Seconds to the next try (0 when not paused)."""
+        return max(0.0, self.retry_at - time.monotonic()) if self.paused else 0.0
+
+
 class Recorder:
     """Turns the dispatcher's events and outcomes into ledger transitions and journal records.
 
@@ -127,6 +159,8 @@ class Recorder:
         self.fingerprints = fingerprints
         self.keys = keys
         self.rate_limited = 0
+        #: whether creates are paused because the service cannot be reached
+        self.outage = OutageView()
         #: attempts made again (Retrying events)
         self.retries = 0
         self.changed = anyio.Event()
@@ -179,6 +213,10 @@ class Recorder:
         if isinstance(event, RateLimited):
             self.rate_limited += 1
             return
+        if isinstance(event, (Paused, Resumed)):
+            self.outage.take(event)
+            self.touched()
+            return
         if isinstance(event, (Completed, Failed)):
             self.on_outcome(lines[event.outcome.index], event.outcome)
             return
@@ -214,7 +252,8 @@ class Recorder:
             # a re-attached task keeps the credits journaled for it (its outcome says 0.0)
             attached = outcome.task_id in self.attached
             credits = None if attached else outcome.credits
-            self.completed(line, outcome.task.video_url, credits=credits)
+            charge = final_charge(outcome.task)  # journaled: what the job was charged
+            self.completed(line, outcome.task.video_url, credits=credits, charge=charge)
         elif outcome.status == "skipped":
             default = {"code": "skipped", "message": ""}
             self.ledger.skipped(line, error_info(err) if err is not None else default)
@@ -237,11 +276,19 @@ class Recorder:
             self.failed(line, err, from_create=not ln.sent)
         self.touched()
 
-    def completed(self, line: int, url: str | None, *, credits: float | None = None) -> None:
+    def completed(
+        self,
+        line: int,
+        url: str | None,
+        *,
+        credits: float | None = None,
+        charge: float | None = None,
+    ) -> None:
         ln = self.ledger[line]
         assert ln.task_id is not None
+        finished = self.journal.finished
         self._post(
-            functools.partial(self.journal.finished, line, ln.task_id, "completed", None, url)
+            functools.partial(finished, line, ln.task_id, "completed", None, url, credits=charge)
         )
         if self.ledger.completed(line, ln.task_id, url, credits=credits, download=self.download):
             self.on_download(line)
@@ -267,6 +314,9 @@ class Recorder:
                 "error": info,
             }
             self._post(functools.partial(self.journal.append, record))
+            if isinstance(err, ServiceUnreachableError):  # never sent: the line waits again
+                self.ledger.stopped(line)
+                return
             if isinstance(err, InsufficientCreditsError) and self.on_quota is not None:
                 # out of credits or over a key limit: no new creates, the line is skipped
                 # (nothing was created: the next run submits it again)
@@ -296,7 +346,9 @@ class Recorder:
         task_id, held = ln.task_id, ln.held
         assert task_id is not None
         self._post(
-            functools.partial(self.journal.finished, line, task_id, "failed", error_info(exc))
+            functools.partial(
+                self.journal.finished, line, task_id, "failed", error_info(exc), retry=True
+            )
         )
         if self.ledger.requeued(line) and held > 0 and self.refund is not None:
             self.refund(held)

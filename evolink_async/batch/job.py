@@ -19,7 +19,7 @@ import anyio.abc
 import anyio.to_thread
 
 from ..dispatcher import Batch, Item
-from ..errors import InsufficientCreditsError, JournalError
+from ..errors import InsufficientCreditsError, JournalError, ServiceUnreachableError
 from ..limits import CreditBudget
 from ._credits import check_credits, quota_stop
 from ._downloads import Downloader, check_files
@@ -117,6 +117,8 @@ class BatchJob:
         self._halted = False
         self._interrupted = False
         self._aborted: str | None = None
+        #: the service could not be reached before any create got through (raised by run)
+        self._unreachable: ServiceUnreachableError | None = None
         self._started = False
         self._ready = False
         self._start_time = time.monotonic()
@@ -153,7 +155,10 @@ class BatchJob:
     def progress(self) -> BatchProgress:
         """Live counts, credits and requests of this run."""
         requests = self.client.transport.requests - self._requests_at_start if self._started else 0
+        outage = self._rec.outage if self._rec is not None else None
         return self._ledger.progress(
+            outage=outage.reason if outage is not None else None,
+            outage_retry=outage.retry_in if outage is not None else 0.0,
             requests=requests,
             rate_limited=self._rec.rate_limited if self._rec is not None else 0,
             retries=self._rec.retries if self._rec is not None else 0,
@@ -204,7 +209,7 @@ class BatchJob:
                         writer.close()
             finally:
                 with anyio.CancelScope(shield=True):
-                    entries = self._manifest_entries()
+                    entries = _manifest_entries(self)
                     manifest = await anyio.to_thread.run_sync(write_manifest, self.out_dir, entries)
         finally:
             with anyio.CancelScope(shield=True):
@@ -212,6 +217,8 @@ class BatchJob:
         if writer.error is not None:
             err = writer.error
             raise err if isinstance(err, JournalError) else JournalError(str(err))
+        if self._unreachable is not None:  # nothing was created: the rerun sends every line
+            raise self._unreachable
         return summarize(
             entries,
             manifest,
@@ -246,13 +253,13 @@ class BatchJob:
     async def _plan(self, state: dict[int, LineState]) -> Plan:
         """Sort lines by what the journal says: submit, re-attach, download, or done."""
         check_fingerprints(self._entries.values(), state, self.out_dir)
-        await anyio.to_thread.run_sync(remove_stale_temps, self.out_dir)
+        run = anyio.to_thread.run_sync
+        if self.ledger.journal is None:  # a lent journal: its owner cleaned the directory
+            await run(remove_stale_temps, self.out_dir)
         checks = [
             (n, s) for n, s in state.items() if n in self._entries and s.phase == "downloaded"
         ]
-        present = (
-            await anyio.to_thread.run_sync(check_files, self.out_dir, checks) if checks else {}
-        )
+        present = await run(check_files, self.out_dir, checks) if checks else {}
         flags = {"retry_unknown": self.retry_unknown, "retry_failed": self.retry_failed}
         keys = self.client.api.idempotency
         return plan(self._ledger, state, present, download=self.download, keys=keys, **flags)
@@ -284,6 +291,7 @@ class BatchJob:
         assert self._rec is not None
         await self._stop_requested.wait()
         with anyio.move_on_after(_STOP_GRACE):
+            # (a create waiting out an outage is queued again: no wait for it)
             while self._ledger.count("posting"):
                 await self._rec.changed.wait()
         self._halted = True
@@ -328,6 +336,9 @@ class BatchJob:
             # the moment it happened; iterating only drives the batch to its end
             async for _ in batch:
                 pass
+        except ServiceUnreachableError as exc:  # before any create got through: stop now
+            self._unreachable = exc
+            self._abort(str(exc))
         finally:
             with anyio.CancelScope(shield=True):
                 await batch.aclose()
@@ -338,18 +349,18 @@ class BatchJob:
         if self._tg is not None and self._downloads is not None:
             self._tg.start_soon(self._downloads.download, line)
 
-    # -- results -------------------------------------------------------------------------
 
-    def _manifest_entries(self) -> list[ManifestEntry]:
-        if self._quota is not None and not self._interrupted and self._aborted is None:
-            return [render(ln, *self._quota) for ln in self._ledger]
-        why = "interrupted" if self._interrupted else "aborted"
-        reason = (
-            "the batch was interrupted"
-            if self._interrupted
-            else f"the batch stopped: {self._aborted or 'internal error'}"
-        )
-        return [render(ln, why, reason) for ln in self._ledger]
+def _manifest_entries(job: BatchJob) -> list[ManifestEntry]:
+    """The manifest of the job's lines as they are now."""
+    if job._quota is not None and not job._interrupted and job._aborted is None:
+        return [render(ln, *job._quota) for ln in job._ledger]
+    why = "interrupted" if job._interrupted else "aborted"
+    reason = (
+        "the batch was interrupted"
+        if job._interrupted
+        else f"the batch stopped: {job._aborted or 'internal error'}"
+    )
+    return [render(ln, why, reason) for ln in job._ledger]
 
 
 async def _line_keys(job: BatchJob, journal: Journal, todo: Plan) -> LineKeys:

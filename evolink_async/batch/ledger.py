@@ -147,7 +147,8 @@ class BatchProgress:
     ``downloaded``/``download_failed``: completed lines with their file on disk / whose file
     could not be fetched. ``requests``: API requests sent by this run; ``retries``: attempts
     made again (a retryable task failure, or a create the service refused); ``paused``:
-    seconds left of a pause a 429 asked for.
+    seconds left of a pause a 429 asked for; ``outage``: why creates are paused because the
+    service cannot be reached (None: they are not), the next try in ``outage_retry`` seconds.
     """
 
     total: int
@@ -168,6 +169,8 @@ class BatchProgress:
     retries: int = 0
     rate_limited: int = 0
     paused: float = 0.0
+    outage: str | None = None
+    outage_retry: float = 0.0
     elapsed: float = 0.0
     stopping: bool = False
 

@@ -12,7 +12,8 @@
     evolink-async limits --redis URL [--namespace N] [--reset-budget] [--clear-leases]
 
 Exit status: 0 all completed, 1 some not completed (or a request failed), 2 usage or input
-errors (nothing was sent), 130 interrupted. The API key (``--api-key`` or
+errors (nothing was sent), 4 the service could not be reached (refused, DNS, TLS) before
+anything was created, 130 interrupted. The API key (``--api-key`` or
 ``$EVOLINK_API_KEY``) is never printed.
 
 Progress goes to a rich display when standard output is a terminal and rich (the ``cli``
@@ -35,6 +36,7 @@ from .app import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_SOME_FAILED,
+    EXIT_UNREACHABLE,
     EXIT_USAGE,
     SIMULATE_TIME_SCALE,
     err,
@@ -49,6 +51,7 @@ __all__ = [
     "EXIT_INTERRUPTED",
     "EXIT_OK",
     "EXIT_SOME_FAILED",
+    "EXIT_UNREACHABLE",
     "EXIT_USAGE",
     "SIMULATE_TIME_SCALE",
     "build_parser",

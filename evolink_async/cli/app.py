@@ -17,11 +17,13 @@ import anyio
 
 from .._env import env_api_key, env_base_url, env_time_scale
 from ..client import EvolinkClient
+from ..errors import ServiceUnreachableError
 
 __all__ = [
     "EXIT_INTERRUPTED",
     "EXIT_OK",
     "EXIT_SOME_FAILED",
+    "EXIT_UNREACHABLE",
     "EXIT_USAGE",
     "SIMULATE_TIME_SCALE",
     "Interrupts",
@@ -30,11 +32,14 @@ __all__ = [
     "err",
     "run",
     "service",
+    "unreachable",
 ]
 
 EXIT_OK = 0
 EXIT_SOME_FAILED = 1
 EXIT_USAGE = 2
+#: the service could not be reached (refused, DNS, TLS) before anything was created
+EXIT_UNREACHABLE = 4
 EXIT_INTERRUPTED = 130
 
 #: ``--simulate``: local seconds per simulated second (a "300 s" clip takes 1.5 s).
@@ -46,6 +51,15 @@ _SIMULATE_BURST = 10
 def err(message: str) -> None:
     """A message for the user on stderr."""
     print(f"evolink-async: {message}", file=sys.stderr, flush=True)
+
+
+def unreachable(exc: ServiceUnreachableError, *, sent: str = "nothing was created") -> int:
+    """Say that the service cannot be reached, and why; the exit status for it."""
+    err(
+        f"{exc}; {sent}. Check --base-url (or $EVOLINK_BASE_URL) and the network, "
+        "then run the same command again"
+    )
+    return EXIT_UNREACHABLE
 
 
 class UsageError(Exception):

@@ -29,6 +29,7 @@ from ..errors import (
     JournalCorruptError,
     JournalError,
     JournalLockedError,
+    ServiceUnreachableError,
     redact_url,
 )
 from ..limits import RedisLimits, SharedLimitsError
@@ -44,6 +45,7 @@ from .app import (
     err,
     run,
     service,
+    unreachable,
 )
 from .display import Display, make_display, print_summary
 from .gallery import write_batch_gallery
@@ -123,6 +125,8 @@ async def _batch_async(
         summary = await _run_job(args, lines, interrupts, receiver)
     except UsageError:
         return EXIT_USAGE
+    except ServiceUnreachableError as exc:  # before any create got through: nothing spent
+        return unreachable(exc)
     except SharedLimitsError as exc:  # another shared budget: exit 2; Redis unreachable: 1
         err(str(exc))
         return EXIT_SOME_FAILED if exc.unreachable else EXIT_USAGE

@@ -55,7 +55,7 @@ def _use_rich() -> bool:
 
 def stats_line(p: BatchProgress, rps: float, eta: float | None = None) -> str:
     """What a person watching a batch wants on one line: counts by state, credits of the
-    budget, retries, downloads, a 429 pause and the time left."""
+    budget, retries, downloads, a pause (a 429's, or an outage's) and the time left."""
     running = p.submitted + p.processing  # created: waiting at the service or generating
     parts = [f"queued {p.queued}", f"running {running}"]
     if p.processing:
@@ -74,7 +74,9 @@ def stats_line(p: BatchProgress, rps: float, eta: float | None = None) -> str:
         parts.append(f"downloads {p.downloaded} ok, {p.download_failed} failed")
     if p.rate_limited:
         parts.append(f"429s {p.rate_limited}")
-    if p.paused > 0:
+    if p.outage is not None:
+        parts.append(f"paused: {p.outage}, retry in {math.ceil(p.outage_retry)} s")
+    elif p.paused > 0:
         parts.append(f"paused: rate limited, {math.ceil(p.paused)} s")
     if p.stopping:
         parts.append("stopping")

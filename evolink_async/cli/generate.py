@@ -8,7 +8,13 @@ from typing import Any
 
 from ..client import EvolinkClient
 from ..download import safe_filename
-from ..errors import EvolinkError, InvalidRequestError, TaskFailedError, TaskTimeoutError
+from ..errors import (
+    EvolinkError,
+    InvalidRequestError,
+    ServiceUnreachableError,
+    TaskFailedError,
+    TaskTimeoutError,
+)
 from ..models import Task, VideoRequest
 from .app import (
     EXIT_INTERRUPTED,
@@ -21,6 +27,7 @@ from .app import (
     err,
     run,
     service,
+    unreachable,
 )
 from .display import task_display
 
@@ -71,6 +78,8 @@ async def _generate_async(
     except TaskTimeoutError as exc:
         err(f"{exc}; see `evolink-async status {exc.task_id}` later")
         return EXIT_SOME_FAILED
+    except ServiceUnreachableError as exc:
+        return unreachable(exc)
     except EvolinkError as exc:
         err(str(exc))
         return EXIT_SOME_FAILED

@@ -40,7 +40,8 @@ __all__ = [
 #: the exit codes, in every command's --help that can end with them
 EXIT_STATUS = (
     "Exit status: 0 all completed, 1 some not completed, 2 usage or input error (nothing "
-    "sent), 130 interrupted (run the same command again to resume)."
+    "sent), 4 the service could not be reached before anything was created, 130 interrupted "
+    "(run the same command again to resume)."
 )
 
 

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from ..client import EvolinkClient
-from ..errors import EvolinkError, InvalidRequestError
+from ..errors import EvolinkError, InvalidRequestError, ServiceUnreachableError
 from ..models import Credits, Task, TaskSummary
 from .app import (
     EXIT_INTERRUPTED,
@@ -22,6 +22,7 @@ from .app import (
     err,
     run,
     service,
+    unreachable,
 )
 
 __all__ = [
@@ -57,6 +58,8 @@ def one_request(
         except InvalidRequestError as exc:
             err(str(exc))
             return EXIT_USAGE
+        except ServiceUnreachableError as exc:
+            return unreachable(exc, sent="nothing was read")
         except EvolinkError as exc:
             err(str(exc))
             return EXIT_SOME_FAILED

@@ -18,7 +18,7 @@ taken by its consumer: a consumer that stops (a ``break``) stops the creates; ``
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Generator, Iterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -31,10 +31,11 @@ from ..limits import (
     RateLimiter,
     SlotLimit,
 )
-from ..models import Task, TaskStatus
 from ..poller import Poller
 from ._admission import Job, Run, Services, TaskAPI
-from ._run import BatchRun, Promise, SingleRun
+from ._handle import HandleState, TaskHandle
+from ._run import BatchRun, Promise
+from ._submit import SubmitRun
 from .events import (
     Attach,
     BatchStats,
@@ -46,9 +47,11 @@ from .events import (
     Item,
     Outcome,
     OutcomeStatus,
+    Paused,
     Progress,
     RateLimited,
     RequestLike,
+    Resumed,
     Retrying,
     Submitted,
     as_request,
@@ -64,61 +67,21 @@ __all__ = [
     "Dispatcher",
     "Event",
     "Failed",
+    "HandleState",
     "Item",
     "Outcome",
     "OutcomeStatus",
+    "Paused",
     "Progress",
     "RateLimited",
     "RequestLike",
+    "Resumed",
     "Retrying",
     "Submitted",
     "TaskAPI",
     "TaskHandle",
     "as_request",
 ]
-
-
-class TaskHandle:
-    """A request admitted by ``submit``: ``task_id``, ``status`` and ``progress`` follow the
-    latest poll; ``await handle`` (or ``await handle.result()``) gives the final ``Outcome``."""
-
-    __slots__ = ("_future", "_job")
-
-    def __init__(self, job: Job, future: Promise) -> None:
-        self._job = job
-        self._future = future
-
-    def __repr__(self) -> str:
-        return f"<TaskHandle task_id={self.task_id} status={self.status} progress={self.progress}>"
-
-    @property
-    def task_id(self) -> str | None:
-        return self._job.task_ids[-1] if self._job.task_ids else None
-
-    @property
-    def task(self) -> Task | None:
-        return self._job.task
-
-    @property
-    def status(self) -> TaskStatus | None:
-        return self._job.task.status if self._job.task is not None else None
-
-    @property
-    def progress(self) -> int | None:
-        return self._job.task.progress if self._job.task is not None else None
-
-    @property
-    def attempts(self) -> int:
-        return self._job.attempts
-
-    def done(self) -> bool:
-        return self._future.done()
-
-    async def result(self) -> Outcome:
-        return await self._future.wait()
-
-    def __await__(self) -> Generator[Any, None, Outcome]:
-        return self.result().__await__()
 
 
 class Batch:
@@ -175,20 +138,48 @@ class Dispatcher:
         time_scale: float = 1.0,
         task_timeout: float | None = 1800.0,
         learn: Callable[[str, int | None, Mapping[str, Any], float], None] | None = None,
+        progress_every: float | None = 2.0,
     ) -> None:
         self._services = Services(api, poller, limits, price, time_scale, task_timeout, learn)
         self._runs: set[Run] = set()
-        self._single: SingleRun | None = None
+        self._single: SubmitRun | None = None
         self._index = 0
+        self._progress_every = progress_every
+
+    @property
+    def progress_every(self) -> float | None:
+        """Seconds of service time between the progress estimates told to a submitted
+        request's ``on_event`` while its task runs (default 2; ``None``: none)."""
+        return self._progress_every
+
+    @progress_every.setter
+    def progress_every(self, every: float | None) -> None:
+        if every is not None and not every > 0:
+            raise ValueError("progress_every must be > 0 or None")
+        self._progress_every = every
+        if self._single is not None:
+            self._single.ticker.every = every
 
     def __repr__(self) -> str:
         return f"<Dispatcher runs={len(self._runs)}>"
+
+    @property
+    def progress_ticks(self) -> int:
+        """How many times the one progress ticker has run (it runs only while a submitted
+        request with an ``on_event`` has a task running)."""
+        return self._single.ticker.ticks if self._single is not None else 0
 
     def _client_limits(self) -> tuple[list[SlotLimit], list[Budget]]:
         limits = self._services.limits
         conc = [limits.concurrency] if limits.concurrency is not None else []
         budgets = [limits.budget] if limits.budget is not None else []
         return conc, budgets
+
+    @property
+    def reached(self) -> bool:
+        """Whether a create of this client got through (before it, a service that cannot be
+        reached stops a batch at once; after it, an outage pauses the creates)."""
+        return self._services.reach.created
 
     def stats(self) -> BatchStats:
         """Counters of the requests made through ``submit``."""
@@ -207,12 +198,11 @@ class Dispatcher:
         max_attempts: int = 3,
         on_event: Callable[[Event], object] | None = None,
     ) -> TaskHandle:
+        """Queue one request and return its handle at once, in state ``queued`` (bad input
+        raises here, before anything is queued). The request is created when its turn, a
+        slot and its credits come; an error of the create ends in the handle's outcome."""
         req = as_request(request)
-        if self._single is None:
-            conc, budgets = self._client_limits()
-            self._single = SingleRun(self._services, concurrency=conc, budgets=budgets)
-            self._runs.add(self._single)
-        run = self._single
+        run = self._submit_run()
         limit = self._services.task_timeout if timeout is None else timeout
         job = Job(index=self._index, request=req, max_attempts=max_attempts, timeout=limit)
         self._index += 1
@@ -220,8 +210,20 @@ class Dispatcher:
         run.futures[job.index] = future
         if on_event is not None:
             run.handlers[job.index] = on_event
-        await run.attempt(job)
-        return TaskHandle(job, future)
+        run.enqueue(job)
+        return TaskHandle(job, future, run)
+
+    def _submit_run(self) -> SubmitRun:
+        if self._single is None:
+            conc, budgets = self._client_limits()
+            self._single = SubmitRun(
+                self._services,
+                progress_every=self._progress_every,
+                concurrency=conc,
+                budgets=budgets,
+            )
+            self._runs.add(self._single)
+        return self._single
 
     def generate_many(
         self,
@@ -280,6 +282,8 @@ class Dispatcher:
                     outcome = run.out.popleft()
                     run.changed.set()  # room in the buffer: the feeder may go on
                     yield outcome
+                if run.fatal is not None and not run.stats.submitting:  # never reached
+                    raise run.fatal
                 if run.finished:
                     return
                 run.ready.clear()

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from typing import Any, Protocol
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import anyio
 import attrs
@@ -24,14 +25,13 @@ from ..errors import (
     EvolinkError,
     RateLimitError,
     ServerError,
+    ServiceUnreachableError,
     TaskCancelledError,
     TaskFailedError,
 )
 from ..limits import (
     Budget,
-    Estimator,
     Hold,
-    Limits,
     Permit,
     RateLimiter,
     SlotLimit,
@@ -40,7 +40,8 @@ from ..limits import (
     service_figure,
 )
 from ..models import Task, TaskStatus, VideoRequest
-from ..poller import Poller, TaskResult
+from ..poller import TaskResult
+from ._services import Services, Signal, TaskAPI
 from .events import (
     BatchStats,
     BeforeCreate,
@@ -65,63 +66,6 @@ logger = logging.getLogger("evolink_async")
 _REQUEUE_LIMIT = 50
 
 
-class TaskAPI(Protocol):
-    """What the dispatcher needs of the API (``api.EvolinkAPI`` is one)."""
-
-    @property
-    def requests(self) -> int: ...
-
-    def create_video(
-        self, request: VideoRequest, *, idempotency_key: str | None = None
-    ) -> Awaitable[Task]: ...
-
-
-@attrs.frozen
-class Services:
-    """The dispatcher's collaborators: the API, the one poller, the client's limits, what a
-    create costs, and the defaults of the client."""
-
-    api: TaskAPI
-    poller: Poller
-    limits: Limits
-    price: Estimator
-    time_scale: float = 1.0
-    task_timeout: float | None = 1800.0
-    #: told of a service figure above the estimate (model, duration, extra, figure)
-    learn: Callable[[str, int | None, Mapping[str, Any], float], None] | None = None
-
-
-class Signal:
-    """Something changed: ``wait()`` returns at the next ``set()`` after the last ``clear()``.
-
-    The anyio event behind it is made only when somebody has to wait: ``set`` and ``clear``
-    run for every outcome, and making an event each time costs more than the rest of them.
-    """
-
-    __slots__ = ("_event", "_flag")
-
-    def __init__(self) -> None:
-        self._flag = False
-        self._event: anyio.Event | None = None
-
-    def set(self) -> None:
-        self._flag = True
-        if self._event is not None:
-            self._event.set()
-
-    def clear(self) -> None:
-        self._flag = False
-        if self._event is not None and self._event.is_set():
-            self._event = None
-
-    async def wait(self) -> None:
-        if self._flag:
-            return
-        if self._event is None:
-            self._event = anyio.Event()
-        await self._event.wait()
-
-
 @attrs.define(eq=False)
 class Job:
     """One request of a run, over its attempts."""
@@ -141,6 +85,8 @@ class Job:
     attach_id: str | None = None
     #: the idempotency key of each attempt (sent again with the attempt, never reused)
     keys: dict[int, str] = attrs.field(factory=dict)
+    #: the create waits out an outage: it reached nothing (see ``_reach``)
+    refused: ServiceUnreachableError | None = None
 
     def key_for(self, attempt: int) -> str:
         """The key of ``attempt``: the same each time the attempt is sent, a new one for a new
@@ -153,6 +99,9 @@ class Job:
 
 class Run:
     """The shared machinery of one batch, or of the dispatcher's single submits."""
+
+    #: set by ``halt`` (a batch): the service was never reached; no create is sent after it
+    fatal: ServiceUnreachableError | None = None
 
     def __init__(
         self,
@@ -181,6 +130,7 @@ class Run:
         self.create_gate = anyio.Semaphore(create_parallelism, fast_acquire=True)
         self.closed = False
         self._requests_at_start = services.api.requests
+        services.reach.listen(self.emit)  # Paused, Resumed
 
     # -- plumbing ----------------------------------------------------------------------------
 
@@ -227,6 +177,7 @@ class Run:
     async def aclose(self) -> None:
         """Cancel creates in progress, stop polling this run's tasks, release slots."""
         self.closed = True
+        self.services.reach.unlisten(self.emit)
         tasks = list(self.tasks)
         for task in tasks:
             task.cancel()
@@ -324,36 +275,32 @@ class Run:
             return
         if self.rate is not None:
             await self.rate.acquire()
-        job.attempts += 1
-        self.stats.creates += 1
-        try:
-            hook = self.before_create
-            key = await hook(job.index, job.request, job.attempts) if hook is not None else None
-            key = key or job.key_for(job.attempts)
-            task = await self.services.api.create_video(job.request, idempotency_key=key)
-        except BaseException as exc:
-            _create_failed(self, job, exc)
-            if not isinstance(exc, Exception):
-                raise
-            return
+        reach, api = self.services.reach, self.services.api
+        async with reach.admit(lambda: bool(getattr(api, "connected", False))):
+            if self.fatal is not None:  # the service was never reached: send nothing more
+                raise self.fatal
+            job.attempts += 1
+            self.stats.creates += 1
+            try:
+                hook = self.before_create
+                key = await hook(job.index, job.request, job.attempts) if hook else None
+                key = key or job.key_for(job.attempts)
+                send = functools.partial(api.create_video, job.request, idempotency_key=key)
+                keyed = bool(getattr(api, "idempotency", False))  # the key is sent
+                wait = functools.partial(_waits, self, job)
+                task = await reach.create(send, wait, keyed=keyed)
+            except BaseException as exc:
+                _create_failed(self, job, exc)
+                if not isinstance(exc, Exception):
+                    raise
+                return
         job.task = task
         job.task_ids.append(task.id)
         reserved = service_figure(task.credits_reserved, what="credits_reserved", task_id=task.id)
-        self._charge(job, price, reserved)
+        _charge(self, job, price, reserved)
         self._go_live(job, task)
         self.emit(Submitted(job.index, task.id, job.attempts, task.credits_reserved))
         self._track(job, task)
-
-    def _charge(self, job: Job, price: float | None, figure: float | None) -> None:
-        """Settle the job's reservations on the service's (checked) figure, else the price;
-        a figure above the price teaches the price for the next reservations."""
-        actual = figure if figure is not None else (price or 0.0)
-        for r in job.reservations:
-            r.settle(actual)
-        job.credits = actual
-        if figure is not None and figure > (price or 0.0) + 1e-9 and self.services.learn:
-            request = job.request
-            self.services.learn(request.model, request.duration, request.extra, figure)
 
     async def _reserve(self, job: Job, price: float | None) -> bool:
         """Hold the job's price in every budget; False when it was skipped instead."""
@@ -419,7 +366,7 @@ class Run:
         if result.status is TaskStatus.COMPLETED:
             final = final_charge(result)
             if final is not None:  # the final charge replaces what was reserved
-                self._charge(job, self._price(job.request), final)
+                _charge(self, job, self._price(job.request), final)
             self._settle(job, commit=True)
             self.finish(job, "completed", None)
             return
@@ -441,11 +388,48 @@ class Run:
         """A new attempt in its own coroutine (a batch queues it for its feeder instead)."""
         self.spawn(self.attempt(job))
 
+    def halt(self, error: ServiceUnreachableError) -> None:
+        """No create of the client ever reached the service: stop (a batch sends no more;
+        a single submit has its outcome already)."""
+
+
+def _waits(run: Run, job: Job, error: ServiceUnreachableError | None) -> None:
+    """The job's create waits out an outage (``error``), or is sent again (None). It is
+    queued again meanwhile (its intent stays: it is sent again with its key)."""
+    job.refused = error if error is not None and not error.maybe_created else None
+    if error is not None:
+        run.stats.retries += 1
+        reason = f"service unreachable: {error}"
+        run.emit(Retrying(job.index, job.attempts, reason))
+
+
+def _charge(run: Run, job: Job, price: float | None, figure: float | None) -> None:
+    """Settle the job's reservations on the service's (checked) figure, else the price;
+    a figure above the price teaches the price for the next reservations."""
+    actual = figure if figure is not None else (price or 0.0)
+    for r in job.reservations:
+        r.settle(actual)
+    job.credits = actual
+    if figure is not None and figure > (price or 0.0) + 1e-9 and run.services.learn:
+        request = job.request
+        run.services.learn(request.model, request.duration, request.extra, figure)
+
 
 def _create_failed(run: Run, job: Job, exc: BaseException) -> None:
     """A create raised ``exc``: ``unknown`` when the service may have taken it (its credits
-    kept as spent), tried again later when it certainly did not, else ``failed``."""
-    if not isinstance(exc, Exception) or _maybe_created(exc):
+    kept as spent), tried again later when it certainly did not, else ``failed``. When no
+    create of the client ever reached the service, the run stops (``halt``); a create
+    cancelled while it waited out an outage reached nothing: ``failed`` with that error."""
+    waited, job.refused = job.refused, None
+    unreachable = isinstance(exc, ServiceUnreachableError) and not run.services.reach.created
+    if isinstance(exc, ServiceUnreachableError) and unreachable:
+        run.services.reach.give_up(exc)
+        waited = None if exc.maybe_created else exc
+    if waited is not None:
+        run._settle(job, commit=False)
+        run._release_slots(job)
+        run.finish(job, "failed", waited)
+    elif not isinstance(exc, Exception) or _maybe_created(exc):
         # The service may have created (and billed) it: keep its credits as spent.
         run._settle(job, commit=True)
         run._release_slots(job)
@@ -453,7 +437,15 @@ def _create_failed(run: Run, job: Job, exc: BaseException) -> None:
             run.finish(job, "unknown", exc if isinstance(exc, EvolinkError) else _wrap(exc))
         else:
             run.stats.unknown += 1  # cancelled in the middle of a create
-        return
+    else:
+        _refused(run, job, exc)
+    if isinstance(exc, ServiceUnreachableError) and unreachable:
+        run.halt(exc)
+
+
+def _refused(run: Run, job: Job, exc: Exception) -> None:
+    """The create certainly reached nothing, or was refused: queued again (a 429, a
+    connection never opened) up to ``_REQUEUE_LIMIT`` times, else ``failed``."""
     run._settle(job, commit=False)
     run._release_slots(job)
     refused = isinstance(exc, (RateLimitError, APIConnectionError))  # a 5xx is unknown

@@ -10,7 +10,7 @@ from typing import Any
 
 import anyio
 
-from ..errors import InvalidRequestError, TaskTimeoutError
+from ..errors import InvalidRequestError, ServiceUnreachableError, TaskTimeoutError
 from ..limits import SharedLimitsError
 from ._admission import Job, Run, Services, Signal
 from .events import Attach, Completed, Event, Failed, Item, Outcome, as_request
@@ -123,6 +123,13 @@ class BatchRun(Run):
         self.retry_queue.append(job)
         self.notify()
 
+    def halt(self, error: ServiceUnreachableError) -> None:
+        """Stop feeding, send no more creates: the consumer raises ``error`` once the creates
+        already trying have ended (each within its few retries) and it took every outcome."""
+        if self.fatal is None:
+            self.fatal = error
+        self.notify()
+
     @property
     def window(self) -> int:
         """Requests this batch may hold at once, created or not yet delivered: the tightest
@@ -160,6 +167,8 @@ class BatchRun(Run):
         self, source: AsyncIterator[Item], max_attempts: int, task_timeout: float | None
     ) -> Job | None:
         while True:
+            if self.fatal is not None:
+                return None
             if self.retry_queue:
                 return self.retry_queue.popleft()
             if self._pending >= self.window:  # the consumer is behind: wait for it
@@ -215,6 +224,8 @@ class BatchRun(Run):
         self.stats.submitting -= 1
         try:
             await self.attempt(job)
+        except ServiceUnreachableError as exc:  # told while it waited: nothing was sent
+            self.halt(exc)
         except SharedLimitsError as exc:  # Redis unreachable: nothing was sent, all given back
             self.finish(job, "failed", exc)
         except Exception:  # a bug must not end the whole batch

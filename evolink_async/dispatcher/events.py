@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 import attrs
 
-from ..errors import EvolinkError, InvalidRequestError
+from ..errors import EvolinkError, InvalidRequestError, ServiceUnreachableError
 from ..models import Task, TaskStatus, VideoRequest
 
 __all__ = [
@@ -22,9 +22,11 @@ __all__ = [
     "Item",
     "Outcome",
     "OutcomeStatus",
+    "Paused",
     "Progress",
     "RateLimited",
     "RequestLike",
+    "Resumed",
     "Retrying",
     "Submitted",
     "as_request",
@@ -122,12 +124,17 @@ class Submitted:
 
 @attrs.frozen
 class Progress:
-    """A poll saw the task; ``status``/``progress`` as the service reported them."""
+    """A poll saw the task; ``status``/``progress`` as the service reported them. With
+    ``estimated=True`` no read happened: ``progress`` is the SDK's estimate between reads of a
+    ``submit``-ted task (from ``estimated_time`` and the rate of progress), above everything
+    told before and below 100; a later read may say less (``TaskHandle.current_progress()``
+    keeps showing the higher value)."""
 
     index: int
     task_id: str
     status: TaskStatus
     progress: int | None
+    estimated: bool = False
 
 
 @attrs.frozen
@@ -152,6 +159,25 @@ class RateLimited:
 
 
 @attrs.frozen
+class Paused:
+    """The service cannot be reached (after creates succeeded): creates wait, none is sent
+    (and no new intent is written) until a create gets through; the next try in ``retry_in``
+    seconds. ``reason`` says why (``"connection refused"``), ``where`` names host:port."""
+
+    reason: str
+    where: str
+    retry_in: float
+    error: ServiceUnreachableError = attrs.field(eq=False, repr=False)
+
+
+@attrs.frozen
+class Resumed:
+    """A create got through again after ``paused_for`` seconds of creates paused."""
+
+    paused_for: float
+
+
+@attrs.frozen
 class BudgetSkipped:
     """Request ``index`` was not sent: the budget cannot pay ``needed`` credits."""
 
@@ -172,7 +198,17 @@ class Failed:
     outcome: Outcome
 
 
-Event = Submitted | Progress | Retrying | RateLimited | BudgetSkipped | Completed | Failed
+Event = (
+    Submitted
+    | Progress
+    | Retrying
+    | RateLimited
+    | Paused
+    | Resumed
+    | BudgetSkipped
+    | Completed
+    | Failed
+)
 
 
 @attrs.define

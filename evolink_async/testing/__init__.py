@@ -17,6 +17,7 @@ from ._catalog import (
 )
 from ._clock import Clock, ManualClock, ScaledClock
 from ._config import DEFAULT_API_KEY, SimulatorConfig
+from ._listen import Listener
 from ._server import Simulator
 from ._stats import CallbackAttempt, CallbackStats, SimulatorStats
 from ._task import SimulatedTask
@@ -31,6 +32,7 @@ __all__ = [
     "CallbackAttempt",
     "CallbackStats",
     "Clock",
+    "Listener",
     "ManualClock",
     "ModelSpec",
     "ScaledClock",

@@ -22,6 +22,7 @@ from ._creates import CreateDesk
 from ._errors import ApiError, error_body
 from ._files import UnsatisfiableRange, parse_range, sign, task_video
 from ._hostile import Echoes
+from ._listen import Listener
 from ._persist import TaskFile
 from ._state import ServiceState
 from ._stats import DROPPED, SimulatorStats
@@ -91,6 +92,7 @@ class Simulator:
             check=self._echoes.check_create,
         )
         self._runner: web.AppRunner | None = None
+        self._listener: Listener | None = None
         #: requests being answered (the runner's cleanup misses one whose client hung up)
         self._answering: set[asyncio.Task[Any]] = set()
         self._closed = False
@@ -123,13 +125,13 @@ class Simulator:
             app.router.add_route(method, path, self._wrap(endpoint, handler))
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.25)
         await self._runner.setup()
+        self._listener = Listener(self._runner, self.config.host, self.config.port)
         try:
-            await web.TCPSite(self._runner, self.config.host, self.config.port).start()
+            host, port = await self._listener.start()
         except BaseException:  # e.g. the port is taken: leave nothing behind
             await self._runner.cleanup()
             self._closed = True
             raise
-        host, port = self._runner.addresses[0][:2]
         self.base_url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
         self._callbacks.start()
         return self
@@ -155,6 +157,13 @@ class Simulator:
         await self.close()
 
     # -- public view and controls -----------------------------------------------------------
+
+    @property
+    def listener(self) -> Listener:
+        """Where it listens; ``stop()`` and ``start()`` it for an outage (see ``_listen``)."""
+        if self._listener is None:
+            raise RuntimeError("the simulator was not started")
+        return self._listener
 
     @property
     def api_key(self) -> str:

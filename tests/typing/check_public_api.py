@@ -26,6 +26,7 @@ from evolink_async import (
     DownloadResult,
     EvolinkClient,
     EvolinkError,
+    HandleState,
     InvalidRequestError,
     ModelSpec,
     Outcome,
@@ -36,6 +37,7 @@ from evolink_async import (
     Task,
     TaskErrorInfo,
     TaskFailedError,
+    TaskHandle,
     TaskInfo,
     TaskStatus,
     TaskTimeoutError,
@@ -161,6 +163,13 @@ async def check_client() -> None:
         async for outcome in outcomes:
             assert_type(outcome, Outcome)
         handle = await client.submit("a bird")
+        assert_type(handle, TaskHandle)
+        assert_type(handle.state, HandleState)
+        assert_type(handle.queue_position, int)
+        assert_type(handle.current_progress(), tuple[int, bool] | None)
+        assert_type(await handle.created(), str | None)
+        assert_type(handle.outcome, Outcome | None)
         assert_type(await handle, Outcome)
+        assert_type(await handle.result(), Outcome)
         assert_type(await client.generate("a cat", out="cat.mp4", duration=8), Task)
     assert_type(evolink_async.__version__, str)
