@@ -15,6 +15,7 @@ __all__ = [
     "plan_next_poll",
     "plan_read",
     "plan_safety_poll",
+    "plan_window",
     "read_grid",
     "snap",
 ]
@@ -30,10 +31,13 @@ class PollPolicy:
     before. ``None`` (the default): 5 % of the task's expected duration, never under 1 s.
     Every read of an unfinished task makes the gateway ask its provider, so the plan never
     reads a task more often than the target needs.
-    ``window``: the dense reads start this fraction of the expected duration before the
-    expected end (the estimate's error); later than expected, the pause between reads grows
-    back from ``target_delay`` by this fraction of the expected duration per expected
-    duration late.
+    ``window``: until progress says better, the task is expected to end within this
+    fraction of its expected duration either side of the expected end (the estimate's
+    error), and the dense reads start one target after the earliest; later than expected,
+    the pause between reads grows back from ``target_delay`` by this fraction of the
+    expected duration per expected duration late. Reads of tasks not yet due ride along in
+    other tasks' batch reads when that helps (progress before the window, an end known
+    closely), so most reads cost no request of their own.
     ``min_interval``/``max_interval``: no task is read more often / less often than this
     (``min_interval == max_interval`` makes a fixed-interval poller).
     ``first_poll``: when the service gives no ``estimated_time``, the task is expected to take
@@ -105,22 +109,111 @@ def expected_end(
     p1: tuple[float, int] | None,
     p2: tuple[float, int] | None,
     fallback: float,
+    window: float = 0.12,
 ) -> tuple[float, float, float]:
-    """(when the task is expected to end, its expected duration, in local seconds; and how
-    uncertain that is, as a fraction of the window): from the rate of progress once it moved
-    twice (1/4), from one progress reading (1/2), else from ``estimated`` (or ``fallback``)
-    since tracking began (1)."""
+    """(when the task is expected to end, its expected duration, and how far either side of
+    that end it may be, in local seconds).
+
+    ``estimated`` (else ``fallback``) since tracking began puts the end within ``window`` of
+    the duration. Progress narrows that: once it moved twice, its rate gives the end, as
+    closely as whole-percent readings allow: each reading is the true progress rounded down,
+    so the rate is off by up to one percent over the points moved between the readings, and
+    the last reading leaves one percent of the run open, and the task ends as its progress
+    passes 99 or 100 (gateways differ): the end is where the readings reach 99, give or take
+    one percent of the run (and the rate's error over what is left).
+    One reading says the end is no later than if the run began when the task was last seen
+    not started. Where the progress and the estimate agree, the end is in both; where they
+    do not, progress wins.
+    """
     total = estimated if estimated else fallback
+    guess = (start + total - window * total, start + total + window * total)
     if p1 is not None and p2 is not None and p2[1] > p1[1] and p2[0] > p1[0]:
-        rate = (p2[1] - p1[1]) / (p2[0] - p1[0])
-        end = p2[0] + (100 - p2[1]) / rate
-        return end, max(end - start, 1e-9), 0.25
-    if p2 is not None and p2[1] > 0:
+        moved = p2[1] - p1[1]
+        rate = moved / (p2[0] - p1[0])
+        left = (99 - p2[1]) / rate
+        u = max(left, 0.0) / moved + 1.0 / rate
+        seen = (p2[0] + left - u, p2[0] + left + u)
+    elif p2 is not None and p2[1] > 0:
         t, p = p2
         started = zero_at if zero_at > start else start
-        end = t + (t - started) * (100 - p) / p
-        return end, max(end - start, 1e-9), 0.5
-    return start + total, total, 1.0
+        seen = (t, t + (t - started) * (100 - p) / p)
+    else:
+        return start + total, total, window * total
+    lo, hi = seen
+    if estimated and guess[0] < hi and lo < guess[1]:
+        lo, hi = max(lo, guess[0]), min(hi, guess[1])
+    end = (lo + hi) / 2
+    return end, max(end - start, 1e-9), (hi - lo) / 2
+
+
+def plan_window(
+    *,
+    now: float,
+    start: float,
+    estimated: float | None,
+    zero_at: float,
+    p1: tuple[float, int] | None,
+    p2: tuple[float, int] | None,
+    policy: PollPolicy,
+    scale: float = 1.0,
+    rng: random.Random | None = None,
+    latency: float = 0.0,
+) -> tuple[float, float]:
+    """(the earliest local time a read of this task is worth a place in another task's batch
+    read, the local time it must be read by): pure; ``scale`` = time_scale.
+
+    Aimed at ``policy.target_for``: the task is likely to end within ``u`` of its expected
+    end (``expected_end``), so its first dense read is at ``end - u + target`` (``latency``
+    and a small share of the target earlier), then one every target; a task later than
+    expected is read less and less often. When ``2 u`` is under the target, that first
+    read is the only one, and it may ride along with another task's read from ``end - u``
+    (if the task has not ended, that reading places its end better); never sooner than half
+    a target after the last read. Before its window a task rides along (every
+    ``RIDE_EVERY`` of its duration at most) to read the progress that places it. Due times
+    are put on the read grid, so reads of many tasks coincide.
+    """
+    end, total, u = expected_end(
+        now=now,
+        start=start,
+        estimated=estimated,
+        zero_at=zero_at,
+        p1=p1,
+        p2=p2,
+        fallback=policy.first_poll * scale,
+        window=policy.window,
+    )
+    target = policy.target_for(total / scale) * scale
+    lo, hi = policy.min_interval * scale, policy.max_interval * scale
+    # a read sees the task as it arrived, readings are stamped as they return: aim early
+    reach = max(target * (1.0 - LATENCY_SHARE) - 1.5 * latency, target / 2)
+    first, known = end - u + reach, 2 * u <= reach  # known: one read in [end + u, first]
+    if now < first:
+        delay = first - now
+        if policy.jitter and not known:
+            delay *= 1.0 + policy.jitter * ((rng or random).random() - 0.5)
+    else:
+        late = max(0.0, now - end)
+        delay = target * (1.0 + late / max(total, 1e-9) / max(policy.window, 1e-9))
+    delay = min(max(delay, lo), hi)
+    if lo >= hi:  # a fixed-interval poller: no grid, no riding
+        return now + delay, now + delay
+    grid = reach - 2 * u if known else max(target, lo)
+    due = snap(now, now + delay, read_grid(grid / scale) * scale)
+    if known:  # from the earliest it may have ended: if not yet, the end is placed better
+        early = end - u
+    elif now + target < first:  # before the window: readings of progress to place it
+        early = now + max(target, RIDE_EVERY * total)
+    else:
+        early = due - target / 2
+    return min(max(early, now + max(lo, target / 2)), due), due
+
+
+#: the share of the target left for the reads' own delays beyond ``latency``: the plan aims at
+#: the rest
+LATENCY_SHARE = 0.05
+#: a task before its window rides along with other tasks' batch reads at most this often (a
+#: fraction of its expected duration): enough readings of progress to place the window
+RIDE_EVERY = 0.25
 
 
 def plan_read(
@@ -135,36 +228,19 @@ def plan_read(
     scale: float = 1.0,
     rng: random.Random | None = None,
 ) -> float:
-    """The local time of the next read of one task (pure; ``scale`` = time_scale).
-
-    Aimed at ``policy.target_for``: none before the window where the task is likely to end
-    (``window`` of its expected duration before the expected end, from ``estimated_time`` or
-    the rate of progress), then one every target; a task later than expected is read less
-    and less often. The time is put on the read grid, so reads of many tasks coincide.
-    """
-    end, total, doubt = expected_end(
+    """The local time of the next read of one task (pure; ``scale`` = time_scale): the due
+    time of ``plan_window``."""
+    return plan_window(
         now=now,
         start=start,
         estimated=estimated,
         zero_at=zero_at,
         p1=p1,
         p2=p2,
-        fallback=policy.first_poll * scale,
-    )
-    target = policy.target_for(total / scale) * scale
-    lo, hi = policy.min_interval * scale, policy.max_interval * scale
-    window_start = end - max(doubt * policy.window * total, target)
-    if now < window_start:
-        delay = window_start - now
-        if policy.jitter:
-            delay *= 1.0 + policy.jitter * ((rng or random).random() - 0.5)
-    else:
-        late = max(0.0, now - end)
-        delay = target * (1.0 + late / max(total, 1e-9) / max(policy.window, 1e-9))
-    delay = min(max(delay, lo), hi)
-    if lo >= hi:  # a fixed-interval poller: no grid
-        return now + delay
-    return snap(now, now + delay, read_grid(max(target, lo) / scale) * scale)
+        policy=policy,
+        scale=scale,
+        rng=rng,
+    )[1]
 
 
 def plan_next_poll(

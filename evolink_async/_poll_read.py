@@ -42,6 +42,8 @@ logger = logging.getLogger("evolink_async")
 BATCH_SIZE = 50
 #: a task never read yet may be read this fraction of its timeout past its deadline (one look)
 GRACE = 0.1
+#: the weight of the latest read in the moving average of ``Reader.latency``
+LATENCY_WEIGHT = 0.1
 #: a transient failure: the task still exists, read it again later
 _TRANSIENT = (APIConnectionError, ServerError, RateLimitError, DecodeError)
 #: the key or account is refused: reading again will not help
@@ -73,6 +75,7 @@ class Reader:
         "fetch_many",
         "known",
         "known_many",
+        "latency",
         "single_reads",
         "sink",
     )
@@ -98,6 +101,9 @@ class Reader:
         self.batch = fetch_many is not None
         self.single_reads = 0
         self.batch_reads = 0
+        #: how long a read takes, sent to answered (local seconds, a moving average): the
+        #: planner aims that much earlier
+        self.latency = 0.0
 
     def single(self, entry: Entry) -> bool:
         """Whether this entry must be read on its own."""
@@ -136,10 +142,12 @@ class Reader:
             with _within(self._room([entry])):
                 if entry.gate is not None:
                     await entry.gate.acquire()
+                sent = self.clock()
                 if self.known:
                     task = await self.fetch(entry.task.id, known=entry.task)
                 else:
                     task = await self.fetch(entry.task.id)
+                self._took(sent)
         except NotFoundError as exc:
             self.sink.finish(entry, exc)
             return
@@ -172,10 +180,12 @@ class Reader:
                 for gate in _distinct_gates(live):
                     await gate.acquire()
                 ids = [e.task.id for e in live]
+                sent = self.clock()
                 if self.known_many:
                     tasks = await self.fetch_many(ids, known={e.task.id: e.task for e in live})
                 else:
                     tasks = await self.fetch_many(ids)
+                self._took(sent)
         except APIError as exc:
             if isinstance(exc, _REFUSED):
                 for e in live:
@@ -192,6 +202,9 @@ class Reader:
         finally:
             self.batch_reads += 1
         self._sort(live, tasks)
+
+    def _took(self, sent: float) -> None:
+        self.latency += LATENCY_WEIGHT * (self.clock() - sent - self.latency)
 
     def _sort(self, live: Sequence[Entry], tasks: list[Task] | None) -> None:
         """Hand each entry its task; confirm the ones missing from the answer singly."""

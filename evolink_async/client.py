@@ -13,7 +13,6 @@ import math
 import os
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -237,15 +236,14 @@ class EvolinkClient(Requests, Generate):
         )
 
     async def __aenter__(self) -> EvolinkClient:
+        await self.limits.__aenter__()  # shared limits run their background tasks in it
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
+    async def __aexit__(self, *exc_info: object) -> None:
+        try:
+            await self.aclose()
+        finally:
+            await self.limits.__aexit__(None, None, None)
 
     async def aclose(self) -> None:
         """Stop polling, cancel and await everything the client started, close the session."""

@@ -2,17 +2,18 @@
 
 A heap of (next due time, task id) drives a fixed number of worker coroutines, whatever the
 number of tasks tracked: 10 000 tasks cost 10 000 small heap entries, not 10 000 coroutines.
-Each task's next read is planned from what the service said (``_poll_plan.plan_read``): none
-before the window where it is likely to end (from ``task_info.estimated_time`` and the rate
-of progress), then one every ``target_delay``, on a grid shared by all tasks. The tasks due at
-one instant are read together, up to 50 per ``POST /v1/tasks/batch`` (``_poll_read``), so a
-planning tick costs ``ceil(due / 50)`` requests; a gateway without batch reads gets single
-GETs. Reads go through the client's rate limiter like every request (the transport's gate);
-a failed read is retried after a backoff of the one retry engine (``_retry``); a read in
-flight is cut off at its task's deadline. A status the SDK does not know is read like
-``processing`` until it has not changed for ``stall_after`` (``TaskStalledError``). It knows
-tasks and due times, nothing of batches or files. The loop stops when nothing is tracked
-and starts again on demand.
+Each task's next read is planned from what the service said (``_poll_plan.plan_window``):
+none before the window where it is likely to end (from ``task_info.estimated_time`` and the
+rate of progress), then one every ``target_delay``, on a grid shared by all tasks; and from
+when the read may come early. The tasks due at one instant are read together, up to 50 per
+``POST /v1/tasks/batch`` (``_poll_read``), the room left filled with tasks whose read may
+come early (``_poll_due``), so a planning tick costs ``ceil(due / 50)`` requests; a gateway
+without batch reads gets single GETs and nothing rides. Reads go through the client's rate
+limiter like every request (the transport's gate); a failed read is retried after a backoff
+of the one retry engine (``_retry``); a read in flight is cut off at its task's deadline. A
+status the SDK does not know is read like ``processing`` until it has not changed for
+``stall_after`` (``TaskStalledError``). It knows tasks and due times, nothing of batches or
+files. The loop stops when nothing is tracked and starts again on demand.
 
 A poll that saw nothing new costs no decoding: with ``Poller(known=True)``, ``fetch`` and
 ``fetch_many`` take ``known=`` (the task, or tasks by id, as last seen) and give a task back
@@ -32,7 +33,6 @@ asyncio task to host it; ``aclose`` cancels its scope and awaits it.
 from __future__ import annotations
 
 import asyncio
-import heapq
 import logging
 import math
 import random
@@ -41,8 +41,9 @@ from collections.abc import Awaitable, Callable
 
 import anyio
 
+from ._poll_due import DueQueue
 from ._poll_entry import Callbacks, Entry, Gate, TaskResult, TrackedTask, Watcher
-from ._poll_plan import PollPolicy, plan_next_poll, plan_read, plan_safety_poll
+from ._poll_plan import PollPolicy, plan_next_poll, plan_read, plan_safety_poll, plan_window
 from ._poll_queue import ReadQueue
 from ._poll_read import BATCH_SIZE, Reader
 from ._retry import backoff
@@ -63,21 +64,15 @@ __all__ = [
 logger = logging.getLogger("evolink_async")
 
 
-def _plan_entry(
-    entry: Entry,
-    now: float,
-    policy: PollPolicy,
-    scale: float,
-    *,
-    callbacks: bool,
-    rng: random.Random,
-) -> float:
-    """Seconds until the next read of a tracked task: ``plan_read`` (the safety net of
-    ``plan_safety_poll`` when callbacks are on)."""
+def _plan_entry(entry: Entry, now: float, poller: Poller) -> tuple[float, float | None]:
+    """Seconds until the next read of a tracked task, and until it may ride along with other
+    reads (``plan_window``, aimed the reads' latency early; None: it may not): with callbacks
+    on, the safety net of ``plan_safety_poll``, which does not ride."""
+    policy, scale, rng = poller.policy, poller.time_scale, poller._rng
     est = entry.task.estimated_time
     estimated = None if est is None else est * scale
-    if callbacks:
-        return plan_safety_poll(
+    if poller.callbacks:
+        delay = plan_safety_poll(
             now=now,
             start=entry.start,
             estimated=estimated,
@@ -89,7 +84,8 @@ def _plan_entry(
             rng=rng,
             polls=entry.polls,
         )
-    due = plan_read(
+        return delay, None
+    early, due = plan_window(
         now=now,
         start=entry.start,
         estimated=estimated,
@@ -99,8 +95,9 @@ def _plan_entry(
         policy=policy,
         scale=scale,
         rng=rng,
+        latency=poller.reader.latency,
     )
-    return max(0.0, due - now)
+    return max(0.0, due - now), max(0.0, early - now)
 
 
 def _failed_poll_wait(policy: PollPolicy, scale: float, failures: int) -> float:
@@ -108,19 +105,6 @@ def _failed_poll_wait(policy: PollPolicy, scale: float, failures: int) -> float:
     ``set_testing``)."""
     step = policy.min_interval * scale
     return backoff(failures, initial=2 * step, maximum=16 * step, jitter=0.0)
-
-
-def _pop_due(heap: list[tuple[float, str]], entries: dict[str, Entry], now: float) -> list[Entry]:
-    """Pop the entries due by ``now`` off the heap (stale items skipped)."""
-    due_now = []
-    while heap and heap[0][0] <= now:
-        due, task_id = heapq.heappop(heap)
-        entry = entries.get(task_id)
-        if entry is None or entry.due != due:
-            continue  # stale heap item: rescheduled or finished since
-        entry.due = float("inf")  # in the stream; not due again until replanned
-        due_now.append(entry)
-    return due_now
 
 
 def _watcher(
@@ -144,6 +128,12 @@ def _group_reads(due: list[Entry], single: Callable[[Entry], bool]) -> list[list
     return reads
 
 
+def _room(due: list[Entry], reader: Reader) -> int:
+    """Task ids the batch reads of ``due`` could still carry (none without batch reads)."""
+    shared = sum(1 for e in due if not reader.single(e)) if reader.batch else 0
+    return -shared % BATCH_SIZE if shared else 0
+
+
 class Poller:
     """Tracks tasks until they finish, with one scheduling loop and a few read workers.
 
@@ -154,8 +144,8 @@ class Poller:
         "_clock",
         "_closed",
         "_entries",
-        "_heap",
         "_host",
+        "_queue",
         "_rng",
         "_scope",
         "_sleep_until",
@@ -189,8 +179,7 @@ class Poller:
         batch = fetch_many if self.policy.batch else None
         self.reader = Reader(fetch, batch, self, clock, known=known)
         self._entries: dict[str, Entry] = {}
-        #: (due time, task id): ties go by id, which is unique
-        self._heap: list[tuple[float, str]] = []
+        self._queue = DueQueue()
         #: the one asyncio task, hosting the anyio task group (see the module's docstring)
         self._host: asyncio.Task[None] | None = None
         self._scope: anyio.CancelScope | None = None
@@ -261,7 +250,7 @@ class Poller:
         if task.is_terminal:
             self.finish(entry, task)
         else:
-            self._schedule(entry, self._plan(entry, now))
+            self._schedule(entry, *self._plan(entry, now))
             self._ensure_running()
         return TrackedTask(entry)
 
@@ -332,9 +321,9 @@ class Poller:
                 entry, TaskStalledError(task, (now - entry.unknown_since) / self.time_scale)
             )
         else:
-            delay = 0.0 if entry.woken else self._plan(entry, now)
+            planned = (0.0, None) if entry.woken else self._plan(entry, now)
             entry.woken = False
-            self._schedule(entry, delay)
+            self._schedule(entry, *planned)
 
     def finish(self, entry: Entry, result: TaskResult) -> None:
         if entry.result is not None:  # ended already (forgotten, or a late answer): once only
@@ -354,19 +343,17 @@ class Poller:
 
     # -- scheduling -----------------------------------------------------------------------
 
-    def _plan(self, entry: Entry, now: float) -> float:
-        return _plan_entry(
-            entry, now, self.policy, self.time_scale, callbacks=self.callbacks, rng=self._rng
-        )
+    def _plan(self, entry: Entry, now: float) -> tuple[float, float | None]:
+        return _plan_entry(entry, now, self)
 
-    def _schedule(self, entry: Entry, delay: float) -> None:
+    def _schedule(self, entry: Entry, delay: float, early: float | None = None) -> None:
+        """Queue a read in ``delay`` seconds; from ``early`` seconds it may ride along."""
         if self._entries.get(entry.task.id) is not entry:
             return  # no longer tracked
-        due = self._clock() + delay
-        if entry.deadline is not None:
-            due = min(due, entry.deadline)
-        entry.due = due
-        heapq.heappush(self._heap, (due, entry.task.id))
+        now = self._clock()
+        due = now + delay if entry.deadline is None else min(now + delay, entry.deadline)
+        ride = early is not None and self.reader.batch
+        self._queue.push(entry, due, now + early if ride and early is not None else None)
         if due < self._sleep_until and self._wakeup is not None:
             self._wakeup.set()  # due before the loop would look again: wake it
 
@@ -400,6 +387,8 @@ class Poller:
                 tg.cancel_scope.cancel()
 
     def _send_reads(self, send: ReadQueue[list[Entry]], due: list[Entry]) -> None:
+        """Send the due reads, their batches filled up with riders (``DueQueue.riders``)."""
+        due += self._queue.riders(self._entries, self._clock(), _room(due, self.reader))
         reads = _group_reads(due, self.reader.single)
         for read in reads:
             send.send_nowait(read)
@@ -408,16 +397,16 @@ class Poller:
 
     async def _dispatch(self, send: ReadQueue[list[Entry]]) -> None:
         """Hand the due tasks to the workers; sleep until the next due time or a wake."""
-        heap = self._heap
+        queue = self._queue
         while self._entries:
             now = self._clock()
-            due = _pop_due(heap, self._entries, now)
+            due = queue.pop_due(self._entries, now)
             if due:
                 self._send_reads(send, due)
             wakeup = self._wakeup = anyio.Event()
-            if heap:
-                self._sleep_until = heap[0][0]
-                with anyio.move_on_after(heap[0][0] - now):
+            if queue:
+                self._sleep_until = queue.next_due()
+                with anyio.move_on_after(self._sleep_until - now):
                     await wakeup.wait()
             else:
                 self._sleep_until = math.inf

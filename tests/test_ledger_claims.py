@@ -110,6 +110,20 @@ async def test_a_cancelled_job_stops_new_creates_only(tmp_path: Path, open_ledge
     assert {"pending": 2, "created": 1} == dict(counts.phases)
 
 
+async def test_a_cancelled_job_does_not_create_a_line_claimed_before(
+    tmp_path: Path, open_ledger: Opener
+) -> None:
+    """A line claimed (and reserved) before the cancel, given back unsent, is not claimed
+    again to be created."""
+    async with await open_ledger(tmp_path) as store:
+        await add_requests(store, requests(2), {1: 10.0, 2: 10.0})
+        await claim(store, "a", limit=1, lease=100, now=0)
+        await release(store, "a", [1])
+        await cancel_job(store)
+        got = await claim(store, "b", limit=10, lease=100, now=1)
+    assert [] == got
+
+
 async def test_released_lines_are_claimable_at_once(tmp_path: Path, open_ledger: Opener) -> None:
     async with await open_ledger(tmp_path) as store:
         await add_requests(store, requests(2))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import json
 import signal
 import subprocess
 import sys
@@ -19,6 +20,11 @@ from evolink_async.batch.store import LedgerConfig, LedgerStore
 from evolink_async.batch.worker import create_job, run_worker
 from evolink_async.errors import JournalError
 from evolink_async.testing import Simulator
+
+#: the simulator's knob that makes it charge what make_job's price says (10 credits a clip,
+#: where its price table says 23.04 for sora-2-preview's 4 s): the job's budget settles each
+#: line on the service's final charge, so the two must agree for the counts to be exact
+TEN_CREDITS = {"charge_factor": 10.0 / 23.04}
 
 
 async def make_job(url: str, n: int, job: str = "shared", budget: float | None = None) -> None:
@@ -38,7 +44,9 @@ async def test_two_workers_share_a_job_and_bill_each_prompt_once(
         async def one(name: str) -> None:
             async with client_for(sim) as client:
                 reports.append(
-                    await run_worker(client, tmp_path / name, config, worker=name, group=4)
+                    await run_worker(
+                        client, tmp_path / name, config, worker=name, group=4, idle=0.1
+                    )
                 )
 
         async with anyio.create_task_group() as tg:
@@ -87,11 +95,11 @@ async def test_joining_with_other_prompts_is_refused(pg_url: str) -> None:
 async def test_the_budget_holds_across_workers(tmp_path: Path, pg_url: str) -> None:
     await make_job(pg_url, 12, budget=75.0)  # 7 lines of 10 credits
     config = LedgerConfig(url=pg_url, job="shared")
-    async with Simulator(time_scale=TIME_SCALE, seed=12) as sim:
+    async with Simulator(time_scale=TIME_SCALE, seed=12, **TEN_CREDITS) as sim:
 
         async def one(name: str) -> None:
             async with client_for(sim) as client:
-                await run_worker(client, tmp_path / name, config, worker=name, group=2)
+                await run_worker(client, tmp_path / name, config, worker=name, group=2, idle=0.1)
 
         async with anyio.create_task_group() as tg:
             for name in ("w1", "w2", "w3"):
@@ -100,7 +108,8 @@ async def test_the_budget_holds_across_workers(tmp_path: Path, pg_url: str) -> N
     async with await LedgerStore.aopen(None, url=pg_url, job="shared") as store:
         counts = await job_counts(store)
     assert 7 == created
-    assert 70.0 == counts.reserved
+    # every clip completed: its reservation became its final charge
+    assert (0.0, 70.0) == (counts.reserved, counts.charged)
     assert {"downloaded": 7, "pending": 5} == dict(counts.phases)
 
 
@@ -140,18 +149,20 @@ async def _until_holding(url: str, worker: str) -> None:
         await anyio.sleep(0.01)
 
 
-@pytest.mark.soak
-async def test_three_workers_one_sigkilled_and_a_fourth_joining_later(
-    tmp_path: Path, pg_url: str
-) -> None:
-    n, budget = 300, 2900.0  # 290 lines can be paid for
+async def kill_one_and_join_late(tmp_path: Path, pg_url: str, n: int, scale: float) -> None:
+    """Three worker processes on one job of ``n`` prompts (the budget pays for ``n - 10``);
+    one is SIGKILLed while it holds lines in flight, a fourth joins after: every prompt ends
+    in exactly one final state, billed at most once (the simulator's ledger), the budget
+    holds, and ``job export`` lists every line once."""
+    paid = n - 10
+    budget = 10.0 * paid + 9.0  # the 10-credit price: room for ``paid`` lines, not one more
     await make_job(pg_url, n, budget=budget)
-    async with Simulator(time_scale=0.002, seed=13) as sim:
+    async with Simulator(time_scale=scale, seed=13, **TEN_CREDITS) as sim:
 
         async def start(name: str) -> anyio.abc.Process:
             return await anyio.open_process(
                 [sys.executable, "-c", _WORKER, sim.base_url, sim.api_key, pg_url,
-                 str(tmp_path / name), name, "0.002"],
+                 str(tmp_path / name), name, str(scale)],
                 stdout=subprocess.PIPE,
             )  # fmt: skip
 
@@ -173,18 +184,37 @@ async def test_three_workers_one_sigkilled_and_a_fourth_joining_later(
         prompts = collections.Counter(task.prompt for task in sim.tasks.values())
     assert [0, 0, 0] == [proc.returncode for proc in others]
     assert {1} == set(prompts.values())  # billed at most once, per the simulator
-    assert len(prompts) <= 290  # the job's budget held across the workers
+    assert len(prompts) <= paid  # the job's budget held across the workers
     taken = [int(x) for out in outputs for x in out.split()[1:]]
     assert taken  # the victim's leased lines were taken over
     async with await LedgerStore.aopen(None, url=pg_url, job="shared") as store:
         state = store.state
         counts = await job_counts(store)
-        export = await store.engine.query("SELECT line FROM lines WHERE job = 'shared'")
-    assert budget >= counts.reserved
-    assert sorted(line for (line,) in export) == list(range(1, n + 1))  # every line once
+    assert budget >= counts.reserved + counts.charged
+    export = await anyio.run_process(
+        [sys.executable, "-m", "evolink_async", "job", "export", "--ledger", pg_url,
+         "--job", "shared"]
+    )  # fmt: skip
+    lines = [json.loads(row)["line"] for row in export.stdout.decode().splitlines()]
+    assert list(range(1, n + 1)) == lines  # every line once
     phases = collections.Counter(s.phase for s in state.values())
     # every line the budget paid for is downloaded, the victim's intent-only lines too: resent
     # with the idempotency key its intent recorded, the gateway answered with the first task
     assert {"downloaded": len(prompts)} == dict(phases)
     assert n == len(state) + counts.phases.get("pending", 0)  # no line lost
-    assert 290 == len(state)
+    assert paid == len(state)
+    assert (0.0, 10.0 * paid) == (counts.reserved, counts.charged)
+
+
+async def test_three_workers_one_sigkilled_and_a_fourth_joining_later_light(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """The soak below in small (the default suite's)."""
+    await kill_one_and_join_late(tmp_path, pg_url, 60, 0.002)
+
+
+@pytest.mark.soak
+async def test_three_workers_one_sigkilled_and_a_fourth_joining_later(
+    tmp_path: Path, pg_url: str
+) -> None:
+    await kill_one_and_join_late(tmp_path, pg_url, 300, 0.002)

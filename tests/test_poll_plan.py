@@ -7,7 +7,7 @@ import math
 import pytest
 
 from evolink_async import PollPolicy
-from evolink_async._poll_plan import plan_read, read_grid, snap
+from evolink_async._poll_plan import expected_end, plan_read, plan_window, read_grid, snap
 
 POLICY = PollPolicy(jitter=0.0)
 
@@ -47,9 +47,10 @@ def test_target_delay_must_be_positive() -> None:
 
 
 def test_no_read_before_the_window_where_the_task_is_likely_to_end() -> None:
-    # expected at 200 s; the window opens 12 % (24 s) before: the first read at 176 s or
+    # expected at 200 s; the window opens 12 % (24 s) before, at 176 s: the first read is one
+    # target (10 s) into it, at 186 s (an end at 176 s is still seen within the target), or
     # the grid point (8 s) before it
-    assert 168.0 <= due() <= 176.0
+    assert 184.0 == due()
 
 
 def test_in_the_window_a_task_is_read_every_target_at_most() -> None:
@@ -105,6 +106,70 @@ def test_snap_never_plans_later_than_asked_and_always_ahead() -> None:
 
 def test_a_known_rate_of_progress_narrows_the_window() -> None:
     # the same expected end (400 s) from the estimate alone, and from two progress readings
-    blind = due(now=100.0, estimated=400.0)
-    known = due(now=100.0, estimated=400.0, p1=(50.0, 12), p2=(100.0, 25))
-    assert blind < known <= 400.0
+    # (63 points of progress over 250 s: the end, 395 s, is known to under 6 s, less than half
+    # the 20 s target): the blind plan reads in the window before it, the known one once after
+    blind = due(now=300.0, estimated=400.0)
+    known = due(now=300.0, estimated=400.0, p1=(50.0, 12), p2=(300.0, 75))
+    assert blind < 395.0 < known <= 395.0 + 20.0
+
+
+def test_two_close_readings_of_progress_leave_the_end_uncertain() -> None:
+    # 13 points of progress over 50 s: the rate is known to about 8 %, the end (74 points, 285 s
+    # away) to about 26 s; 63 points over 250 s: the end to under 6 s
+    end, _, u = expected_end(
+        now=100.0, start=0.0, estimated=None, zero_at=0.0, p1=(50.0, 12), p2=(100.0, 25),
+        fallback=15.0,
+    )  # fmt: skip
+    far_end, _, far_u = expected_end(
+        now=300.0, start=0.0, estimated=None, zero_at=0.0, p1=(50.0, 12), p2=(300.0, 75),
+        fallback=15.0,
+    )  # fmt: skip
+    assert (385.0, 395.0) == (round(end), round(far_end))
+    assert far_u < 6.0
+    assert u > 25.0
+
+
+def window(**kw: object) -> tuple[float, float]:
+    args: dict[str, object] = {
+        "now": 0.0,
+        "start": 0.0,
+        "estimated": 200.0,
+        "zero_at": 0.0,
+        "p1": None,
+        "p2": None,
+        "policy": POLICY,
+    }
+    args.update(kw)
+    return plan_window(**args)  # type: ignore[arg-type]
+
+
+def test_before_its_window_a_task_rides_along_every_quarter_of_its_duration() -> None:
+    assert (50.0, 184.0) == window()  # rides from 50 s (a quarter of 200 s); due at 184 s
+    assert (110.0, 184.0) == window(now=60.0, p1=(60.0, 30))
+
+
+def test_when_the_end_is_known_one_read_after_it_sees_it_within_the_target() -> None:
+    # progress 10 -> 90 over 160 s: reaches 99 at 198 s, give or take 0.225 s (the rate's error
+    # over the 9 points left) + 2 s (one percent of the run)
+    end, _, u = expected_end(
+        now=180.0, start=0.0, estimated=200.0, zero_at=0.0, p1=(20.0, 10), p2=(180.0, 90),
+        fallback=15.0,
+    )  # fmt: skip
+    assert (198.0, 2.225) == pytest.approx((end, u))
+    early, due_at = window(now=180.0, p1=(20.0, 10), p2=(180.0, 90))
+    # it may ride along from the earliest it may have ended; it is due when it has surely
+    # ended, soon enough to see an end at the earliest within the target: one read
+    assert end - u <= early < end + u <= due_at <= end - u + POLICY.target_for(end)
+
+
+@pytest.mark.parametrize("policy", [POLICY, PollPolicy(target_delay=1.0, jitter=0.0)])
+def test_a_read_never_rides_sooner_than_half_a_target_after_the_last(policy: PollPolicy) -> None:
+    for now in (0.0, 100.0, 180.0, 190.0, 199.0, 230.0):
+        early, due_at = window(now=now, policy=policy)
+        target = policy.target_for(200.0)
+        assert now + max(target / 2, policy.min_interval) <= early <= due_at or early == due_at
+
+
+def test_a_fixed_interval_poller_does_not_ride() -> None:
+    fixed = PollPolicy(min_interval=6.0, max_interval=6.0, jitter=0.0)
+    assert (106.0, 106.0) == window(now=100.0, policy=fixed)

@@ -556,6 +556,29 @@ async def test_a_create_with_a_key_is_retried_with_the_same_key_on_a_refusal_or_
     )
 
 
+@pytest.mark.parametrize(
+    ("first", "maybe_created"),
+    [
+        pytest.param(refused, False, id="refused-throughout"),  # nothing ever reached it
+        pytest.param(aiohttp.ServerDisconnectedError, True, id="dropped-then-refused"),
+    ],
+)
+async def test_a_refused_create_says_whether_an_earlier_try_may_have_been_taken(
+    api: FakeAPI,
+    transport: Transport,
+    first: Callable[[], Exception],
+    maybe_created: bool,
+) -> None:
+    """The last try could not connect; a try before it that was sent without an answer may
+    have created the task: the error says so (only its own key may send it again)."""
+    api.fail("POST", CREATE, first())
+    api.fail("POST", CREATE, refused(), repeat=True)
+    err = await raised(create_with_key(transport))
+    assert isinstance(err, ServiceUnreachableError)
+    expected = ("api.evolink.test:443", "connection refused", maybe_created, 3)
+    assert expected == (err.where, err.cause, err.maybe_created, api.calls("POST", CREATE))
+
+
 async def test_a_create_without_a_key_is_retried_on_a_429_only(
     api: FakeAPI, transport: Transport, sleeps: list[float]
 ) -> None:

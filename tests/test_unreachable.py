@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import socket
+import ssl
 import subprocess
 import sys
 from collections import Counter
@@ -15,8 +16,10 @@ from collections.abc import AsyncIterable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import anyio
 import pytest
+from aiohttp.client_reqrep import ConnectionKey
 from cli_support import KEY, fast_client_env, read_manifest, write_prompts
 
 from evolink_async import (
@@ -28,6 +31,7 @@ from evolink_async import (
     ServiceUnreachableError,
     Submitted,
 )
+from evolink_async._unreachable import unreachable_error
 from evolink_async.batch import BatchJob, BatchSummary, parse_prompts
 from evolink_async.batch.journal import JOURNAL_FILENAME
 from evolink_async.cli import EXIT_UNREACHABLE, main
@@ -283,3 +287,62 @@ def test_the_other_commands_exit_4_naming_where_and_why(
     argv = [*command, "--base-url", f"http://127.0.0.1:{port}", "--api-key", KEY]
     assert EXIT_UNREACHABLE == main(argv)
     assert f"cannot reach 127.0.0.1:{port}: connection refused" in capsys.readouterr().err
+
+
+def _key() -> ConnectionKey:
+    return ConnectionKey("gw.example.test", 8443, True, True, None, None, None)
+
+
+@pytest.mark.parametrize(
+    ("exc", "cause"),
+    [
+        pytest.param(
+            aiohttp.ClientConnectorError(_key(), ConnectionRefusedError(111, "refused")),
+            "connection refused",
+            id="refused",
+        ),
+        pytest.param(
+            aiohttp.ClientConnectorError(_key(), OSError(113, "No route to host")),
+            "no route to host",
+            id="no-route",
+        ),
+        pytest.param(
+            aiohttp.ClientConnectorDNSError(_key(), OSError(-2, "Name or service not known")),
+            "DNS lookup failed",
+            id="dns",
+        ),
+        pytest.param(
+            aiohttp.ClientConnectorCertificateError(
+                _key(), ssl.SSLCertVerificationError(1, "certificate verify failed")
+            ),
+            "TLS error: ",
+            id="tls",
+        ),
+    ],
+)
+def test_the_cause_of_a_connection_never_opened_is_said_in_words(
+    exc: Exception, cause: str
+) -> None:
+    error = unreachable_error(exc, "https://gw.example.test:8443/v1/videos/generations")
+    assert ("gw.example.test", 8443, False) == (error.host, error.port, error.maybe_created)
+    assert error.cause.startswith(cause)
+    assert str(error).startswith(f"cannot reach gw.example.test:8443: {cause}")
+    assert error.__cause__ is exc
+
+
+async def test_submits_at_a_closed_port_each_end_failed_with_the_clear_error_after_one_create() -> (
+    None
+):
+    port = closed_port()
+    with anyio.fail_after(15):
+        url = f"http://127.0.0.1:{port}"
+        async with EvolinkClient(KEY, url, retry=QUICK) as client:
+            handles = [await client.submit(f"a bot's clip {i}") for i in range(5)]
+            outcomes = [await handle for handle in handles]
+            counters = dict(client.transport.counters)
+
+    assert [("failed", f"cannot reach 127.0.0.1:{port}: connection refused")] * 5 == [
+        (o.status, str(o.error)) for o in outcomes
+    ]
+    assert all(isinstance(o.error, ServiceUnreachableError) for o in outcomes)
+    assert {"POST create error": QUICK.attempts} == counters  # the first create's tries only

@@ -38,6 +38,7 @@ from ..errors import (
     TaskStalledError,
     TaskTimeoutError,
 )
+from ..limits.charges import final_charge
 from ..models import TaskStatus, VideoRequest
 from ._linekeys import LineKeys
 from ._writer import JournalWriter, Op
@@ -251,7 +252,8 @@ class Recorder:
             # a re-attached task keeps the credits journaled for it (its outcome says 0.0)
             attached = outcome.task_id in self.attached
             credits = None if attached else outcome.credits
-            self.completed(line, outcome.task.video_url, credits=credits)
+            charge = final_charge(outcome.task)  # journaled: what the job was charged
+            self.completed(line, outcome.task.video_url, credits=credits, charge=charge)
         elif outcome.status == "skipped":
             default = {"code": "skipped", "message": ""}
             self.ledger.skipped(line, error_info(err) if err is not None else default)
@@ -274,11 +276,19 @@ class Recorder:
             self.failed(line, err, from_create=not ln.sent)
         self.touched()
 
-    def completed(self, line: int, url: str | None, *, credits: float | None = None) -> None:
+    def completed(
+        self,
+        line: int,
+        url: str | None,
+        *,
+        credits: float | None = None,
+        charge: float | None = None,
+    ) -> None:
         ln = self.ledger[line]
         assert ln.task_id is not None
+        finished = self.journal.finished
         self._post(
-            functools.partial(self.journal.finished, line, ln.task_id, "completed", None, url)
+            functools.partial(finished, line, ln.task_id, "completed", None, url, credits=charge)
         )
         if self.ledger.completed(line, ln.task_id, url, credits=credits, download=self.download):
             self.on_download(line)
@@ -336,7 +346,9 @@ class Recorder:
         task_id, held = ln.task_id, ln.held
         assert task_id is not None
         self._post(
-            functools.partial(self.journal.finished, line, task_id, "failed", error_info(exc))
+            functools.partial(
+                self.journal.finished, line, task_id, "failed", error_info(exc), retry=True
+            )
         )
         if self.ledger.requeued(line) and held > 0 and self.refund is not None:
             self.refund(held)

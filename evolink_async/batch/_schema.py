@@ -7,8 +7,12 @@ Tables:
   and charged, whether it was cancelled.
 * ``lines``: one row per input line of a job: the request (JSON), and what the journal's
   records fold into (phase, task id, attempts, status, error, url, file, credits,
-  fingerprint, the idempotency key last intended); its price and the credits the job
-  reserved for it (budget); the worker holding it and the lease's expiry.
+  fingerprint, the idempotency key last intended); its price, the credits the job
+  reserves for it while its outcome is open (``reserved``: the budget) and its final charge
+  once completed (``charged``); the host and directory its clip was downloaded to; the
+  worker holding it and the lease's expiry.
+  ``jobs.reserved`` and ``jobs.charged`` are the sums of those two columns, kept in the
+  transactions that change them (see :mod:`._ledger_ops`).
   ``phase = 'pending'`` marks a line whose request is known but not yet worked on.
 * ``attempts``: one row per intended submission of a line: its idempotency key.
 * ``events``: every record appended, in order, as JSON (the audit trail; what the journal
@@ -18,9 +22,11 @@ Tables:
 
 from __future__ import annotations
 
-__all__ = ["LINE_COLUMNS", "SCHEMA_VERSION", "ddl", "upsert_line_sql"]
+__all__ = ["LINE_COLUMNS", "SCHEMA_VERSION", "ddl", "migrations", "upsert_line_sql"]
 
-SCHEMA_VERSION = 1
+#: 1: the first release of the ledger; 2: ``lines.charged`` (reservations settled per line),
+#: ``lines.host`` and ``lines.out_dir`` (where a line's clip was downloaded)
+SCHEMA_VERSION = 2
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS ledger_meta (
@@ -54,6 +60,9 @@ CREATE TABLE IF NOT EXISTS lines (
     idempotency_key TEXT,
     price {real},
     reserved {real},
+    charged {real},
+    host TEXT,
+    out_dir TEXT,
     worker TEXT,
     lease_until {real},
     updated_at TEXT,
@@ -118,6 +127,38 @@ def ddl(dialect: str) -> list[str]:
     """The statements that create the schema (idempotent) for ``dialect``."""
     text = _DDL.format(**_TYPES[dialect])
     return [stmt.strip() for stmt in text.split(";") if stmt.strip()]
+
+
+_DONE = "phase IN ('finished', 'downloaded', 'download_failed')"
+
+#: version → the statements that bring a database of the version before it to it
+_MIGRATIONS = {
+    2: [
+        "ALTER TABLE lines ADD COLUMN charged {real}",
+        "ALTER TABLE lines ADD COLUMN host TEXT",
+        "ALTER TABLE lines ADD COLUMN out_dir TEXT",
+        # a completed line's reservation becomes its charge (the figure the service reported
+        # at its create, else its price: version 1 kept no final charge)
+        "UPDATE lines SET charged = COALESCE(credits, reserved, price, 0), reserved = 0 "
+        f"WHERE status = 'completed' AND {_DONE}",
+        # a failed, cancelled or refused line was refunded: its reservation is released
+        "UPDATE lines SET charged = 0, reserved = 0 "
+        "WHERE phase = 'finished' AND status IS NOT NULL AND status <> 'completed'",
+        "UPDATE jobs SET "
+        "reserved = (SELECT COALESCE(SUM(reserved), 0) FROM lines WHERE lines.job = jobs.name), "
+        "charged = (SELECT COALESCE(SUM(charged), 0) FROM lines WHERE lines.job = jobs.name)",
+    ],
+}
+
+
+def migrations(dialect: str, version: int) -> list[str]:
+    """The statements that bring a ``version`` database to :data:`SCHEMA_VERSION`."""
+    types = _TYPES[dialect]
+    return [
+        stmt.format(**types) if "{" in stmt else stmt
+        for to in range(version + 1, SCHEMA_VERSION + 1)
+        for stmt in _MIGRATIONS.get(to, [])
+    ]
 
 
 def upsert_line_sql() -> str:

@@ -10,6 +10,11 @@ on them. :func:`heartbeat` renews a worker's lease on its lines; a worker that s
 over, whatever their phase: a line with a task id is polled by its new owner, an intent-only
 line is resent with the same idempotency key (the ledger keeps it per attempt).
 
+The budget counts what the job's lines hold: the price reserved at the claim while a line's
+outcome is open, its final charge once completed, nothing once it failed or was cancelled
+(the gateway refunds those); the ledger settles a line's credits in the transaction that
+records its end (:mod:`._ledger_ops`).
+
 Time is passed in (``now``, seconds), so tests drive it with a fake clock.
 
 Lines that are done (never claimed again): ``downloaded``, and ``finished`` with a status
@@ -77,25 +82,27 @@ async def claim(
     async def body(cur: Cursor) -> list[Claim]:
         # the job's row is locked first: claims of one job take turns on the budget
         jobs = await cur.execute(
-            f"SELECT budget, reserved, cancelled FROM jobs WHERE name = ?{row_lock}", (job,)
+            f"SELECT budget, reserved + charged, cancelled FROM jobs WHERE name = ?{row_lock}",
+            (job,),
         )
-        budget, reserved, cancelled = jobs[0]
+        budget, used, cancelled = jobs[0]
         rows = await cur.execute(
             "SELECT line, phase, task_id, request, price, reserved, worker FROM lines WHERE "
             f"{_CLAIMABLE} ORDER BY line LIMIT ?{lock}",
             (job, at, limit),
         )
         taken: list[Claim] = []
-        spent = float(reserved)
+        spent, added = float(used), 0.0  # used: reserved for open lines, charged for done ones
         for line, phase, task_id, request, price, held, owner in rows:
-            needs_create = phase == "pending" and held is None
-            if needs_create and cancelled:
+            if cancelled and phase == "pending":  # never sent: a cancelled job creates nothing
                 continue
+            needs_create = phase == "pending" and held is None  # (reserved by an earlier claim)
             cost = float(price or 0.0) if needs_create else 0.0
             if needs_create and budget is not None and spent + cost > float(budget) + 1e-9:
                 continue  # over budget: left for a run with more budget
             if needs_create:
                 spent += cost
+                added += cost
                 await cur.execute(
                     "UPDATE lines SET reserved = ? WHERE job = ? AND line = ?", (cost, job, line)
                 )
@@ -109,7 +116,7 @@ async def claim(
             f"UPDATE lines SET worker = ?, lease_until = ? WHERE job = ? AND line IN ({marks})",
             (worker, at + lease, job, *(c.line for c in taken)),
         )
-        await cur.execute("UPDATE jobs SET reserved = ? WHERE name = ?", (spent, job))
+        await cur.execute("UPDATE jobs SET reserved = reserved + ? WHERE name = ?", (added, job))
         await _beat(cur, job, worker, at, lease)
         return taken
 
@@ -177,7 +184,11 @@ async def cancel_job(store: LedgerStore) -> None:
 
 @attrs.frozen
 class JobCounts:
-    """What ``job status`` shows: lines by phase, credits, workers and their heartbeats."""
+    """What ``job status`` shows: lines by phase, credits, workers and their heartbeats.
+
+    ``reserved``: credits held for lines whose outcome is still open (claimed to create, in
+    flight, or unknown); ``charged``: the final charges of completed lines (a failed or
+    cancelled line was refunded: it holds nothing). The budget counts both."""
 
     phases: Mapping[str, int]
     budget: float | None
@@ -194,19 +205,15 @@ async def job_counts(store: LedgerStore) -> JobCounts:
     phases = await engine.query(
         "SELECT phase, COUNT(*) FROM lines WHERE job = ? GROUP BY phase", (job,)
     )
-    [(budget, reserved, cancelled)] = await engine.query(
-        "SELECT budget, reserved, cancelled FROM jobs WHERE name = ?", (job,)
-    )
-    charged = await engine.query(
-        "SELECT COALESCE(SUM(credits), 0) FROM lines WHERE job = ? AND task_id IS NOT NULL",
-        (job,),
+    [(budget, reserved, charged, cancelled)] = await engine.query(
+        "SELECT budget, reserved, charged, cancelled FROM jobs WHERE name = ?", (job,)
     )
     workers = await engine.query("SELECT worker, heartbeat FROM leases WHERE job = ?", (job,))
     return JobCounts(
         phases={str(p): int(n) for p, n in phases},
         budget=None if budget is None else float(budget),
         reserved=float(reserved),
-        charged=float(charged[0][0]),
+        charged=float(charged),
         cancelled=bool(cancelled),
         workers={str(w): float(h) for w, h in workers},
     )

@@ -253,13 +253,13 @@ class BatchJob:
     async def _plan(self, state: dict[int, LineState]) -> Plan:
         """Sort lines by what the journal says: submit, re-attach, download, or done."""
         check_fingerprints(self._entries.values(), state, self.out_dir)
-        await anyio.to_thread.run_sync(remove_stale_temps, self.out_dir)
+        run = anyio.to_thread.run_sync
+        if self.ledger.journal is None:  # a lent journal: its owner cleaned the directory
+            await run(remove_stale_temps, self.out_dir)
         checks = [
             (n, s) for n, s in state.items() if n in self._entries and s.phase == "downloaded"
         ]
-        present = (
-            await anyio.to_thread.run_sync(check_files, self.out_dir, checks) if checks else {}
-        )
+        present = await run(check_files, self.out_dir, checks) if checks else {}
         flags = {"retry_unknown": self.retry_unknown, "retry_failed": self.retry_failed}
         keys = self.client.api.idempotency
         return plan(self._ledger, state, present, download=self.download, keys=keys, **flags)

@@ -26,6 +26,8 @@ for a resumed run:
   it has one, else resubmitted only when asked.
 * ``created``: the service took it; re-attach by ``task_id`` and wait.
 * ``finished``: ``status`` says how; a ``completed`` task is downloaded again from ``url``.
+  Optional: ``credits`` (a completed task's final charge, ``usage.credits_used``) and
+  ``retry: true`` (a failed attempt the run creates again at once).
 * ``downloaded``: done, provided the file at ``path`` still has ``size`` bytes.
 * ``download_failed``: the task completed (``status``, ``url`` kept) but its clip could not be
   fetched (``error`` says why); downloaded again from ``url``, like ``finished``.
@@ -67,6 +69,7 @@ from .records import (
     Phase,
     encode,
     fingerprint,
+    finished_record,
     fold,
     fold_all,
     job_seed,
@@ -295,18 +298,14 @@ class Journal:
         status: str,
         error: str | Mapping[str, Any] | None = None,
         url: str | None = None,
+        *,
+        credits: float | None = None,
+        retry: bool = False,
     ) -> LineState:
-        """Record that ``task_id`` ended with ``status`` (and ``error`` or result ``url``)."""
-        return await self._line_event(
-            {
-                "event": "finished",
-                "line": line,
-                "task_id": task_id,
-                "status": status,
-                "error": error,
-                "url": url,
-            }
-        )
+        """Record that ``task_id`` ended with ``status`` (and ``error`` or result ``url``);
+        ``credits``: a completed task's final charge; ``retry``: the line is created again."""
+        record = finished_record(line, task_id, status, error, url, credits=credits, retry=retry)
+        return await self._line_event(record)
 
     async def downloaded(
         self,

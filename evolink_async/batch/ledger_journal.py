@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import anyio
 
 from .journal import Journal, LineState
 from .records import encode
-from .store import LedgerConfig, LedgerStore
+from .store import LedgerConfig, LedgerStore, reload_lines
 
 __all__ = ["LedgerJournal"]
 
@@ -33,12 +34,13 @@ __all__ = ["LedgerJournal"]
 class LedgerJournal(Journal):
     """The directory's journal, mirrored into an SQL ledger (see the module docstring)."""
 
-    __slots__ = ("_count", "_mirror_lock", "_store")
+    __slots__ = ("_count", "_lent", "_mirror_lock", "_store")
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         super().__init__(directory)
         self._store: LedgerStore | None = None
         self._count = 0
+        self._lent = 0
         self._mirror_lock = anyio.Lock()
 
     @classmethod
@@ -48,7 +50,13 @@ class LedgerJournal(Journal):
         config: LedgerConfig = LedgerConfig(),  # noqa: B008 - frozen, so shared safely
     ) -> LedgerJournal:
         """Open the directory's journal (taking its lock), then the ledger, importing the
-        journal records it lacks. ``config.url`` None: ``<directory>/ledger.sqlite``."""
+        journal records it lacks. ``config.url`` None: ``<directory>/ledger.sqlite``.
+        ``config.journal`` (an open LedgerJournal of ``directory``): that one, lent."""
+        if config.journal is not None:
+            lent = config.journal
+            if not isinstance(lent, LedgerJournal) or lent.directory != Path(directory):
+                raise ValueError("config.journal must be an open LedgerJournal of the directory")
+            return lent.lend()
         journal = await cls.aopen(directory)
         assert isinstance(journal, LedgerJournal)
         try:
@@ -89,8 +97,24 @@ class LedgerJournal(Journal):
                 await store.append(checked, journal_records=self._count)
         return state
 
+    async def reload(self, lines: list[int]) -> None:
+        """Read ``lines``' state from the ledger again (see :func:`~.store.reload_lines`)."""
+        await reload_lines(self.store, lines)
+
+    def lend(self) -> LedgerJournal:
+        """Lend this open journal to a run: the run's :meth:`aclose` gives it back (the
+        journal stays open for its owner and the other borrowers)."""
+        if self._store is None:
+            raise RuntimeError("the ledger journal is not open")
+        self._lent += 1
+        return self
+
     async def aclose(self) -> None:
-        """Close the ledger, then the journal (releasing the directory)."""
+        """Close the ledger, then the journal (releasing the directory); a borrower's call
+        only gives it back (see :meth:`lend`)."""
+        if self._lent > 0:
+            self._lent -= 1
+            return
         async with self._mirror_lock:
             store, self._store = self._store, None
         try:

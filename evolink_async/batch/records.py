@@ -27,6 +27,7 @@ __all__ = [
     "Phase",
     "encode",
     "fingerprint",
+    "finished_record",
     "fold",
     "fold_all",
     "job_seed",
@@ -248,6 +249,33 @@ def fold(state: dict[int, LineState], record: Mapping[str, Any]) -> LineState | 
         new = attrs.evolve(old, phase="unknown", error=_str(record.get("reason")))
     state[line] = new
     return new
+
+
+def finished_record(
+    line: int,
+    task_id: str,
+    status: str,
+    error: str | Mapping[str, Any] | None = None,
+    url: str | None = None,
+    *,
+    credits: float | None = None,
+    retry: bool = False,
+) -> dict[str, Any]:
+    """A ``finished`` record; ``credits`` and ``retry`` only when given (older readers
+    ignore them)."""
+    record: dict[str, Any] = {
+        "event": "finished",
+        "line": line,
+        "task_id": task_id,
+        "status": status,
+        "error": error,
+        "url": url,
+    }
+    if credits is not None:
+        record["credits"] = credits
+    if retry:
+        record["retry"] = True
+    return record
 
 
 def job_seed(records: list[dict[str, Any]]) -> str | None:

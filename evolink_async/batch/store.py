@@ -20,6 +20,7 @@ import datetime as _dt
 import json
 import os
 import re
+import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -30,9 +31,10 @@ import attrs
 
 from ..errors import JournalError
 from ._dirlock import lock_directory, unlock
-from ._schema import SCHEMA_VERSION, ddl, upsert_line_sql
+from ._ledger_ops import line_params, meta_op, record_ops, state_from_row
+from ._schema import SCHEMA_VERSION, ddl, migrations
 from ._sql import Cursor, SqlEngine, SqliteEngine, open_engine
-from .records import JOURNAL_FILENAME, LineState, encode, fold, parse
+from .records import JOURNAL_FILENAME, LineState, encode, finished_record, fold, parse
 
 __all__ = [
     "DEFAULT_JOB",
@@ -44,21 +46,16 @@ __all__ = [
     "read_requests",
     "record_ops",
     "redact_url",
+    "reload_lines",
 ]
 
 LEDGER_FILENAME = "ledger.sqlite"
 DEFAULT_JOB = "default"
 
-_UPSERT = upsert_line_sql()
 _SCHEMA_EXISTS = {
     "sqlite": "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'leases'",
     "postgresql": "SELECT 1 WHERE to_regclass('leases') IS NOT NULL",
 }
-_EVENT = "INSERT INTO events (job, line, ts, event, record) VALUES (?, ?, ?, ?, ?)"
-_ATTEMPT = (
-    "INSERT INTO attempts (job, line, attempt, idempotency_key, fingerprint, ts) "
-    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (job, line, attempt) DO NOTHING"
-)
 _LOAD = (
     "SELECT line, phase, task_id, attempts, status, error, url, path, size, sha256, credits, "
     "fingerprint, idempotency_key FROM lines WHERE job = ? AND phase <> 'pending'"
@@ -69,78 +66,13 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
 
 
-def line_params(job: str, state: LineState, ts: str) -> tuple[Any, ...]:
-    """The parameters of the line upsert for ``state``."""
-    error = None if state.error is None else json.dumps(state.error, ensure_ascii=False)
-    return (
-        job,
-        state.line,
-        state.phase,
-        state.task_id,
-        state.attempts,
-        state.status,
-        error,
-        state.url,
-        state.path,
-        state.size,
-        state.sha256,
-        state.credits,
-        state.fingerprint,
-        state.key,
-        ts,
-    )
-
-
-def _state_from_row(row: tuple[Any, ...]) -> LineState:
-    error = None if row[5] is None else json.loads(row[5])
-    return LineState(
-        line=int(row[0]),
-        phase=row[1],
-        task_id=row[2],
-        attempts=int(row[3]),
-        status=row[4],
-        error=error,
-        url=row[6],
-        path=row[7],
-        size=None if row[8] is None else int(row[8]),
-        sha256=row[9],
-        credits=None if row[10] is None else float(row[10]),
-        fingerprint=row[11],
-        key=row[12],
-    )
-
-
-def _meta_op(key: str, value: int) -> tuple[str, tuple[Any, ...]]:
-    return (
-        "INSERT INTO ledger_meta (key, value) VALUES (?, ?) "
-        "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        (key, str(value)),
-    )
-
-
-def record_ops(job: str, record: Mapping[str, Any], state: LineState | None) -> list[Any]:
-    """The statements that store one checked ``record`` and the line state it folded into."""
-    line = record.get("line") if isinstance(record.get("line"), int) else None
-    text = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
-    ops: list[Any] = [(_EVENT, (job, line, record["ts"], record["event"], text))]
-    if state is not None:
-        ops.append((_UPSERT, line_params(job, state, record["ts"])))
-        if record["event"] == "intent":
-            key = record.get("key")
-            ops.append(
-                (
-                    _ATTEMPT,
-                    (
-                        job,
-                        state.line,
-                        state.attempts,
-                        key if isinstance(key, str) else None,
-                        state.fingerprint,
-                        record["ts"],
-                    ),
-                )
-            )
-    return ops
+async def _migrate(cur: Cursor, dialect: str) -> None:
+    """Bring the schema to :data:`SCHEMA_VERSION` (a new database is created at it)."""
+    rows = await cur.execute("SELECT value FROM ledger_meta WHERE key = 'schema_version'")
+    version = int(rows[0][0]) if rows else SCHEMA_VERSION
+    for stmt in migrations(dialect, version):
+        await cur.execute(stmt)
+    await cur.execute(*meta_op("schema_version", max(version, SCHEMA_VERSION)))
 
 
 @attrs.define(eq=False)
@@ -160,12 +92,17 @@ class LedgerStore:
     ``await aclose()`` or ``async with``. With a directory, its lock is held while open.
     """
 
-    __slots__ = ("_directory", "_engine", "_job", "_lock_fd", "_pending", "_state", "_write_lock")
+    __slots__ = ("_directory", "_engine", "_job", "_lock_fd", "_pending", "_place", "_state",
+                 "_write_lock")  # fmt: skip
 
     def __init__(self, engine: SqlEngine, job: str, directory: Path | None) -> None:
         self._engine: SqlEngine | None = engine
         self._job = job
         self._directory = directory
+        #: where this store's directory is (host, absolute path): recorded with each clip
+        self._place = (
+            None if directory is None else (socket.gethostname(), str(directory.absolute()))
+        )
         self._lock_fd: int | None = None
         self._state: dict[int, LineState] = {}
         self._pending: list[_Waiter] = []
@@ -223,53 +160,16 @@ class LedgerStore:
             if not await cur.execute(_SCHEMA_EXISTS[engine.dialect]):
                 for stmt in ddl(engine.dialect):
                     await cur.execute(stmt)
-            await cur.execute(
-                "INSERT INTO ledger_meta (key, value) VALUES ('schema_version', ?) "
-                "ON CONFLICT (key) DO NOTHING",
-                (str(SCHEMA_VERSION),),
-            )
+            await _migrate(cur, engine.dialect)
             await cur.execute(
                 "INSERT INTO jobs (name, created_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
                 (job, _now()),
             )
 
         await engine.transaction(body)
-        await self._import_journal()
+        await _import_journal(self)
         rows = await engine.query(_LOAD, (job,))
-        self._state = {int(row[0]): _state_from_row(row) for row in rows}
-
-    async def _import_journal(self) -> None:
-        """Import the records of ``<dir>/journal.jsonl`` the ledger does not hold yet.
-
-        The first time, that is the whole journal of an older release; afterwards, only a
-        tail written by a run that crashed between its journal write and its ledger commit
-        (or by an older release run on the directory since).
-        """
-        if self._directory is None:
-            return
-        path = self._directory / JOURNAL_FILENAME
-        if not await anyio.to_thread.run_sync(path.exists):
-            return
-        data = await anyio.to_thread.run_sync(path.read_bytes)
-        records = parse(data, path).records
-        key = self._journal_key()
-        job = self._job
-
-        async def body(cur: Cursor) -> None:
-            done = await cur.execute("SELECT value FROM ledger_meta WHERE key = ?", (key,))
-            start = int(done[0][0]) if done else 0
-            if start >= len(records):
-                return
-            state: dict[int, LineState] = {}
-            for row in await cur.execute(_LOAD, (job,)):
-                state[int(row[0])] = _state_from_row(row)
-            for raw in records[start:]:
-                _, checked = encode(raw)
-                for sql, params in record_ops(job, checked, fold(state, checked)):
-                    await cur.execute(sql, params)
-            await cur.execute(*_meta_op(key, len(records)))
-
-        await self._require().transaction(body)
+        self._state = {int(row[0]): state_from_row(row) for row in rows}
 
     def _journal_key(self) -> str:
         assert self._directory is not None
@@ -363,10 +263,14 @@ class LedgerStore:
         status: str,
         error: str | Mapping[str, Any] | None = None,
         url: str | None = None,
+        *,
+        credits: float | None = None,
+        retry: bool = False,
     ) -> LineState:
-        """Record that ``task_id`` ended with ``status`` (and ``error`` or result ``url``)."""
-        record = {"event": "finished", "line": line, "task_id": task_id, "status": status}
-        return await self._line_event({**record, "error": error, "url": url})
+        """Record that ``task_id`` ended with ``status`` (and ``error`` or result ``url``);
+        ``credits``: a completed task's final charge; ``retry``: the line is created again."""
+        record = finished_record(line, task_id, status, error, url, credits=credits, retry=retry)
+        return await self._line_event(record)
 
     async def downloaded(
         self, line: int, task_id: str, path: str | os.PathLike[str], size: int, sha256: str
@@ -428,10 +332,10 @@ class LedgerStore:
         for waiter in batch:
             state = fold(staged, waiter.record)
             states.append(state)
-            ops.extend(record_ops(self._job, waiter.record, state))
+            ops.extend(record_ops(self._job, waiter.record, state, self._place))
         mirrored = [w.journal_records for w in batch if w.journal_records is not None]
         if mirrored:
-            ops.append(_meta_op(self._journal_key(), max(mirrored)))
+            ops.append(meta_op(self._journal_key(), max(mirrored)))
         try:
             await self._require().run(ops)
         except Exception as exc:
@@ -441,6 +345,53 @@ class LedgerStore:
         self._state = staged
         for waiter, state in zip(batch, states, strict=True):
             waiter.state, waiter.done = state, True
+
+
+async def _import_journal(store: LedgerStore) -> None:
+    """Import the records of ``<dir>/journal.jsonl`` the ledger does not hold yet.
+
+    The first time, that is the whole journal of an older release; afterwards, only a
+    tail written by a run that crashed between its journal write and its ledger commit
+    (or by an older release run on the directory since).
+    """
+    if store._directory is None:
+        return
+    path = store._directory / JOURNAL_FILENAME
+    if not await anyio.to_thread.run_sync(path.exists):
+        return
+    data = await anyio.to_thread.run_sync(path.read_bytes)
+    records = parse(data, path).records
+    key = store._journal_key()
+    job = store._job
+
+    async def body(cur: Cursor) -> None:
+        done = await cur.execute("SELECT value FROM ledger_meta WHERE key = ?", (key,))
+        start = int(done[0][0]) if done else 0
+        if start >= len(records):
+            return
+        state: dict[int, LineState] = {}
+        for row in await cur.execute(_LOAD, (job,)):
+            state[int(row[0])] = state_from_row(row)
+        for raw in records[start:]:
+            _, checked = encode(raw)
+            for sql, params in record_ops(job, checked, fold(state, checked), store._place):
+                await cur.execute(sql, params)
+        await cur.execute(*meta_op(key, len(records)))
+
+    await store.engine.transaction(body)
+
+
+async def reload_lines(store: LedgerStore, lines: list[int]) -> None:
+    """Read ``lines``' state from the database again (another worker may have written
+    them since this store opened: lines it claims now)."""
+    if not lines:
+        return
+    marks = ", ".join("?" for _ in lines)
+    async with store._write_lock:  # not between a commit's copy of the state and its swap
+        rows = await store.engine.query(f"{_LOAD} AND line IN ({marks})", (store._job, *lines))
+        for n in lines:
+            store._state.pop(n, None)
+        store._state.update((int(row[0]), state_from_row(row)) for row in rows)
 
 
 async def add_requests(
@@ -480,6 +431,9 @@ class LedgerConfig:
 
     url: str | None = None
     job: str = DEFAULT_JOB
+    #: the output directory's journal, already open, lent to each run instead of opened by
+    #: it (a worker's groups share one directory this way; see LedgerJournal.lend)
+    journal: object | None = attrs.field(default=None, eq=False)
 
     def __repr__(self) -> str:  # a URL may carry a password
         return f"LedgerConfig(url={redact_url(self.url)!r}, job={self.job!r})"

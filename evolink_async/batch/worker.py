@@ -6,10 +6,14 @@ the job from any machine: it claims up to ``group`` lines under a lease
 (:func:`~evolink_async.batch.claims.claim`, which reserves the job's budget in the same
 transaction), runs them through :class:`~evolink_async.batch.job.BatchJob` on its own output
 directory (writing the shared ledger as it goes), and renews the lease from a background task
-while it does. Lines a dead worker held come back after its lease expires and are planned
-from what the ledger says: a line with a task id is re-attached (polled), not created again;
-an intent-only line is left ``unknown`` (never resubmitted silently) unless the run retries
-unknown lines. A worker stops when no claimable line is left and no live worker holds any.
+while it does. It keeps several groups in flight: it claims the next group whenever fewer than
+``concurrency`` of its lines are open (waiting for or holding a task), so one worker keeps the
+client's slots as busy as one batch would (:mod:`._crew`). Lines a dead worker held come back
+after its lease expires and are planned from what the ledger says: a line with a task id is
+re-attached (polled), not created again; an intent-only line is sent again with the
+idempotency key its intent recorded (the gateway answers with the original task), or left
+``unknown`` when it has none. A worker stops when no claimable
+line is left and no live worker holds any.
 """
 
 from __future__ import annotations
@@ -25,19 +29,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
-import attrs
 
 from ..errors import JournalError
 from ..models import VideoRequest
-from .claims import Claim, claim, heartbeat, release, set_budget
+from ._crew import Crew, WorkerReport
+from .claims import claim, heartbeat, release, set_budget
 from .input import BatchLine
-from .job import BatchJob
 from .store import LedgerConfig, LedgerStore, add_requests
 
 if TYPE_CHECKING:
     from ..client import EvolinkClient
 
 __all__ = ["WorkerReport", "create_job", "run_worker", "worker_name"]
+
+#: seconds between looks at the groups' progress while the worker has its fill of lines
+_POLL = 0.05
+#: lines open at once when the client has no concurrency limit
+_DEFAULT_CONCURRENCY = 16
 
 
 def worker_name() -> str:
@@ -82,15 +90,6 @@ async def create_job(
         await set_budget(store, budget)
 
 
-@attrs.define
-class WorkerReport:
-    """What one worker did: groups run, lines it worked on, lines it took over."""
-
-    groups: int = 0
-    lines: list[int] = attrs.Factory(list)
-    taken_over: list[int] = attrs.Factory(list)
-
-
 async def _beat(store: LedgerStore, worker: str, lease: float) -> None:
     while True:
         await anyio.sleep(lease / 3)
@@ -118,54 +117,73 @@ async def run_worker(
     group: int = 8,
     lease: float = 30.0,
     idle: float | None = None,
+    concurrency: int | None = None,
     **job_options: Any,
 ) -> WorkerReport:
     """Work on ``config``'s job until nothing is left for anyone (see the module docstring).
 
     ``job_options`` go to each group's :class:`BatchJob` (``max_attempts``, ``download``...).
-    ``idle``: seconds between looks while other live workers still hold lines (default
-    ``lease / 3``).
+    ``concurrency``: lines waiting for or holding a task at once, across the groups in
+    flight (default: the client's ``max_in_flight``); the worker claims the next group as soon
+    as fewer are open. ``idle``: seconds between looks while other live workers still hold
+    lines, or while nothing is claimable (default ``lease / 3``).
     """
-    name = worker or worker_name()
+    if group < 1:
+        raise ValueError(f"group must be at least 1, got {group}")
     report = WorkerReport()
-    seen: set[int] = set()
+    crew = Crew(client, out_dir, config, job_options, report)
+    limit = concurrency if concurrency is not None else _client_concurrency(client)
     async with await LedgerStore.aopen(None, url=_url(config, out_dir), job=config.job) as store:
-        async with anyio.create_task_group() as tg:
+        name = worker or worker_name()
+        async with crew.opened(), anyio.create_task_group() as tg:
             tg.start_soon(_beat, store, name, lease)
-            while True:
-                # lines stay held (the lease renewed) until the worker ends: a line it left
-                # unknown is not claimed again by it, nor by another live worker
-                got = await claim(store, name, limit=group, lease=lease)
-                fresh = [c for c in got if c.line not in seen]
-                if not fresh:
-                    if not await _others_alive(store, name):
-                        break
-                    await anyio.sleep(idle if idle is not None else lease / 3)
-                    continue
-                await _run_group(client, out_dir, config, fresh, job_options)
-                seen.update(c.line for c in fresh)
-                report.groups += 1
-                report.lines.extend(c.line for c in fresh)
-                report.taken_over.extend(c.line for c in fresh if c.taken_over)
+            pause = idle if idle is not None else lease / 3
+            await _claim_loop(
+                store, name, crew, limit=max(1, limit), group=group, lease=lease, pause=pause
+            )
             tg.cancel_scope.cancel()
         with anyio.CancelScope(shield=True):
-            await release(store, name, sorted(seen))
+            await release(store, name, sorted(crew.seen))
     return report
+
+
+async def _claim_loop(
+    store: LedgerStore,
+    name: str,
+    crew: Crew,
+    *,
+    limit: int,
+    group: int,
+    lease: float,
+    pause: float,
+) -> None:
+    """Claim groups while fewer than ``limit`` lines are open; end when nothing is left."""
+    async with anyio.create_task_group() as groups:
+        while True:
+            if crew.open_lines() >= limit:
+                await crew.changed(_POLL)  # a line ended, or a group
+                continue
+            # lines stay held (the lease renewed) until the worker ends: a line it left
+            # unknown is not claimed again by it, nor by another live worker
+            got = await claim(store, name, limit=group, lease=lease)
+            fresh = [c for c in got if c.line not in crew.seen]
+            if fresh:
+                await crew.start(groups, fresh)
+                continue
+            if crew.running:
+                await crew.changed(pause)
+            elif await _others_alive(store, name):
+                await anyio.sleep(pause)
+            else:
+                break
+
+
+def _client_concurrency(client: EvolinkClient) -> int:
+    slots = client.limits.concurrency
+    return slots.configured if slots is not None else _DEFAULT_CONCURRENCY
 
 
 def _url(config: LedgerConfig, out_dir: str | os.PathLike[str]) -> str:
     if config.url is not None:
         return config.url
     return f"sqlite:///{Path(out_dir) / 'ledger.sqlite'}"
-
-
-async def _run_group(
-    client: EvolinkClient,
-    out_dir: str | os.PathLike[str],
-    config: LedgerConfig,
-    claims: list[Claim],
-    job_options: Mapping[str, Any],
-) -> None:
-    lines = [BatchLine(c.line, VideoRequest.from_json(c.request or {})) for c in claims]
-    job = BatchJob(client, lines, out_dir, ledger=config, **job_options)
-    await job.run()

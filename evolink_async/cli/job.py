@@ -44,7 +44,9 @@ def add_worker(sub: Any) -> None:
     worker.add_argument("--group", type=int, default=8, metavar="N", help="lines per claim")
     worker.add_argument("--lease", type=float, default=30.0, metavar="SECONDS",
                         help="lease of claimed lines, renewed every third of it")  # fmt: skip
-    worker.add_argument("--concurrency", type=int, default=16, metavar="N", help=argparse.SUPPRESS)
+    worker.add_argument("--concurrency", type=int, default=16, metavar="N",
+                        help="tasks in flight at once; the worker claims the next group while "
+                        "fewer of its lines are open")  # fmt: skip
     add_connection(worker)
     worker.set_defaults(handler=worker_command)
 
@@ -131,19 +133,23 @@ _STATUS = {"downloaded": "completed", "pending": "skipped", "intent": "unknown"}
 
 
 async def _export(store: LedgerStore) -> None:
+    """One manifest entry per line of the job; ``path`` where its clip was downloaded (on
+    ``host``), ``credits`` what it was charged (completed) or reserved."""
     rows = await store.engine.query(
-        "SELECT line, request, phase, status, task_id, path, url, error, attempts, credits "
-        "FROM lines WHERE job = ? ORDER BY line",
+        "SELECT line, request, phase, status, task_id, path, url, error, attempts, "
+        "COALESCE(charged, credits), host, out_dir FROM lines WHERE job = ? ORDER BY line",
         (store.job,),
     )
-    for line, request, phase, status, task_id, path, url, error, attempts, credits in rows:
+    for line, request, phase, status, task_id, path, url, error, attempts, *more in rows:
+        credits, host, out_dir = more
         prompt = json.loads(request).get("prompt") if request else None
+        where = path if path is None or out_dir is None else str(Path(out_dir) / path)
         entry = {
             "line": int(line), "prompt": prompt,
             "status": _STATUS.get(phase) or status or phase, "task_id": task_id,
-            "video": None if path is None else Path(path).name, "path": path, "url": url,
+            "video": None if path is None else Path(path).name, "path": where, "url": url,
             "error": None if error is None else json.loads(error),
-            "attempts": int(attempts), "credits": credits,
+            "attempts": int(attempts), "credits": credits, "host": host,
         }  # fmt: skip
         sys.stdout.write(json.dumps(entry, ensure_ascii=False) + "\n")
 

@@ -38,7 +38,9 @@ def _show(state: dict[str, Any]) -> None:
     for lease in state["leases"]:
         print(f"  {lease['owner']}  expires in {lease['expires_in']:.1f}s")
     if state["waiting"]:
-        print(f"waiting for a slot: {', '.join(state['waiting'])}")
+        print(f"waiting for a slot, in order: {', '.join(state['waiting'])}")
+    if state.get("waiting_for_credits"):
+        print(f"waiting for credits, in order: {', '.join(state['waiting_for_credits'])}")
     if budget is None:
         print("budget: none")
     else:

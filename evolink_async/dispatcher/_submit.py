@@ -18,7 +18,7 @@ from typing import Any
 
 import anyio
 
-from ..errors import EvolinkError
+from ..errors import EvolinkError, ServiceUnreachableError
 from ..limits import SharedLimitsError
 from ._admission import Job, Services, Signal
 from ._progress import Ticker, Track
@@ -133,7 +133,9 @@ class SubmitRun(SingleRun):
     async def _gated(self, job: Job) -> None:
         try:
             await self.attempt(job)
-        except SharedLimitsError as exc:  # Redis unreachable: nothing was sent, all given back
+        except (SharedLimitsError, ServiceUnreachableError) as exc:
+            # Redis unreachable, or the service never reached by the client (told while this
+            # create waited behind the first): nothing was sent, all given back
             self.finish(job, "failed", exc)
         except Exception as exc:  # a bug: the handle still gets an outcome
             logger.exception("internal error in the dispatcher")

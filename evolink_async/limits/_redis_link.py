@@ -15,15 +15,16 @@ import hmac
 import json
 import os
 import socket
-import time
 import uuid
 from collections import Counter
 from typing import Any
 
 import anyio
+from anyio.abc import TaskGroup
 
 from ..errors import redact_url
 from ._redis_lua import KEY_NAMES, SCRIPT
+from ._redis_waits import Waits
 from .backend import SharedLimitsError
 
 __all__ = ["FLUSH_DELAY", "Link", "default_namespace"]
@@ -31,7 +32,6 @@ __all__ = ["FLUSH_DELAY", "Link", "default_namespace"]
 _NAMESPACE_KEY = b"evolink-async/limits/v1"
 #: seconds a queued change (a release, a settle) may wait for a call to take it along
 FLUSH_DELAY = 0.02
-_KINDS = ("slot", "credit")
 
 
 def default_namespace(api_key: str) -> str:
@@ -43,16 +43,15 @@ class Link:
     """One Redis connection pool, the namespace's keys, this process's owner name."""
 
     __slots__ = (
-        "_changed",
+        "_attached",
         "_client",
+        "_closed",
+        "_host",
         "_keys",
-        "_listener",
-        "_my_turn",
         "_outbox",
-        "_paused",
         "_queued",
+        "_scope",
         "_script",
-        "ahead",
         "ahead_op",
         "channel",
         "held",
@@ -62,6 +61,7 @@ class Link:
         "round_trips",
         "trips_by_op",
         "url",
+        "waits",
     )
 
     def __init__(
@@ -85,19 +85,21 @@ class Link:
         self.channel = prefix + "changed"
         self._script: Any = self._client.register_script(SCRIPT)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._my_turn = f"slot:{self.owner}".encode()
         self._outbox: list[dict[str, Any]] = []
         self._queued: anyio.Event | None = None
-        self._changed: dict[str, anyio.Event] = {}
-        #: the rate's book op, sent along a lease or reservation that is granted; the slot it
-        #: booked (a time.monotonic() deadline) until a request of this process takes it
+        #: the rate's book op, sent along a lease or reservation that is granted (the slot it
+        #: booked goes to ``waits.ahead`` until a request of this process takes it)
         self.ahead_op: dict[str, Any] | None = None
-        self.ahead: float | None = None
-        self._paused: anyio.Event | None = None
+        self.waits = Waits(self.owner)
         self.lease_ttl = lease_ttl
         #: this process's leases (id -> when taken), renewed every third of the lease time
         self.held: dict[str, float] = {}
-        self._listener: asyncio.Task[None] | None = None
+        #: the listener, renewer and flusher run in the task group of the limits' async
+        #: context (``attach``) or, if the limits were never entered, in a task of their own
+        self._attached = False
+        self._closed = False
+        self._scope: anyio.CancelScope | None = None
+        self._host: asyncio.Task[None] | None = None
         #: script calls sent so far (one round trip each), and by the call's own operation
         self.round_trips = 0
         self.trips_by_op: Counter[str] = Counter()
@@ -117,29 +119,6 @@ class Link:
         if self._queued is not None:
             self._queued.set()
 
-    def wake(self, kind: str) -> None:
-        """Wake this process's waiters for a slot (``kind="slot"``) or for credits."""
-        event = self._changed.pop(kind, None)
-        if event is not None:
-            event.set()
-
-    def wake_pause(self) -> None:
-        """A pause began: rate sleepers book again; a slot booked ahead is given up."""
-        self.ahead = None
-        if self._paused is not None:
-            self._paused.set()
-            self._paused = None
-
-    async def wait_pause(self, seconds: float) -> bool:
-        """Sleep ``seconds``; True when a pause began meanwhile."""
-        if self._paused is None:
-            self._paused = anyio.Event()
-        event = self._paused
-        with anyio.move_on_after(max(0.0, seconds)):
-            await event.wait()
-            return True
-        return False
-
     async def call(self, op: dict[str, Any] | None, *, book_ahead: bool = False) -> dict[str, Any]:
         """Run the queued changes and ``op`` in one atomic script call; return its result.
 
@@ -148,12 +127,12 @@ class Link:
         ops = self._outbox
         self._outbox = []
         if op is not None:
-            if book_ahead and self.ahead is None and self.ahead_op is not None:
+            if book_ahead and not self.waits.ahead and self.ahead_op is not None:
                 op = dict(op, book=self.ahead_op)
             ops.append(op)
         if not ops:
             return {}
-        self._start_listener()
+        self._start_background()
         self.round_trips += 1
         self.trips_by_op[op["op"] if op is not None else "flush"] += 1
         try:
@@ -169,7 +148,7 @@ class Link:
             return {}
         slot = result.get("slot")
         if isinstance(slot, dict):
-            self.ahead = time.monotonic() + float(slot.get("wait", 0.0))
+            self.waits.book_ahead(float(slot.get("wait", 0.0)))
         return result
 
     def _error(self, exc: Exception) -> SharedLimitsError:
@@ -182,26 +161,36 @@ class Link:
             unreachable=True,
         )
 
-    async def wait_change(self, kind: str, seconds: float) -> None:
-        """Wait until a slot (``kind="slot"``) or credits may have been freed, here or in
-        another process; at most ``seconds``."""
-        event = self._changed.get(kind)
-        if event is None:
-            event = self._changed[kind] = anyio.Event()
-        with anyio.move_on_after(max(0.0, seconds)):
-            await event.wait()
+    def attach(self, group: TaskGroup) -> None:
+        """Run the listener, renewer and flusher in ``group`` (the limits' async context),
+        cancelled by :meth:`aclose` and awaited when the group exits."""
+        if not self._attached and self._host is None:
+            self._attached = True
+            group.start_soon(self._background)
 
-    def _start_listener(self) -> None:
-        if self._listener is None or self._listener.done():
-            # owned by this link, cancelled and awaited by aclose(): the limits have no
-            # async entry of their own in which a task group could be opened
-            self._listener = asyncio.get_running_loop().create_task(self._background())
+    @property
+    def runs_in(self) -> str:
+        """Where the listener, renewer and flusher run: ``"group"`` (the limits' async
+        context), ``"own task"`` (limits never entered), or ``"nowhere"`` (not started)."""
+        if self._closed:
+            return "nowhere"
+        if self._attached:
+            return "group"
+        return "own task" if self._host is not None and not self._host.done() else "nowhere"
+
+    def _start_background(self) -> None:
+        if not self._attached and (self._host is None or self._host.done()):
+            # limits never entered (a client used without ``async with``): a task of their
+            # own, cancelled and awaited by aclose()
+            self._host = asyncio.get_running_loop().create_task(self._background())
 
     async def _background(self) -> None:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(self._listen)
-            tg.start_soon(self._renew)
-            tg.start_soon(self._flush)
+        with anyio.CancelScope() as scope:
+            self._scope = scope
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._listen)
+                tg.start_soon(self._renew)
+                tg.start_soon(self._flush)
 
     async def _listen(self) -> None:
         """Wake this process's waiters on every change another process published."""
@@ -210,16 +199,11 @@ class Link:
                 pubsub = self._client.pubsub(ignore_subscribe_messages=True)
                 async with pubsub:
                     await pubsub.subscribe(self.channel)
-                    for kind in _KINDS:  # anything missed while not subscribed
-                        self.wake(kind)
+                    self.waits.ask_all()  # anything missed while not subscribed
                     async for message in pubsub.listen():
                         data = message.get("data")
-                        if data == b"pause":
-                            self.wake_pause()
-                        elif data == b"credit":
-                            self.wake("credit")
-                        elif data == self._my_turn:
-                            self.wake("slot")
+                        if isinstance(data, bytes):
+                            self.waits.hear(data)
             except Exception:  # reconnect after a pause; calls report the outage themselves
                 await anyio.sleep(1.0)
 
@@ -237,22 +221,31 @@ class Link:
                     await anyio.sleep(1.0)
 
     async def _renew(self) -> None:
-        """Renew this process's leases every third of the lease time while it holds any."""
+        """Renew this process's leases, and say its waiters in line are alive, every third of
+        the lease time."""
         while True:
             await anyio.sleep(self.lease_ttl / 3)
-            if self.held:
+            if self.held or self.waits.waiting:  # leases held, tickets in line
                 op = {"op": "renew", "ids": list(self.held), "ttl": self.lease_ttl}
+                op["tickets"] = self.waits.waiting
                 with contextlib.suppress(SharedLimitsError):
                     await self.call(op)
 
     async def aclose(self) -> None:
-        """Send the queued changes, stop the listener, close the connections."""
-        with contextlib.suppress(SharedLimitsError):
-            if self._outbox:
-                await self.call(None)
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
-            self._listener = None
-        await self._client.aclose()
+        """Send the queued changes, stop the listener, renewer and flusher, close the
+        connections (the queued changes go out even when the closing task is cancelled)."""
+        if self._closed:
+            return
+        self._closed = True
+        with anyio.CancelScope(shield=True), anyio.move_on_after(5.0):
+            with contextlib.suppress(SharedLimitsError):
+                if self._outbox:
+                    await self.call(None)
+            if self._scope is not None:
+                self._scope.cancel()
+            if self._host is not None:
+                self._host.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._host
+                self._host = None
+            await self._client.aclose()

@@ -1,17 +1,18 @@
 """The three shared limits of :class:`~.redis_limits.RedisLimits`: rate, slots, budget.
 
-Each waits cheaply: a script call says how long to wait (the rate: until its booked slot; a
-lease or credits: until the earliest lease expiry) and the process sleeps until then or until
-a change is published. In a process only the first waiter asks Redis (an anyio lock: FIFO).
+Each waits cheaply. The rate: one call books the next shared slot and says how long to sleep.
+A lease or credits: one call grants them, or puts a ticket in the namespace's line (every
+process's waiters in one line, first come, first served); the call that later frees a slot or
+credits grants them to the line in order and publishes it, so a waiter makes no second call
+(it asks again only if it heard nothing for a while, which also says it is alive).
 """
 
 from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
-
-import anyio
 
 from ..errors import BudgetExceededError
 from ._common import fmt
@@ -25,6 +26,39 @@ _MAX_WAIT = 30.0
 #: a slot booked ahead and not taken within this many seconds is given up (sent later, it
 #: would crowd the slots booked after it)
 _AHEAD_GRACE = 0.02
+#: seconds added to the rate's window between a slot and the n-th after it: requests leave
+#: a little after their slots (an event loop is late, a process is descheduled), and a late
+#: burst must not meet the next one in one window of the service
+_WINDOW_GUARD = 0.1
+
+
+class _BudgetReset(Exception):
+    """The namespace has no budget any more (an operator reset it)."""
+
+
+async def _wait_turn(
+    link: Link, op: dict[str, Any], granted: Callable[[dict[str, Any]], float | None]
+) -> None:
+    """Ask for ``op`` (a lease or a reservation, with this process's next rate slot booked
+    along) until granted: ``granted(result)`` is ``None`` once it is, else the longest wait
+    before asking again. Asked again only on ``ask``, or after that wait without word (the
+    ticket stays in line meanwhile: asking again also says the waiter is alive)."""
+    # a ticket not seen for a lease time is dropped from the line: ask before that
+    longest = min(_MAX_WAIT, link.lease_ttl / 2)
+    while True:
+        result = await link.call(op, book_ahead=True)
+        if result.get("ok") == -2:  # an operator reset the budget: set it again
+            raise _BudgetReset
+        wait = granted(result)
+        if wait is None:
+            return
+        answer = await link.waits.wait_ticket(op["id"], min(longest, wait) or longest)
+        if answer is not None and answer != "ask":
+            if answer != "-":
+                link.waits.book_ahead(float(answer))
+            # granted from the line: say it is taken (with the next call, often the create's)
+            link.queue({"op": "taken", "id": op["id"], "ttl": link.lease_ttl})
+            return
 
 
 class RedisRate:
@@ -38,6 +72,7 @@ class RedisRate:
         rate: float | None,
         burst: int,
         *,
+        window: float = 1.0,
         default_pause: float = 2.0,
         decrease_factor: float = 0.5,
         min_factor: float = 1 / 16,
@@ -52,6 +87,8 @@ class RedisRate:
             "rate": self.rate,
             "burst": burst,
             "inc": increase,
+            "window": window,
+            "guard": _WINDOW_GUARD if window > 0 else 0.0,
         }
         self._throttle: dict[str, Any] = {
             "op": "throttle",
@@ -73,14 +110,14 @@ class RedisRate:
         """Take the slot booked ahead with a lease or a reservation, or book the next shared
         slot (one round trip); sleep until it. A pause published meanwhile makes the waiter
         book again."""
-        ahead, self._link.ahead = self._link.ahead, None
+        ahead = self._link.waits.take_ahead(_AHEAD_GRACE)
         now = time.monotonic()
-        if ahead is not None and now <= ahead + _AHEAD_GRACE and now >= self._paused_until:
+        if ahead is not None and now >= self._paused_until:
             left = ahead - now
         else:
             left = float((await self._book(recheck=False)).get("wait", 0.0))
         while left > 0:
-            if not await self._link.wait_pause(left):
+            if not await self._link.waits.wait_pause(left):
                 return
             left = float((await self._book(recheck=True)).get("wait", 0.0))
 
@@ -99,7 +136,7 @@ class RedisRate:
         pause = max(0.0, pause)
         self._paused_until = max(self._paused_until, time.monotonic() + pause)
         self._link.queue(dict(self._throttle, pause=pause))
-        self._link.wake_pause()
+        self._link.waits.wake_pause()
 
     def __repr__(self) -> str:
         return (
@@ -128,14 +165,13 @@ class RedisPermit:
 class RedisSlots:
     """Tasks in flight for the whole namespace: leases that expire with a dead process."""
 
-    __slots__ = ("_grow_every", "_link", "_lock", "cap", "configured")
+    __slots__ = ("_grow_every", "_link", "cap", "configured")
 
     def __init__(self, link: Link, max_in_flight: int, *, grow_every: float = 60.0) -> None:
         self._link = link
         self.configured = max_in_flight
         self.cap = max_in_flight
         self._grow_every = grow_every
-        self._lock: anyio.Lock | None = None
 
     @property
     def in_flight(self) -> int:
@@ -143,31 +179,25 @@ class RedisSlots:
         return len(self._link.held)
 
     async def acquire(self) -> RedisPermit:
-        if self._lock is None:
-            self._lock = anyio.Lock()
-        async with self._lock:
-            try:
-                return await self._take()
-            except BaseException:
-                # gave up waiting (cancelled, Redis down): leave the line
-                self._link.queue({"op": "unqueue", "owner": self._link.owner})
-                raise
+        """A lease: at once if a slot is free and nobody waits before us; else a ticket in
+        the namespace's line, granted in order by the call that frees a slot (no call of
+        ours). One round trip either way, unless the listener missed the grant."""
+        link = self._link
+        lease_id = f"{link.owner}:{uuid.uuid4().hex[:12]}"
+        op = {"op": "lease", "configured": self.configured, "id": lease_id}
+        op.update(ttl=link.lease_ttl, owner=link.owner, grow_every=self._grow_every)
+        try:
+            await _wait_turn(link, op, self._granted)
+        except BaseException:
+            # gave up waiting (cancelled, Redis down): out of line, a grant given back
+            link.queue({"op": "unqueue", "id": lease_id})
+            raise
+        link.held[lease_id] = time.monotonic()
+        return RedisPermit(link, lease_id)
 
-    async def _take(self) -> RedisPermit:
-        # a waiter in line is forgotten after a lease time unseen: ask again before that
-        longest = min(_MAX_WAIT, self._link.lease_ttl / 2)
-        while True:
-            lease_id = f"{self._link.owner}:{uuid.uuid4().hex[:12]}"
-            op = {"op": "lease", "configured": self.configured, "id": lease_id}
-            op.update(ttl=self._link.lease_ttl, owner=self._link.owner)
-            op.update(grow_every=self._grow_every)
-            result = await self._link.call(op, book_ahead=True)
-            self.cap = int(result.get("cap", self.cap))
-            if result.get("ok") == 1:
-                self._link.held[lease_id] = time.monotonic()
-                return RedisPermit(self._link, lease_id)
-            wait = float(result.get("wait", 0.0))
-            await self._link.wait_change("slot", min(longest, wait) or longest)
+    def _granted(self, result: dict[str, Any]) -> float | None:
+        self.cap = int(result.get("cap", self.cap))
+        return float(result.get("wait", 0.0)) if result.get("ok") != 1 else None
 
     def shrink(self, new_max: int) -> int:
         """A "too many concurrent tasks" 429: the shared cap shrinks in Redis with the 429's
@@ -221,7 +251,7 @@ class RedisBudget:
     process's reservations stay counted until settled or cleared by an operator.
     """
 
-    __slots__ = ("_checked", "_link", "_lock", "local", "release_on_failure", "total")
+    __slots__ = ("_checked", "_link", "local", "release_on_failure", "total")
 
     def __init__(self, link: Link, total: float, *, release_on_failure: bool = True) -> None:
         self._link = link
@@ -229,7 +259,6 @@ class RedisBudget:
         self.release_on_failure = release_on_failure
         self.local = 0.0  # held by this process's open reservations
         self._checked = False
-        self._lock: anyio.Lock | None = None
 
     @property
     def reserved(self) -> float:
@@ -254,28 +283,32 @@ class RedisBudget:
     async def reserve(self, amount: float) -> RedisReservation:
         if not self._checked:
             await self.check()
-        if self._lock is None:
-            self._lock = anyio.Lock()
-        async with self._lock:
-            rid = f"{self._link.owner}:{uuid.uuid4().hex[:12]}"
-            while True:
-                op = {"op": "reserve", "amount": float(amount), "id": rid}
-                op.update(owner=self._link.owner, release_on_failure=self.release_on_failure)
-                result = await self._link.call(op, book_ahead=True)
-                ok = result.get("ok")
-                if ok == 1:
-                    self.local += float(amount)
-                    return RedisReservation(self, rid, float(amount))
-                if ok == -1:
-                    raise BudgetExceededError(
-                        f"{amount:g} credits can never fit in the shared budget:"
-                        f" total={result.get('total', 0):g} spent={result.get('spent', 0):g}"
-                        f" reserved={result.get('reserved', 0):g}"
-                    )
-                if ok == -2:  # an operator reset the budget: set it again
-                    await self.check()
-                    continue
-                await self._link.wait_change("credit", _MAX_WAIT)
+        link = self._link
+        rid = f"{link.owner}:{uuid.uuid4().hex[:12]}"
+        op = {"op": "reserve", "amount": float(amount), "id": rid, "ttl": link.lease_ttl}
+        op.update(owner=link.owner, release_on_failure=self.release_on_failure)
+        while True:
+            try:
+                await _wait_turn(link, op, self._granted)
+                break
+            except _BudgetReset:  # an operator reset the budget: set it again
+                await self.check()
+            except BaseException:
+                link.queue({"op": "unqueue", "id": rid})
+                raise
+        self.local += float(amount)
+        return RedisReservation(self, rid, float(amount))
+
+    @staticmethod
+    def _granted(result: dict[str, Any]) -> float | None:
+        ok = result.get("ok")
+        if ok == -1:
+            raise BudgetExceededError(
+                f"{result.get('amount', 0):g} credits can never fit in the shared budget:"
+                f" total={result.get('total', 0):g} spent={result.get('spent', 0):g}"
+                f" reserved={result.get('reserved', 0):g}"
+            )
+        return None if ok == 1 else _MAX_WAIT
 
     def __repr__(self) -> str:
         return (

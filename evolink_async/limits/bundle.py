@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from types import TracebackType
 
 import attrs
 
@@ -82,6 +83,19 @@ class Limits:
     def configure(self, settings: LimitSettings) -> None:
         """Take a client's settings: the in-process bundle keeps the parts it was built with
         (a shared backend builds its parts here)."""
+
+    async def __aenter__(self) -> Limits:
+        """The limits' async context, entered by a client used with ``async with`` (a shared
+        backend runs its background tasks in it; nothing here)."""
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Leave the context (the client has closed the limits already)."""
 
     async def aclose(self) -> None:
         """Give back what the limits hold outside this process (nothing here)."""

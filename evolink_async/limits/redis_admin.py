@@ -38,7 +38,7 @@ async def _run(url: str, namespace: str, names: tuple[str, ...], job: Any) -> An
         await link.aclose()
 
 
-_ALL = ("rate", "conc", "leases", "owners", "budget", "res", "res_owners", "queue")
+_ALL = ("rate", "conc", "leases", "owners", "budget", "res", "res_owners", "queue", "cqueue")
 
 
 async def read_state(url: str, namespace: str) -> dict[str, Any]:
@@ -55,7 +55,19 @@ async def read_state(url: str, namespace: str) -> dict[str, Any]:
         pipe.hgetall(keys["res"])
         pipe.hgetall(keys["res_owners"])
         pipe.zrange(keys["queue"], 0, -1)
-        now_pair, rate, conc, leases, owners, budget, res, res_owners, queue = await pipe.execute()
+        pipe.zrange(keys["cqueue"], 0, -1)
+        (
+            now_pair,
+            rate,
+            conc,
+            leases,
+            owners,
+            budget,
+            res,
+            res_owners,
+            queue,
+            cqueue,
+        ) = await pipe.execute()
         now = float(now_pair[0]) + float(now_pair[1]) / 1e6
         rate = {_text(k): _float(v) for k, v in rate.items()}
         owners = {_text(k): _text(v) for k, v in owners.items()}
@@ -73,6 +85,7 @@ async def read_state(url: str, namespace: str) -> dict[str, Any]:
                 for m, s in leases
             ],
             "waiting": [_text(q) for q in queue],
+            "waiting_for_credits": [_text(q) for q in cqueue],
             "budget": budget or None,
             "reservations": [
                 {"id": _text(k), "amount": _float(v), "owner": res_owners.get(_text(k), "?")}
@@ -96,10 +109,15 @@ async def reset_budget(url: str, namespace: str) -> None:
 
 async def clear_leases(url: str, namespace: str) -> None:
     """Free every concurrency slot (a live process's too: its tasks then count nowhere) and
-    empty the waiting line."""
+    empty the line of slot waiters (a live waiter asks again and stands in line anew)."""
 
     async def job(client: Any, keys: dict[str, str]) -> None:
-        names = ("leases", "owners", "queue", "queue_seen")
-        await client.delete(*(keys[n] for n in names))
+        waiting = await client.zrange(keys["queue"], 0, -1)
+        pipe = client.pipeline(transaction=True)
+        if waiting:
+            pipe.hdel(keys["tickets"], *waiting)
+            pipe.zrem(keys["queue_seen"], *waiting)
+        pipe.delete(keys["leases"], keys["owners"], keys["queue"])
+        await pipe.execute()
 
-    await _run(url, namespace, ("leases", "owners", "queue", "queue_seen"), job)
+    await _run(url, namespace, ("leases", "owners", "queue", "queue_seen", "tickets"), job)
