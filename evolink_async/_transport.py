@@ -38,7 +38,7 @@ from . import __about__
 from ._codec import loads_json
 from ._redact import protect, redact, redact_bytes, redact_headers
 from ._retry import RetryPolicy, is_testing, parse_retry_after
-from ._unreachable import NEVER_OPENED, unreachable_error
+from ._unreachable import NEVER_OPENED, OpenedConnector, unreachable_error
 from .errors import (
     QUOTA_DETAILS,
     APIConnectionError,
@@ -281,24 +281,14 @@ class Transport:
         if self._session is None or self._session.closed:
             if not self._owns_session:
                 raise RuntimeError("the aiohttp session given to the client is closed")
-            connector = aiohttp.TCPConnector(limit=100, ssl=self.verify_ssl)
+            connector = OpenedConnector(self._opened, limit=100, ssl=self.verify_ssl)
             self._session = aiohttp.ClientSession(
-                connector=connector,
-                timeout=aiohttp.ClientTimeout(total=None),
-                trace_configs=[self._trace()],
+                connector=connector, timeout=aiohttp.ClientTimeout(total=None)
             )
         return self._session
 
-    def _trace(self) -> aiohttp.TraceConfig:
-        """Sets ``connected`` as a connection is opened (or taken from the pool)."""
-
-        async def opened(*_: object) -> None:
-            self.connected = True
-
-        trace = aiohttp.TraceConfig()
-        trace.on_connection_create_end.append(opened)
-        trace.on_connection_reuseconn.append(opened)
-        return trace
+    def _opened(self) -> None:
+        self.connected = True
 
     async def aclose(self) -> None:
         if self._owns_session and self._session is not None and not self._session.closed:

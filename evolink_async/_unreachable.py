@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import errno
 import ssl
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+from aiohttp.connector import Connection
 
 from ._redact import redact
 from .errors import ServiceUnreachableError
 
-__all__ = ["NEVER_OPENED", "unreachable_error"]
+__all__ = ["NEVER_OPENED", "OpenedConnector", "unreachable_error"]
 
 #: the aiohttp errors of a connection that could not be opened (a connect timeout stays an
 #: ``APITimeoutError``, as it always was)
@@ -61,3 +64,18 @@ def unreachable_error(
     error = ServiceUnreachableError(host, port, _cause(exc), maybe_created=maybe_created)
     error.__cause__ = exc
     return error
+
+
+class OpenedConnector(aiohttp.TCPConnector):
+    """A connector that calls ``on_open()`` each time a connection is opened or taken from the
+    pool: the service can be reached. Not a ``TraceConfig``: tracing costs every request
+    several signal sends; this costs one call."""
+
+    def __init__(self, on_open: Callable[[], None], **kw: Any) -> None:
+        super().__init__(**kw)
+        self._on_open = on_open
+
+    async def connect(self, *args: Any, **kw: Any) -> Connection:
+        connection = await super().connect(*args, **kw)
+        self._on_open()
+        return connection
