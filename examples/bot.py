@@ -23,11 +23,15 @@ from typing import Any
 
 from aiohttp import web
 
-from evolink_async import EvolinkClient, EvolinkError, TaskHandle
+from evolink_async import EvolinkClient, EvolinkError, PollPolicy, TaskHandle
 from evolink_async.testing import Simulator
 
 CLIENT = web.AppKey("client", EvolinkClient)
 JOBS = web.AppKey("jobs", dict[str, TaskHandle])
+#: a live status page reads each task every 5 s from its start, so users see ``processing``
+#: and real progress early (the default policy reads densely only near the expected end:
+#: fewer requests, but ``pending`` and an estimate until then)
+LIVE = PollPolicy(min_interval=5.0, max_interval=5.0, window=1.0, target_delay=5.0)
 
 
 def status(handle: TaskHandle) -> dict[str, Any]:
@@ -82,7 +86,9 @@ def evolink(
 
 def make_app(simulator: dict[str, Any] | None = None, **client_options: Any) -> web.Application:
     """The bot. ``simulator``: knobs of an embedded simulator (``None``: the real service,
-    key from ``$EVOLINK_API_KEY``); ``client_options`` go to ``EvolinkClient``."""
+    key from ``$EVOLINK_API_KEY``); ``client_options`` go to ``EvolinkClient`` (``poll``:
+    :data:`LIVE` unless given)."""
+    client_options.setdefault("poll", LIVE)
     app = web.Application()
     app[JOBS] = {}
     app.cleanup_ctx.append(evolink(simulator, **client_options))

@@ -18,8 +18,6 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from evolink_async import PollPolicy
-
 BOT = Path(__file__).resolve().parents[1] / "examples" / "bot.py"
 USERS = 20
 CAP = 5
@@ -30,9 +28,6 @@ SIMULATOR: dict[str, Any] = {
     "queue_delay": (0.0, 0.0),
     "generation_time": (40.0, 60.0),
 }
-#: the bot reads its tasks every 4 service seconds from the start (a live status page), not
-#: only near their expected end
-POLL = PollPolicy(min_interval=4.0, max_interval=4.0, window=1.0, target_delay=4.0)
 RANK = {"queued": 0, "pending": 1, "processing": 2, "completed": 3}
 
 
@@ -96,7 +91,7 @@ async def test_twenty_users_on_one_client_see_queued_processing_completed(
 ) -> None:
     with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.ERROR):
         warnings.simplefilter("always")
-        users = await serve_users(max_in_flight=CAP, rate=None, poll=POLL)
+        users = await serve_users(max_in_flight=CAP, rate=None)  # the example's own poll policy
         gc.collect()  # an unclosed session would say so now
         await asyncio.sleep(0)
 
