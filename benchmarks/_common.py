@@ -10,6 +10,7 @@ run's own peak.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import math
@@ -23,7 +24,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -316,3 +317,35 @@ if __name__ == "__main__":
         asyncio.run(_serve(json.loads(sys.argv[2])))
     else:
         sys.exit(f"usage: {sys.argv[0]} serve KNOBS_JSON")
+
+
+def scale_prompt(i: int) -> str:
+    """The prompt of task ``i`` of bench_scale's and profile_scale's workloads."""
+    return f"scale clip {i}: a lighthouse at dusk, waves breaking, slow dolly-in"
+
+
+@contextlib.asynccontextmanager
+async def all_in_flight(client: Any, n: int) -> AsyncIterator[None]:
+    """Tasks 0..n-1 (``scale_prompt``) sent through one ``generate_many`` and all in flight
+    (the simulator's tasks are long: none finishes) for the body of the block; then the batch
+    is closed. A batch holds at most its concurrency limit in created-or-undelivered requests
+    (256 without one): the limit is n, so that all n are in flight at once."""
+    batch = client.generate_many((scale_prompt(i) for i in range(n)), max_in_flight=n)
+
+    async def consume() -> None:
+        async for _ in batch:
+            pass
+
+    consumer = asyncio.create_task(consume())
+    try:
+        while client.in_flight < n:
+            if consumer.done():
+                consumer.result()
+                raise RuntimeError("the batch ended before every task was in flight")
+            await asyncio.sleep(0.05)
+        yield
+    finally:
+        consumer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await consumer
+        await batch.aclose()

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import gc
 import itertools
 import json
@@ -35,12 +34,14 @@ from typing import Any
 
 from _common import (
     SimulatorProcess,
+    all_in_flight,
     cpu_seconds,
     current_rss_bytes,
     machine_info,
     peak_rss_mb,
     print_table,
     run_worker,
+    scale_prompt,
     sdk_info,
     write_json,
 )
@@ -85,10 +86,6 @@ def _settle_memory() -> int:
     return current_rss_bytes()
 
 
-def _prompt(i: int) -> str:
-    return f"scale clip {i}: a lighthouse at dusk, waves breaking, slow dolly-in"
-
-
 # -- workers (each in its own process) ------------------------------------------------------------
 
 
@@ -114,37 +111,20 @@ async def worker_in_flight(
         rss0 = _settle_memory()
         tasks0 = len(asyncio.all_tasks())
         t0 = time.monotonic()
-        # a batch holds at most its concurrency limit in created-or-undelivered requests (256
-        # without one): the limit is n, so that all n are in flight at once
-        batch = client.generate_many((_prompt(i) for i in range(n)), max_in_flight=n)
-
-        async def consume() -> None:
-            async for _ in batch:
-                pass
-
-        consumer = asyncio.create_task(consume())
-        while client.in_flight < n:
-            if consumer.done():
-                consumer.result()
-                raise RuntimeError("the batch ended before every task was in flight")
-            await asyncio.sleep(0.05)
-        created_s = time.monotonic() - t0
-        rss1 = _settle_memory()
-        tasks_alive = len(asyncio.all_tasks())
-        # a task's first poll comes `interval` after its create: a window of at least one
-        # interval from now sees every task polled about once per interval
-        window = cfg["window_s"] if batch_reads else max(cfg["window_s"], interval)
-        if batch_reads:  # the window starts once the first task created has been read
-            await asyncio.sleep(max(0.0, interval - created_s + 1.0))
-        polls0, cpu0, w0 = client.poller.polls, cpu_seconds(), time.monotonic()
-        await asyncio.sleep(window)
-        polls1, cpu1, w1 = client.poller.polls, cpu_seconds(), time.monotonic()
-        rss2 = _settle_memory()
-        in_flight_end = client.in_flight
-        consumer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await consumer
-        await batch.aclose()
+        async with all_in_flight(client, n):
+            created_s = time.monotonic() - t0
+            rss1 = _settle_memory()
+            tasks_alive = len(asyncio.all_tasks())
+            # a task's first poll comes `interval` after its create: a window of at least one
+            # interval from now sees every task polled about once per interval
+            window = cfg["window_s"] if batch_reads else max(cfg["window_s"], interval)
+            if batch_reads:  # the window starts once the first task created has been read
+                await asyncio.sleep(max(0.0, interval - created_s + 1.0))
+            polls0, cpu0, w0 = client.poller.polls, cpu_seconds(), time.monotonic()
+            await asyncio.sleep(window)
+            polls1, cpu1, w1 = client.poller.polls, cpu_seconds(), time.monotonic()
+            rss2 = _settle_memory()
+            in_flight_end = client.in_flight
     polls = polls1 - polls0
     return {
         "in_flight": n,
@@ -176,7 +156,7 @@ async def worker_stream(base_url: str, api_key: str, cfg: dict[str, Any]) -> dic
         path = Path(tmp) / "prompts.txt"
         with path.open("w") as f:
             for i in range(lines):
-                f.write(_prompt(i) + "\n")
+                f.write(scale_prompt(i) + "\n")
 
         def read_lines() -> Iterator[str]:
             with path.open() as f:
@@ -237,7 +217,7 @@ async def worker_raw(
     async with aiohttp.ClientSession(base_url, headers=headers) as session:
         ids = []
         for i in range(100):
-            body = {"model": MODEL, "prompt": _prompt(i)}
+            body = {"model": MODEL, "prompt": scale_prompt(i)}
             async with session.post("/v1/videos/generations", json=body) as resp:
                 ids.append((await resp.json())["id"])
         async with session.get(f"/v1/tasks/{ids[0]}") as resp:
@@ -269,7 +249,7 @@ async def worker_sdk_get(base_url: str, api_key: str, count: int) -> dict[str, A
     from evolink_async import EvolinkClient  # noqa: PLC0415
 
     async with EvolinkClient(api_key, base_url, rate=None, max_in_flight=None) as client:
-        ids = [(await client.create_video(prompt=_prompt(i))).id for i in range(100)]
+        ids = [(await client.create_video(prompt=scale_prompt(i))).id for i in range(100)]
         await client.get_task(ids[0])
         next_i = 0
         t0, cpu0 = time.monotonic(), cpu_seconds()

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import gc
 import json
 import sys
@@ -31,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from _common import SimulatorProcess, cpu_seconds, run_worker
+from _common import SimulatorProcess, all_in_flight, cpu_seconds, run_worker, scale_prompt
 
 THIS = Path(__file__).resolve()
 FOREVER = 10_000_000.0
@@ -42,10 +41,6 @@ HOLD_KNOBS = {
     "generation_time": [FOREVER, FOREVER],
     "credits": 1e12,
 }
-
-
-def _prompt(i: int) -> str:
-    return f"scale clip {i}: a lighthouse at dusk, waves breaking, slow dolly-in"
 
 
 async def _hold(base_url: str, api_key: str, p: dict[str, Any]) -> dict[str, Any]:
@@ -68,31 +63,16 @@ async def _hold(base_url: str, api_key: str, p: dict[str, Any]) -> dict[str, Any
         if mode == "memory":
             tracemalloc.start(p["frames"])
             snap0 = tracemalloc.take_snapshot()
-        batch = client.generate_many((_prompt(i) for i in range(n)), max_in_flight=n)
-
-        async def consume() -> None:
-            async for _ in batch:
-                pass
-
-        consumer = asyncio.create_task(consume())
-        while client.in_flight < n:
-            if consumer.done():
-                consumer.result()
-                raise RuntimeError("the batch ended before every task was in flight")
-            await asyncio.sleep(0.05)
-        out: dict[str, Any] = {"n": n, "mode": mode}
-        if mode == "memory":
-            gc.collect()
-            snap1 = tracemalloc.take_snapshot()
-            tracemalloc.stop()
-            out["top"] = _memory_top(snap1.compare_to(snap0, p["group"]), n, p["top"])
-        else:
-            await asyncio.sleep(interval)  # every task polled once before the window
-            out.update(await _cpu_window(client, p, p["top"]))
-        consumer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await consumer
-        await batch.aclose()
+        async with all_in_flight(client, n):
+            out: dict[str, Any] = {"n": n, "mode": mode}
+            if mode == "memory":
+                gc.collect()
+                snap1 = tracemalloc.take_snapshot()
+                tracemalloc.stop()
+                out["top"] = _memory_top(snap1.compare_to(snap0, p["group"]), n, p["top"])
+            else:
+                await asyncio.sleep(interval)  # every task polled once before the window
+                out.update(await _cpu_window(client, p, p["top"]))
     return out
 
 
@@ -100,7 +80,7 @@ async def _flat_out(base_url: str, api_key: str, p: dict[str, Any]) -> dict[str,
     from evolink_async import EvolinkClient  # noqa: PLC0415
 
     async with EvolinkClient(api_key, base_url, rate=None, max_in_flight=None) as client:
-        ids = [(await client.create_video(prompt=_prompt(i))).id for i in range(100)]
+        ids = [(await client.create_video(prompt=scale_prompt(i))).id for i in range(100)]
         await client.get_task(ids[0])
         stop = False
 
