@@ -47,6 +47,8 @@ class FakeAPI:
         self.requests = 0
         self.keys: list[str | None] = []  # the idempotency key of each create
         self.refuse = 0  # creates to refuse with a 429 first
+        self.connected = False  # as the dispatcher sees it: creates go one at a time first
+        self.idempotency = False  # the keys are the test's (before_create), not the API's
 
     async def create_video(
         self, request: VideoRequest, *, idempotency_key: str | None = None

@@ -279,7 +279,7 @@ class Run:
         if self.rate is not None:
             await self.rate.acquire()
         reach, api = self.services.reach, self.services.api
-        async with reach.admit(lambda: bool(getattr(api, "connected", False))):
+        async with reach.admit(lambda: api.connected):
             if self.fatal is not None:  # the service was never reached: send nothing more
                 raise self.fatal
             job.attempts += 1
@@ -289,7 +289,7 @@ class Run:
                 key = await hook(job.index, job.request, job.attempts) if hook else None
                 key = key or job.key_for(job.attempts)
                 send = functools.partial(api.create_video, job.request, idempotency_key=key)
-                keyed = bool(getattr(api, "idempotency", False))  # the key is sent
+                keyed = api.idempotency  # the key is sent
                 wait = functools.partial(_waits, self, job)
                 task = await reach.create(send, wait, keyed=keyed)
             except BaseException as exc:

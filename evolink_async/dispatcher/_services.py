@@ -23,6 +23,13 @@ class TaskAPI(Protocol):
     @property
     def requests(self) -> int: ...
 
+    #: a connection to the service was ever opened (creates go one at a time until then)
+    @property
+    def connected(self) -> bool: ...
+
+    #: creates carry idempotency keys (a create that may have been taken is then resent)
+    idempotency: bool
+
     def create_video(
         self, request: VideoRequest, *, idempotency_key: str | None = None
     ) -> Awaitable[Task]: ...
