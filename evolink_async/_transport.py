@@ -374,17 +374,26 @@ class Transport:
         async with self.session.request(
             method, url, json=json, headers=headers, timeout=self._timeout(), allow_redirects=False
         ) as resp:
-            # read(n) returns what has arrived, up to n: read on until the end or the cap + 1
-            limit = self.max_response_bytes + 1
-            body = bytearray()
-            while len(body) < limit:
-                chunk = await resp.content.read(limit - len(body))
-                if not chunk:
-                    break
-                body += chunk
+            length = resp.content_length
+            if length is not None and length <= self.max_response_bytes:
+                body = await resp.read()  # a declared length within the cap: read at once
+            else:
+                body = await _read_capped(resp, self.max_response_bytes + 1)
             if self.on_headers is not None:
                 self.on_headers(resp.headers)
-            return resp.status, resp.headers, bytes(body)
+            return resp.status, resp.headers, body
+
+
+async def _read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The body, up to ``limit`` bytes (no length declared, or one over the cap): ``read(n)``
+    returns what has arrived, up to n, so read on until the end or the limit."""
+    body = bytearray()
+    while len(body) < limit:
+        chunk = await resp.content.read(limit - len(body))
+        if not chunk:
+            break
+        body += chunk
+    return bytes(body)
 
 
 def _create_error(call: _Call, status: int, error: APIError) -> tuple[EvolinkError, bool]:
