@@ -111,6 +111,7 @@ class Transport:
     __slots__ = (
         "__weakref__",
         "_api_key",
+        "_connect_listeners",
         "_headers_made",
         "_owns_session",
         "_rng",
@@ -167,6 +168,7 @@ class Transport:
         #: a connection was opened (or, on a session given by the caller, an attempt got past
         #: connecting): the service can be reached
         self.connected = False
+        self._connect_listeners: list[Callable[[], None]] = []
         self._headers_made: tuple[str, dict[str, str]] | None = None
         self._timeout_made: aiohttp.ClientTimeout | None = None
 
@@ -196,7 +198,20 @@ class Transport:
         return self._session
 
     def _opened(self) -> None:
+        if not self.connected:
+            self._connected_now()
+
+    def when_connected(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` once, when a connection to the service is first opened (or, on
+        a session given by the caller, an attempt first gets past connecting); never when
+        one was opened already (``connected``)."""
+        self._connect_listeners.append(listener)
+
+    def _connected_now(self) -> None:
         self.connected = True
+        listeners, self._connect_listeners = self._connect_listeners, []
+        for listener in listeners:
+            listener()
 
     async def aclose(self) -> None:
         if self._owns_session and self._session is not None and not self._session.closed:
@@ -341,13 +356,15 @@ class Transport:
             self._log(call, type(error).__name__, attempt, start)
             return error, True
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            self.connected = True
+            if not self.connected:
+                self._connected_now()
             self.counters[f"{call.method} {call.kind} error"] += 1
             error = _connection_error(exc, maybe_created=call.create)
             self._log(call, type(error).__name__, attempt, start)
             # sent, no answer: a create may have been taken; only its own key may repeat it
             return error, not call.create or call.key is not None
-        self.connected = True
+        if not self.connected:
+            self._connected_now()
         self.counters[f"{call.method} {call.kind} {status}"] += 1
         self._log(call, status, attempt, start)
         body = redact_bytes(body)  # a server echoing the key must not put it anywhere
