@@ -254,17 +254,21 @@ def same_state(known: Task, data: Any) -> bool:
         return False
     if type(data) is not dict and not isinstance(data, Mapping):
         return False
-    if data.get("status") != known.raw_status or data.get("id") != known.id:
+    get = data.get
+    if get("status") != known.raw_status or get("id") != known.id:
         return False
-    if _opt_int(data.get("progress")) != known.progress:
+    progress = get("progress")  # the usual int first: no decoding call
+    fast = type(progress) is int and progress == known.progress
+    if not fast and _opt_int(progress) != known.progress:
         return False
-    info = data.get("task_info")
-    estimated = (
-        _opt_float(info.get("estimated_time"))
-        if type(info) is dict or isinstance(info, Mapping)
-        else None
-    )
-    return estimated == known.estimated_time
+    info, known_info = get("task_info"), known.task_info
+    known_estimate = known_info.estimated_time if known_info is not None else None
+    if type(info) is not dict and not isinstance(info, Mapping):
+        return known_estimate is None
+    estimate = info.get("estimated_time")
+    if type(estimate) in (int, float) and estimate == known_estimate:
+        return True
+    return _opt_float(estimate) == known_estimate
 
 
 def decode_task(data: Any, known: Task | None = None) -> Task:

@@ -70,7 +70,8 @@ def _plan_entry(entry: Entry, now: float, poller: Poller) -> tuple[float, float 
     reads (``plan_window``, aimed the reads' latency early; None: it may not): with callbacks
     on, the safety net of ``plan_safety_poll``, which does not ride."""
     policy, scale, rng = poller.policy, poller.time_scale, poller._rng
-    est = entry.task.estimated_time
+    info = entry.task.task_info
+    est = info.estimated_time if info is not None else None
     estimated = None if est is None else est * scale
     if poller.callbacks:
         delay = plan_safety_poll(
@@ -133,8 +134,13 @@ async def _wait(event: anyio.Event, delay: float, loop: asyncio.AbstractEventLoo
 def _group_reads(due: list[Entry], single: Callable[[Entry], bool]) -> list[list[Entry]]:
     """The due tasks as reads: alone when they must be (``single``), else 50 to a batch, so
     a planning tick sends ``ceil(due / 50)`` batch reads."""
-    together = [e for e in due if not single(e)]
-    reads = [[e] for e in due if single(e)]
+    reads: list[list[Entry]] = []
+    together: list[Entry] = []
+    for e in due:
+        if single(e):
+            reads.append([e])
+        else:
+            together.append(e)
     reads += [together[i : i + BATCH_SIZE] for i in range(0, len(together), BATCH_SIZE)]
     return reads
 

@@ -13,7 +13,13 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from evolink_async._codec import converter, decode_credits, decode_task, loads_json
+from evolink_async._codec import (
+    converter,
+    decode_credits,
+    decode_task,
+    loads_json,
+    same_state,
+)
 from evolink_async.errors import DecodeError, TaskFailedError
 from evolink_async.models import (
     FATAL_TASK_ERROR_CODES,
@@ -557,6 +563,44 @@ def test_decode_task_makes_exactly_the_task_the_converter_makes(
     # function is the reference: whatever the answer holds, the two tasks are equal
     data = {**body, "id": task_id}
     assert decode_task(data) == converter.structure(data, Task)
+
+
+#: task states drawn from few values, so that answers often show the same state
+STATE = st.fixed_dictionaries(
+    {},
+    optional={
+        "status": st.sampled_from(["processing", "pending", "completed", " Processing", 5]),
+        "progress": st.sampled_from([40, 40.0, "40", 41, 1, True, None, 10**400]),
+        "task_info": st.sampled_from(
+            [None, "x", {}, *({"estimated_time": v} for v in (300, 300.0, "300", 200, True, None))]
+        ),
+    },
+)
+
+
+@settings(max_examples=500, deadline=None, database=None)
+@given(STATE, STATE)
+@example({"progress": 40, "task_info": {"estimated_time": 300}}, {"progress": 40.0})
+@example({"status": "processing", "progress": 1}, {"progress": True})
+@example(
+    {"status": "processing", "task_info": {"estimated_time": 1}},
+    {"task_info": {"estimated_time": True}},
+)
+def test_same_state_says_what_decoding_the_answer_would_show(
+    first: dict[str, Any], later: dict[str, Any]
+) -> None:
+    # a poll keeps the known task only when decoding the answer shows the same state
+    known = decode_task({**first, "id": TASK_ID})
+    answer = {**first, **later, "id": TASK_ID}
+    now = decode_task(answer)
+    shown = (now.raw_status, now.progress, now.estimated_time)
+    expected = not known.is_terminal and shown == (
+        known.raw_status,
+        known.progress,
+        known.estimated_time,
+    )
+    if isinstance(answer.get("status"), str) or known.raw_status:
+        assert same_state(known, answer) == expected
 
 
 @settings(max_examples=100, deadline=None, database=None)
