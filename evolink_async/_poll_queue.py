@@ -49,6 +49,11 @@ class ReadQueue(Generic[T]):
             raise anyio.WouldBlock
         return self._items.popleft()
 
+    def take(self) -> T | None:
+        """The next item, or None when there is none (no exception: an idle worker's usual
+        case)."""
+        return self._items.popleft() if self._items else None
+
     async def receive(self) -> T:
         """The next item, waiting for one (no checkpoint when one is there: see the module)."""
         while not self._items:

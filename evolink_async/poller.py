@@ -267,7 +267,7 @@ class Poller:
         if task.is_terminal:
             self.finish(entry, task)
         else:
-            self._schedule(entry, *self._plan(entry, now))
+            self._schedule(entry, *_plan_entry(entry, now, self))
             self._ensure_running()
         return TrackedTask(entry)
 
@@ -338,9 +338,9 @@ class Poller:
                 entry, TaskStalledError(task, (now - entry.unknown_since) / self.time_scale)
             )
         else:
-            planned = (0.0, None) if entry.woken else self._plan(entry, now)
+            delay, early = (0.0, None) if entry.woken else _plan_entry(entry, now, self)
             entry.woken = False
-            self._schedule(entry, *planned)
+            self._schedule(entry, delay, early, now)
 
     def finish(self, entry: Entry, result: TaskResult) -> None:
         if entry.result is not None:  # ended already (forgotten, or a late answer): once only
@@ -360,14 +360,14 @@ class Poller:
 
     # -- scheduling -----------------------------------------------------------------------
 
-    def _plan(self, entry: Entry, now: float) -> tuple[float, float | None]:
-        return _plan_entry(entry, now, self)
-
-    def _schedule(self, entry: Entry, delay: float, early: float | None = None) -> None:
-        """Queue a read in ``delay`` seconds; from ``early`` seconds it may ride along."""
+    def _schedule(
+        self, entry: Entry, delay: float, early: float | None = None, now: float | None = None
+    ) -> None:
+        """Queue a read in ``delay`` seconds from ``now`` (default: the clock); from ``early``
+        seconds it may ride along."""
         if self._entries.get(entry.task.id) is not entry:
             return  # no longer tracked
-        now = self._clock()
+        now = self._clock() if now is None else now
         due = now + delay if entry.deadline is None else min(now + delay, entry.deadline)
         ride = early is not None and self.reader.batch
         self._queue.push(entry, due, now + early if ride and early is not None else None)
@@ -430,9 +430,8 @@ class Poller:
 
     async def _worker(self, receive: ReadQueue[list[Entry]]) -> None:
         while True:
-            try:  # no checkpoint when a read is waiting: the read itself yields
-                read = receive.receive_nowait()
-            except anyio.WouldBlock:
+            read = receive.take()  # no checkpoint when a read is waiting: the read yields
+            if read is None:
                 read = await receive.receive()
             live = [e for e in read if self._entries.get(e.task.id) is e]
             if not live:
