@@ -174,6 +174,8 @@ def check_field(error: InvalidRequestError, given: Mapping[str, Any]) -> None:
     elif match["extra"] is not None:
         name = match["extra"]
         extra = given.get("extra", given)
+        if extra is None:  # extra=None: none given; a field the model requires is missing
+            extra = {}
         required = spec.required_extra | spec.required if spec is not None else frozenset()
         assert isinstance(extra, Mapping)
         assert name in extra or name in CORE_FIELDS or name in required, error
@@ -193,6 +195,7 @@ SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=[Heal
 @example({"prompt": "a cat", "model": ["sora-2"]})
 @example({"prompt": "a cat", "extra": {1: "one"}})
 @example({"prompt": "a remix", "model": "sora-2-pro-remix"})
+@example({"model": "omnihuman-1.5", "prompt": "", "extra": None})  # needs extra.audio_url
 def test_video_request_of_any_fields_is_valid_or_names_the_field_at_fault(
     kwargs: dict[str, Any],
 ) -> None:
