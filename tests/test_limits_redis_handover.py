@@ -1,0 +1,141 @@
+"""The handover through the shared limits (issue 14): a slot freed in one process reaches a
+waiter in another at once, costs that waiter one round trip, and can be traced."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import anyio
+import pytest
+import redis.asyncio as aioredis
+from redis_support import redis_server_fixture, redis_url_fixture
+
+from evolink_async.limits import LimitSettings, Permit, RedisLimits, _redis_link
+
+__all__ = ["redis_server_fixture", "redis_url_fixture"]
+
+KEY = "sk-handover-0123456789abcdef"
+
+
+def settings(**overrides: Any) -> LimitSettings:
+    values: dict[str, Any] = {"rate": 1000.0, "burst": 1, "max_in_flight": 1, "budget": None}
+    values.update(overrides)
+    return LimitSettings(api_key=KEY, **values)
+
+
+async def in_line(limits: RedisLimits, n: int) -> None:
+    """Wait until ``n`` tickets stand in the namespace's line of slot waiters."""
+    client = aioredis.Redis.from_url(limits.url)
+    try:
+        with anyio.fail_after(5):
+            while await client.zcard(f"evolink:{{{limits.namespace}}}:queue") < n:  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+    finally:
+        await client.aclose()
+
+
+async def test_a_released_slot_goes_out_at_once_with_the_changes_queued_before_it(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # ordinary changes (a settle) wait for a call to take them along; were the release one
+    # of them, the waiter in the other process would wait this long
+    monkeypatch.setattr(_redis_link, "FLUSH_DELAY", 3600.0)
+    a = RedisLimits(redis_url, "urgent")
+    b = RedisLimits(redis_url, "urgent")
+    a.configure(settings(budget=100.0))
+    b.configure(settings(budget=100.0))
+    assert a.concurrency is not None
+    assert b.concurrency is not None
+    assert a.budget is not None
+    got: list[Permit] = []
+
+    async def wait_for_slot() -> None:
+        assert b.concurrency is not None
+        got.append(await b.concurrency.acquire())
+
+    async with a, b, anyio.create_task_group() as tg:
+        held = await a.concurrency.acquire()
+        hold = await a.budget.reserve(40.0)
+        tg.start_soon(wait_for_slot)
+        await in_line(a, 1)
+        hold.settle(25.0)  # queued, not urgent
+        held.release()  # urgent: the flusher sends both now
+        with anyio.fail_after(5):
+            while not got:  # noqa: ASYNC110 (granted from the other process)
+                await anyio.sleep(0.01)
+        client = aioredis.Redis.from_url(redis_url)
+        try:
+            amount = await client.hget(f"evolink:{{{a.namespace}}}:res", getattr(hold, "id", ""))
+        finally:
+            await client.aclose()
+        assert b"25" == amount
+        got[0].release()
+
+
+async def test_a_slot_served_from_the_line_costs_its_waiter_one_round_trip(
+    redis_url: str,
+) -> None:
+    a = RedisLimits(redis_url, "one-trip")
+    b = RedisLimits(redis_url, "one-trip", lease_ttl=0.6)  # renewed every 0.2 s
+    a.configure(settings())
+    b.configure(settings())
+    assert a.concurrency is not None
+    assert b.concurrency is not None
+    got: list[Permit] = []
+
+    async def wait_for_slot() -> None:
+        assert b.concurrency is not None
+        got.append(await b.concurrency.acquire())
+
+    async with a, b, anyio.create_task_group() as tg:
+        held = await a.concurrency.acquire()
+        tg.start_soon(wait_for_slot)
+        await in_line(a, 1)
+        held.release()
+        with anyio.fail_after(5):
+            while not got:  # noqa: ASYNC110 (granted from the other process)
+                await anyio.sleep(0.01)
+        assert 0 == b.queued_changes  # nothing to say: no "taken" for a lease
+        assert 1 == b.trips_by_op["lease"]
+        assert "flush" not in b.trips_by_op
+        await anyio.sleep(1.0)  # past its first expiry: the renewer keeps it
+        client = aioredis.Redis.from_url(redis_url)
+        try:
+            leases = await client.zrange(f"evolink:{{{b.namespace}}}:leases", 0, -1)
+        finally:
+            await client.aclose()
+        assert [permit_id(got[0]).encode()] == leases
+        got[0].release()
+
+
+def permit_id(permit: Permit) -> str:
+    lease_id = getattr(permit, "id", None)
+    assert isinstance(lease_id, str)
+    return lease_id
+
+
+@pytest.mark.parametrize("trace", [False, True])
+async def test_the_trace_is_off_by_default_and_times_each_step_of_a_create(
+    redis_url: str, trace: bool
+) -> None:
+    limits = RedisLimits(redis_url, f"trace-{trace}", trace=trace)
+    limits.configure(settings())
+    assert limits.concurrency is not None
+    async with limits:
+        permit = await limits.concurrency.acquire()
+        await limits.rate.acquire()
+        permit.release()
+        await limits.aclose()
+        events = limits.trace_events
+    if not trace:
+        assert [] == events
+        return
+    kinds = [e["kind"] for e in events]
+    assert ["call", "lease", "rate", "release", "call"] == kinds
+    lease, rate, release = events[1], events[2], events[3]
+    assert lease["task"] == rate["task"]  # the create's own rate slot (booked with its lease)
+    assert rate["ahead"] is True
+    assert lease["asked"] <= lease["t"] <= rate["t"] <= release["t"]
+    assert [release["id"]] == events[4]["freed"]
+    assert KEY not in json.dumps(events)
