@@ -15,7 +15,9 @@ Three parts, each run in a fresh client process against a simulator in its own p
    simulator answers almost at once; RSS sampled every 10 000 outcomes.
 3. **floor**: the GETs the SDK's poller sent, replayed by a bare aiohttp loop at the same
    offsets (for the 10 000 run, and in the full profile for a slow run of 50 polls a second
-   too), and flat out against ``client.get_task``; the SDK's CPU per request as a ratio.
+   too), and flat out against ``client.get_task``; the SDK's CPU per request as a ratio. The
+   full profile runs these pairs in 3 rounds (``--rounds``) and gives the median ratio and
+   each round's, since one round's ratio moves by up to 20 % on a shared machine.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import asyncio
 import gc
 import itertools
 import json
+import statistics
 import sys
 import tempfile
 import time
@@ -63,6 +66,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "low_rate": None,
         "big": None,
         "big_interval": 60.0,
+        "rounds": 1,
     },
     "full": {
         "sizes": [100, 1_000, 10_000],
@@ -74,6 +78,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "low_rate": 50.0,
         "big": 100_000,
         "big_interval": 60.0,
+        "rounds": 3,
     },
 }
 
@@ -323,6 +328,63 @@ def replay_floor(ref: dict[str, Any]) -> dict[str, Any]:
         return run("raw", HOLD_KNOBS, {"schedule_file": str(path)})
 
 
+def floor_round(cfg: dict[str, Any], ref: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """One round of the floor: the SDK's poller at the largest size (``ref``: a run already
+    made) and, in the full profile, slowly; each replayed by a bare aiohttp loop; then
+    ``client.get_task`` and the bare loop flat out."""
+    if ref is None:
+        ref = run("in-flight", HOLD_KNOBS, {**cfg, "n": cfg["sizes"][-1]}, request_times=True)
+    refs = [(f"{ref['in_flight']:,} in flight, {cfg['poll_rate']:.0f}/s", ref)]
+    if cfg.get("low_rate"):
+        params = {**cfg, "n": 100, "poll_rate": cfg["low_rate"]}
+        low = run("in-flight", HOLD_KNOBS, params, request_times=True)
+        refs.append((f"100 in flight, slow, {cfg['low_rate']:.0f}/s", low))
+    rows = []
+    for label, r in refs:
+        paced = replay_floor(r)
+        r.pop("request_times", None)
+        rows.append(_floor_row(f"SDK poller, {label}", r["polls"], r["cpu_per_poll_us"], paced))
+    count = ref["polls"]
+    flat = run("raw", HOLD_KNOBS, {"count": count})
+    sdk = run("sdk-get", HOLD_KNOBS, {"count": count})
+    what = f"client.get_task flat out, {WORKERS} at once"
+    rows.append(_floor_row(what, count, sdk["cpu_per_request_us"], flat))
+    return rows
+
+
+def _floor_row(what: str, count: int, sdk_us: float, raw: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "what": what,
+        "requests": count,
+        "sdk_cpu_per_request_us": sdk_us,
+        "raw_cpu_per_request_us": raw["cpu_per_request_us"],
+        "ratio": sdk_us / raw["cpu_per_request_us"],
+    }
+
+
+def merge_rounds(rounds: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """One row a pace: the medians over the rounds, and each round's ratio."""
+    by_what: dict[str, list[dict[str, Any]]] = {}
+    for rows in rounds:
+        for row in rows:
+            by_what.setdefault(row["what"], []).append(row)
+    merged = []
+    for what, rows in by_what.items():
+        merged.append(
+            {
+                "what": what,
+                "requests": rows[0]["requests"],
+                **{
+                    key: statistics.median(r[key] for r in rows)
+                    for key in ("sdk_cpu_per_request_us", "raw_cpu_per_request_us", "ratio")
+                },
+                "ratio_range": " ".join(f"{r['ratio']:.2f}" for r in rows),
+                "rounds": rows,
+            }
+        )
+    return merged
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     prof = p.add_mutually_exclusive_group()
@@ -335,6 +397,7 @@ def main(argv: list[str] | None = None) -> int:
         help="the in-flight point with batch reads (full 100 000, quick none; 0: skip)",
     )
     p.add_argument("--lines", type=int, help="stream length (quick 4 000, full 100 000)")
+    p.add_argument("--rounds", type=int, help="rounds of the CPU floor (quick 1, full 3)")
     p.add_argument("--sample-every", type=int, help="RSS sample period, in outcomes")
     p.add_argument(
         "--window", type=float, help="seconds of polling measured, at least one poll interval"
@@ -370,6 +433,7 @@ def main(argv: list[str] | None = None) -> int:
         ("window_s", ns.window),
         ("poll_rate", ns.poll_rate),
         ("big", ns.big),
+        ("rounds", ns.rounds),
     ):
         if value is not None:
             cfg[key] = value
@@ -463,68 +527,21 @@ def main(argv: list[str] | None = None) -> int:
             f"{stream['cpu_per_request_us']:.0f} us CPU/request, outcomes {stream['outcomes']})",
         )
 
-    # 3. the raw aiohttp floor: the same count of GETs as the SDK's poller made, by a bare
-    # aiohttp loop paced at the same rate (the cost of a request depends on the rate: at a few
-    # dozen a second every request pays a cold wake-up), and flat out against client.get_task.
+    # 3. the raw aiohttp floor, in rounds (the ratio of one round moves by +-20 % on a shared
+    # machine): each round runs the SDK and the bare loop back to back
     floor: list[dict[str, Any]] = []
-    slow: dict[str, Any] | None = None
     singles = [r for r in in_flight if not r["batch_reads"]]
-    refs = [(f"{r['in_flight']:,} in flight", r) for r in singles[-1:]]
-    if cfg.get("low_rate"):
+    rounds: list[list[dict[str, Any]]] = []
+    for i in range(cfg["rounds"]):
         try:
-            low = run(
-                "in-flight",
-                HOLD_KNOBS,
-                {**cfg, "n": 100, "poll_rate": cfg["low_rate"]},
-                request_times=True,
-            )
-            refs.append(("100 in flight, slow", low))
-            slow = low
+            rounds.append(floor_round(cfg, singles[-1] if singles and i == 0 else None))
         except Exception as exc:
-            print(f"  low-rate poller: could not run: {exc}", file=sys.stderr)
-            failures.append("floor-low-rate")
-    for label, ref in refs:
-        if not ref["polls"]:
+            print(f"  floor round {i + 1}: could not run: {exc}", file=sys.stderr)
+            failures.append(f"floor-{i + 1}")
             continue
-        count, rate = ref["polls"], ref["polls_per_s"]
-        try:
-            paced = replay_floor(ref)
-        except Exception as exc:
-            print(f"  floor: could not run: {exc}", file=sys.stderr)
-            failures.append("floor")
-            continue
-        floor.append(
-            {
-                "what": f"SDK poller, {label}, {rate:.0f}/s",
-                "requests": count,
-                "raw_requests": paced["requests"],
-                "rate_per_s": rate,
-                "sdk_cpu_per_request_us": ref["cpu_per_poll_us"],
-                "raw_cpu_per_request_us": paced["cpu_per_request_us"],
-                "ratio": ref["cpu_per_poll_us"] / paced["cpu_per_request_us"],
-            }
-        )
-    if singles and singles[-1]["polls"]:
-        count = singles[-1]["polls"]
-        try:
-            flat = run("raw", HOLD_KNOBS, {"count": count})
-            sdk_flat = run("sdk-get", HOLD_KNOBS, {"count": count})
-        except Exception as exc:
-            print(f"  floor: could not run: {exc}", file=sys.stderr)
-            failures.append("floor-flat")
-        else:
-            floor.append(
-                {
-                    "what": f"client.get_task flat out, {WORKERS} at once",
-                    "requests": count,
-                    "rate_per_s": None,
-                    "sdk_cpu_per_request_us": sdk_flat["cpu_per_request_us"],
-                    "raw_cpu_per_request_us": flat["cpu_per_request_us"],
-                    "ratio": sdk_flat["cpu_per_request_us"] / flat["cpu_per_request_us"],
-                    "sdk_requests_per_s": count / sdk_flat["wall_s"],
-                    "raw_requests_per_s": count / flat["wall_s"],
-                }
-            )
+        ratios = ", ".join(f"{r['ratio']:.2f}" for r in rounds[-1])
+        print(f"  floor round {i + 1}: ratios {ratios}", flush=True)
+    floor = merge_rounds(rounds)
     if floor:
         print_table(
             floor,
@@ -534,12 +551,13 @@ def main(argv: list[str] | None = None) -> int:
                 ("sdk_cpu_per_request_us", "SDK us/req"),
                 ("raw_cpu_per_request_us", "raw aiohttp us/req"),
                 ("ratio", "ratio"),
+                ("ratio_range", "ratio each round"),
             ],
-            title="CPU per request against a bare aiohttp loop (the poller's GETs replayed at "
-            "the same offsets; and flat out)",
+            title=f"CPU per request against a bare aiohttp loop, median of {len(rounds)} rounds "
+            "(the poller's GETs replayed at the same offsets; and flat out)",
         )
     print(f"total {time.monotonic() - t_start:.0f} s real")
-    for r in [*in_flight, slow or {}]:
+    for r in in_flight:
         r.pop("request_times", None)
     if ns.json:
         write_json(
@@ -554,7 +572,6 @@ def main(argv: list[str] | None = None) -> int:
                 },
                 "results": {
                     "in_flight": in_flight,
-                    "in_flight_slow": slow,
                     "stream": stream,
                     "floor": floor,
                 },

@@ -149,14 +149,20 @@ def _shared(value: Any) -> Any:
 
 
 def _sub(conv: cattrs.Converter, cls: type[Any]) -> Any:
-    """Structure an optional nested object; anything but a JSON object becomes None."""
+    """Structure an optional nested object; anything but a JSON object becomes None. The
+    generated function of ``cls`` is called directly, on the object as it is (it only reads)."""
+    structure = conv.get_structure_hook(cls)
 
     def hook(value: Any, _: Any) -> Any:
         if not isinstance(value, Mapping):
             return None
-        return _shared(conv.structure(dict(value), cls))
+        return _shared(structure(value, cls))
 
     return hook
+
+
+def _raw_status(value: Any, _: Any = None) -> str:
+    return (_opt_str(value) or "") if isinstance(value, str) else ""
 
 
 def _error(value: Any, _: Any) -> TaskErrorInfo | None:
@@ -182,16 +188,48 @@ def make_converter() -> cattrs.Converter:
     conv.register_structure_hook(Usage | None, _sub(conv, Usage))
     conv.register_structure_hook(CreditsBalance | None, _sub(conv, CreditsBalance))
     conv.register_structure_hook(TaskErrorInfo | None, _error)
+    # ``raw_status`` is the ``status`` string as sent, ``status`` its parsed value: both read
+    # the one key, so an answer is structured as it is, never copied first
     for cls in (Task, TaskSummary):
-        conv.register_structure_hook(
+        structure = cattrs.gen.make_dict_structure_fn(
             cls,
-            cattrs.gen.make_dict_structure_fn(cls, conv, id=cattrs.override(struct_hook=_task_id)),
+            conv,
+            id=cattrs.override(struct_hook=_task_id),
+            raw_status=cattrs.override(rename="status", struct_hook=_raw_status),
         )
+        conv.register_structure_hook(cls, structure)
     conv.register_unstructure_hook(TaskStatus, lambda status: status.value)
     return conv
 
 
 converter = make_converter()
+_STRUCTURE_TASK = converter.get_structure_hook(Task)
+_STRUCTURE_SUMMARY = converter.get_structure_hook(TaskSummary)
+_TASK_INFO = converter.get_structure_hook(TaskInfo | None)
+_USAGE = converter.get_structure_hook(Usage | None)
+
+
+def _direct_task(o: Mapping[str, Any]) -> Task:
+    """What the converter's function for ``Task`` makes, each field through the same hook
+    (a field absent and a field null give the same default), without its per-field
+    bookkeeping: a task is decoded at every read that saw a change. Raises what a hook
+    raises; ``decode_task`` then asks the converter, for its error message."""
+    get = o.get
+    raw = get("status")
+    return Task(
+        id=_task_id(o["id"]),
+        status=TaskStatus.parse(raw),
+        raw_status=_raw_status(raw),
+        progress=_opt_int(get("progress")),
+        created=_opt_int(get("created")),
+        model=_opt_str(get("model")),
+        object=_opt_str(get("object")),
+        type=_opt_str(get("type")),
+        task_info=_TASK_INFO(get("task_info"), TaskInfo),
+        usage=_USAGE(get("usage"), Usage),
+        results=_str_tuple(get("results")),
+        error=_error(get("error"), None),
+    )
 
 
 def loads_json(body: bytes | str, what: str) -> Any:
@@ -227,15 +265,14 @@ def decode_task(data: Any, known: Task | None = None) -> Task:
         return known
     if not isinstance(data, Mapping):
         raise DecodeError(f"expected a task object, got {type(data).__name__}")
-    body = dict(data)
-    raw = body.get("status")
-    body["raw_status"] = _opt_str(raw) if isinstance(raw, str) else ""
-    body["status"] = TaskStatus.parse(raw)
     try:
-        task: Task = converter.structure(body, Task)
-    except Exception as exc:  # cattrs wraps hook errors in groups; one SDK error comes out
-        detail = "; ".join(_leaves(exc)) or type(exc).__name__
-        raise DecodeError(f"invalid task object ({detail})") from None
+        task = _direct_task(data)
+    except Exception:
+        try:
+            task = _STRUCTURE_TASK(data, Task)
+        except Exception as exc:  # cattrs wraps hook errors in groups; one SDK error comes out
+            detail = "; ".join(_leaves(exc)) or type(exc).__name__
+            raise DecodeError(f"invalid task object ({detail})") from None
     return task if known is None or known.id != task.id else _share(known, task)
 
 
@@ -283,12 +320,8 @@ def decode_task_page(data: Any, page: int, page_size: int) -> TaskPage:
     for raw in raw_items if isinstance(raw_items, list) else []:
         if not isinstance(raw, Mapping):
             continue
-        body = dict(raw)
-        status = body.get("status")
-        body["raw_status"] = status if isinstance(status, str) else ""
-        body["status"] = TaskStatus.parse(status)
         try:
-            items.append(converter.structure(body, TaskSummary))
+            items.append(_STRUCTURE_SUMMARY(raw, TaskSummary))
         except Exception:  # one bad item does not hide the page
             continue
     return TaskPage(

@@ -87,36 +87,30 @@ _SHAPE_MARKERS = (b"sk-evo-", b"bearer")
 
 
 class _Compiled(NamedTuple):
-    """The patterns of a set of secrets, and the substrings that tell when to run them."""
+    """The pattern of a set of secrets, and the probe that tells when to run it."""
 
     full: re.Pattern[bytes]  # every form of every secret, and the key shapes
-    shapes: re.Pattern[bytes]  # the key shapes alone
-    lowered: tuple[bytes, ...]  # plain and hex forms, lower case
-    exact: tuple[bytes, ...]  # base64 forms
+    #: on the lower-cased text: any plain, hex or base64 form of a secret, an escape, or the
+    #: start of a key shape. One case-sensitive search in C: the cheap test of every answer
+    probe: re.Pattern[bytes]
 
     @classmethod
     def of(cls, secrets: Iterable[str]) -> _Compiled:
         ordered = sorted(set(secrets), key=len, reverse=True)
         text = "|".join([*(_secret_pattern(s) for s in ordered), _SHAPES])
-        raws = [s.encode("utf-8") for s in ordered]
+        needles = [*_SHAPE_MARKERS]
+        for raw in (s.encode("utf-8") for s in ordered):
+            needles += [*_ESCAPE_MARKERS, raw.lower(), raw.hex().encode()]
+            needles += [core.lower().encode() for core in _base64_cores(raw)]
         return cls(
             full=re.compile(text.encode("utf-8"), re.IGNORECASE),
-            shapes=re.compile(_SHAPES.encode(), re.IGNORECASE),
-            lowered=tuple(form for r in raws for form in (r.lower(), r.hex().encode())),
-            exact=tuple(core.encode() for r in raws for core in _base64_cores(r)),
+            probe=re.compile(b"|".join(re.escape(n) for n in dict.fromkeys(needles))),
         )
 
     def redact(self, data: bytes) -> bytes:
-        low = data.lower()
-        if self.lowered and (
-            any(marker in data for marker in _ESCAPE_MARKERS)
-            or any(form in low for form in self.lowered)
-            or any(form in data for form in self.exact)
-        ):
-            return self.full.sub(REDACTED.encode(), data)
-        if any(marker in low for marker in _SHAPE_MARKERS):
-            return self.shapes.sub(REDACTED.encode(), data)
-        return data
+        if self.probe.search(data.lower()) is None:
+            return data
+        return self.full.sub(REDACTED.encode(), data)
 
 
 class _Registry:
@@ -144,6 +138,9 @@ class _Registry:
                 self._compiled = None
 
     def compiled(self) -> _Compiled:
+        made = self._compiled
+        if made is not None and not self._forgotten:  # the common case: no lock taken
+            return made
         with self._lock:
             self._apply_forgotten()
             if self._compiled is None:

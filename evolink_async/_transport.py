@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import re
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -36,27 +35,20 @@ import attrs
 
 from . import __about__
 from ._codec import loads_json
-from ._redact import protect, redact, redact_bytes, redact_headers
-from ._retry import RetryPolicy, is_testing, parse_retry_after
+from ._error_answers import error_from_response
+from ._redact import protect, redact, redact_bytes
+from ._retry import RetryPolicy, is_testing
 from ._unreachable import NEVER_OPENED, OpenedConnector, unreachable_error
 from .errors import (
-    QUOTA_DETAILS,
     APIConnectionError,
     APIError,
     APITimeoutError,
     AuthenticationError,
-    BadRequestError,
     DecodeError,
     EvolinkError,
-    IdempotencyConflictError,
-    InsufficientCreditsError,
-    NotFoundError,
     PaidOutcomeUnknownError,
-    PermissionDeniedError,
     RateLimitError,
-    RequestTooLargeError,
     ServerError,
-    quota_error_class,
 )
 
 __all__ = [
@@ -75,6 +67,8 @@ class Gate(Protocol):
 
     async def acquire(self) -> None: ...
 
+    def take_now(self) -> bool: ...
+
     def on_rate_limited(self, error: RateLimitError) -> None: ...
 
 
@@ -87,96 +81,6 @@ class RetryEvent:
     attempt: int
     error: EvolinkError
     wait: float
-
-
-_STATUS_CLASSES: Mapping[int, type[APIError]] = {
-    400: BadRequestError,
-    401: AuthenticationError,
-    402: InsufficientCreditsError,
-    403: PermissionDeniedError,
-    404: NotFoundError,
-    413: RequestTooLargeError,
-    429: RateLimitError,
-}
-# Classified by the error code before the status (the gateway's status for these is not known).
-_CODE_CLASSES: Mapping[str, type[APIError]] = {
-    "idempotency_conflict": IdempotencyConflictError,
-    "paid_outcome_unknown": PaidOutcomeUnknownError,
-}
-
-
-def _excerpt(body: bytes, limit: int = 200) -> str:
-    text = body.decode("utf-8", "replace")
-    text = re.sub(r"<[^>]*>", " ", text)  # HTML from a proxy: keep the words
-    text = " ".join(text.split())
-    return text[:limit] + ("..." if len(text) > limit else "")
-
-
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    """A header's value, whatever the case of its name (a plain dict of headers too)."""
-    value = headers.get(name)
-    if value is None:
-        lowered = name.lower()
-        value = next((v for k, v in headers.items() if k.lower() == lowered), None)
-    return value or None
-
-
-# "... (request id: abc)" at the end of a gateway message: the id, moved to its attribute
-_MESSAGE_REQUEST_ID = re.compile(r"\s*\(request id:?\s*([^()\s]+)\)\s*$", re.IGNORECASE)
-
-
-def error_from_response(
-    status: int, body: bytes, headers: Mapping[str, str] | None = None
-) -> APIError:
-    """Map a non-2xx answer to its exception class; HTML or empty bodies keep the right class.
-
-    The request id comes from ``error.request_id``, else the ``x-request-id`` header, else
-    ``x-oneapi-request-id`` (else the ``(request id: ...)`` a message may end with);
-    ``suggestion`` from ``error.suggestion``. Everything shown passes the redactor.
-    """
-    body = redact_bytes(body)
-    headers = redact_headers(headers or {})
-    fields: dict[str, Any] = {}
-    message = ""
-    try:
-        data = loads_json(body, "error body") if body else None
-    except DecodeError:
-        data = None
-    err = data.get("error") if isinstance(data, dict) else None
-    if isinstance(err, dict):
-        message = str(err.get("message") or "")
-        code = err.get("code")
-        fields["code"] = (
-            code if isinstance(code, (int, str)) and not isinstance(code, bool) else None
-        )
-        for name in ("type", "param", "fallback_suggestion", "suggestion", "request_id"):
-            value = err.get(name)
-            fields[name] = redact(value) if isinstance(value, str) and value else None
-    elif isinstance(data, dict) and isinstance(data.get("message"), str):
-        message = data["message"]
-    if not message:
-        message = _excerpt(body) if body else "(empty body)"
-    message = redact(message)
-    in_message = _MESSAGE_REQUEST_ID.search(message)
-    if in_message:
-        message = message[: in_message.start()]
-    fields["request_id"] = (
-        fields.get("request_id")
-        or _header(headers, "x-request-id")
-        or _header(headers, "x-oneapi-request-id")
-        or (in_message.group(1) if in_message else None)
-    )
-    cls = _CODE_CLASSES.get(str(fields.get("code"))) or _STATUS_CLASSES.get(status)
-    if cls is None:
-        cls = ServerError if status >= 500 else APIError
-    quota = quota_error_class(fields.get("code"), status)
-    if quota is not None:  # 402 sub-codes: by error.code first, status second
-        details = {k: err[k] for k in QUOTA_DETAILS if isinstance(err, dict) and k in err}
-        return quota(status, message, details=details, **fields)
-    if cls in (RateLimitError, ServerError, PaidOutcomeUnknownError):
-        retry_after = parse_retry_after(_header(headers, "Retry-After"), message)
-        return cls(status, message, retry_after=retry_after, **fields)
-    return cls(status, message, **fields)
 
 
 _GET_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -207,9 +111,11 @@ class Transport:
     __slots__ = (
         "__weakref__",
         "_api_key",
+        "_headers_made",
         "_owns_session",
         "_rng",
         "_session",
+        "_timeout_made",
         "base_url",
         "connected",
         "counters",
@@ -261,6 +167,8 @@ class Transport:
         #: a connection was opened (or, on a session given by the caller, an attempt got past
         #: connecting): the service can be reached
         self.connected = False
+        self._headers_made: tuple[str, dict[str, str]] | None = None
+        self._timeout_made: aiohttp.ClientTimeout | None = None
 
     def __repr__(self) -> str:
         key = "set" if self._api_key else "missing"
@@ -295,15 +203,29 @@ class Transport:
             await self._session.close()
 
     def _headers(self) -> dict[str, str]:
+        """The headers of every request, made once (aiohttp copies them; a create copies
+        them before adding its own)."""
+        made = self._headers_made
+        if made is not None and made[0] is self.user_agent:
+            return made[1]
         if not self._api_key:
             raise AuthenticationError(
                 401, "no API key: pass api_key= or set EVOLINK_API_KEY", type="authentication_error"
             )
-        return {
+        headers = {
             "Authorization": f"Bearer {self._api_key}",
             "Accept": "application/json",
             "User-Agent": self.user_agent,
         }
+        self._headers_made = (self.user_agent, headers)
+        return headers
+
+    def _timeout(self) -> aiohttp.ClientTimeout:
+        made = self._timeout_made
+        if made is None or made.total != self.timeout:
+            made = aiohttp.ClientTimeout(total=self.timeout, sock_connect=min(self.timeout, 30.0))
+            self._timeout_made = made
+        return made
 
     async def request(
         self,
@@ -332,7 +254,7 @@ class Transport:
         With ``idempotency_key`` the request carries ``Idempotency-Key`` and ``X-Evo-Run-Id``
         and an unknown outcome is retried with the same key; without, never.
         """
-        headers = self._headers()
+        headers = dict(self._headers())
         if idempotency_key is not None:
             headers["Idempotency-Key"] = idempotency_key
             headers["X-Evo-Run-Id"] = idempotency_key
@@ -347,8 +269,11 @@ class Transport:
         attempt = 0
         while True:
             attempt += 1
-            if self.gate is not None:
-                await self.gate.acquire()
+            gate = self.gate
+            # a read takes a free token without a checkpoint; a create always checks that
+            # its caller was not cancelled before it may be sent
+            if gate is not None and (call.create or not gate.take_now()):
+                await gate.acquire()
             value, retryable = await self._attempt(call, attempt)
             if retryable is None:
                 return value
@@ -432,6 +357,8 @@ class Transport:
 
     @staticmethod
     def _log(call: _Call, result: object, attempt: int, start: float) -> None:
+        if not logger.isEnabledFor(logging.DEBUG):
+            return
         logger.debug(
             "%s %s -> %s attempt=%d elapsed=%.3fs",
             call.method,
@@ -444,21 +371,29 @@ class Transport:
     async def _send(
         self, method: str, url: str, headers: dict[str, str], json: Any
     ) -> tuple[int, Mapping[str, str], bytes]:
-        timeout = aiohttp.ClientTimeout(total=self.timeout, sock_connect=min(self.timeout, 30.0))
         async with self.session.request(
-            method, url, json=json, headers=headers, timeout=timeout, allow_redirects=False
+            method, url, json=json, headers=headers, timeout=self._timeout(), allow_redirects=False
         ) as resp:
-            # read(n) returns what has arrived, up to n: read on until the end or the cap + 1
-            limit = self.max_response_bytes + 1
-            body = bytearray()
-            while len(body) < limit:
-                chunk = await resp.content.read(limit - len(body))
-                if not chunk:
-                    break
-                body += chunk
+            length = resp.content_length
+            if length is not None and length <= self.max_response_bytes:
+                body = await resp.read()  # a declared length within the cap: read at once
+            else:
+                body = await _read_capped(resp, self.max_response_bytes + 1)
             if self.on_headers is not None:
                 self.on_headers(resp.headers)
-            return resp.status, resp.headers, bytes(body)
+            return resp.status, resp.headers, body
+
+
+async def _read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The body, up to ``limit`` bytes (no length declared, or one over the cap): ``read(n)``
+    returns what has arrived, up to n, so read on until the end or the limit."""
+    body = bytearray()
+    while len(body) < limit:
+        chunk = await resp.content.read(limit - len(body))
+        if not chunk:
+            break
+        body += chunk
+    return bytes(body)
 
 
 def _create_error(call: _Call, status: int, error: APIError) -> tuple[EvolinkError, bool]:

@@ -99,6 +99,9 @@ class TaskStatus(str, enum.Enum):
     def parse(cls, raw: object) -> TaskStatus:
         """Map a raw status string to a member; anything unknown gives ``UNKNOWN``."""
         if isinstance(raw, str):
+            member = _STATUS_BY_VALUE.get(raw)  # the usual case: no enum lookup, no copy
+            if member is not None:
+                return member
             try:
                 return cls(raw.strip().lower())
             except ValueError:
@@ -111,6 +114,9 @@ class TaskStatus(str, enum.Enum):
 
     def __str__(self) -> str:
         return self.value
+
+
+_STATUS_BY_VALUE: dict[str, TaskStatus] = {member.value: member for member in TaskStatus}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ import logging
 import math
 import random
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 
 import anyio
@@ -119,6 +120,16 @@ def _watcher(
     return Callbacks(on_update, on_done)
 
 
+async def _wait(event: anyio.Event, delay: float, loop: asyncio.AbstractEventLoop) -> None:
+    """Wait until ``event`` is set, or ``delay`` seconds: a timer that sets it, not a cancel
+    scope that expires (that cancels the task and unwinds it, a cost at every due time)."""
+    timer = loop.call_later(max(0.0, delay), event.set)
+    try:
+        await event.wait()
+    finally:
+        timer.cancel()
+
+
 def _group_reads(due: list[Entry], single: Callable[[Entry], bool]) -> list[list[Entry]]:
     """The due tasks as reads: alone when they must be (``single``), else 50 to a batch, so
     a planning tick sends ``ceil(due / 50)`` batch reads."""
@@ -189,7 +200,7 @@ class Poller:
         self._workers = 0
         self._closed = False
         #: (tasks due, reads sent) of each planning tick that sent any (the recent 10 000)
-        self.ticks: list[tuple[int, int]] = []
+        self.ticks: deque[tuple[int, int]] = deque(maxlen=10_000)
 
     def __repr__(self) -> str:
         return (
@@ -393,11 +404,10 @@ class Poller:
         for read in reads:
             send.send_nowait(read)
         self.ticks.append((len(due), len(reads)))
-        del self.ticks[:-10_000]
 
     async def _dispatch(self, send: ReadQueue[list[Entry]]) -> None:
         """Hand the due tasks to the workers; sleep until the next due time or a wake."""
-        queue = self._queue
+        queue, loop = self._queue, asyncio.get_running_loop()
         while self._entries:
             now = self._clock()
             due = queue.pop_due(self._entries, now)
@@ -406,8 +416,7 @@ class Poller:
             wakeup = self._wakeup = anyio.Event()
             if queue:
                 self._sleep_until = queue.next_due()
-                with anyio.move_on_after(self._sleep_until - now):
-                    await wakeup.wait()
+                await _wait(wakeup, self._sleep_until - now, loop)
             else:
                 self._sleep_until = math.inf
                 await wakeup.wait()

@@ -435,6 +435,35 @@ async def test_acquire_is_a_checkpoint_even_when_a_token_is_free() -> None:
     assert scope.cancelled_caught
 
 
+def test_take_now_takes_free_tokens_at_once_and_books_nothing() -> None:
+    clock = VirtualTime()
+    limiter = RateLimiter(1.0, burst=2, clock=clock, sleep=clock.sleep)
+
+    assert (limiter.take_now(), limiter.take_now(), limiter.take_now()) == (True, True, False)
+    assert (limiter.tokens, limiter.pending) == (0.0, 0)
+    clock.now = 1.0  # one token back
+    assert (limiter.take_now(), limiter.take_now()) == (True, False)
+
+
+async def test_take_now_yields_to_a_waiter_booked_ahead_and_to_a_pause() -> None:
+    clock = VirtualTime()
+    limiter = RateLimiter(1.0, burst=1, clock=clock, sleep=clock.sleep)
+    assert limiter.take_now()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(limiter.acquire)  # books the slot at t=1
+        await anyio.wait_all_tasks_blocked()
+        clock.now = 1.0
+        assert not limiter.take_now()  # the slot at t=1 is the waiter's
+        tg.cancel_scope.cancel()
+
+    limiter.on_rate_limited(5.0)
+    clock.now = 3.0
+    assert not limiter.take_now()  # paused until t=6
+    clock.now = 6.0
+    assert limiter.take_now()
+
+
 async def test_rate_limiter_works_as_an_async_context_manager() -> None:
     clock = VirtualTime()
     limiter = RateLimiter(1.0, burst=2, clock=clock, sleep=clock.sleep)

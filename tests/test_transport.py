@@ -829,6 +829,9 @@ class RecordingGate:
     async def acquire(self) -> None:
         self.acquired += 1
 
+    def take_now(self) -> bool:
+        return False  # every request through acquire(), counted
+
     def on_rate_limited(self, error: RateLimitError) -> None:
         self.limited.append(error.retry_after)
 

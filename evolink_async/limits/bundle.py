@@ -104,6 +104,12 @@ class Limits:
         """Wait until a request may go (the rate, and any pause a 429 asked for)."""
         await self.rate.acquire()
 
+    def take_now(self) -> bool:
+        """Let a request go at once if the rate has a token free now, at no cost (the
+        in-process limiter only; a shared rate is always asked with :meth:`acquire`)."""
+        rate = self.rate
+        return isinstance(rate, RateLimiter) and rate.take_now()
+
     def on_rate_limited(self, error: RateLimitError) -> None:
         """The service answered 429: pause and slow the rate, shrink concurrency on a
         "too many concurrent tasks" answer, then tell the subscribers."""

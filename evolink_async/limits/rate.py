@@ -15,7 +15,8 @@ from collections import deque
 import anyio
 import anyio.lowlevel
 
-from ._common import EPS, Clock, Sleep, check_positive, fmt
+from ._bucket import TokenBucket
+from ._common import Clock, Sleep, check_positive, fmt
 
 __all__ = ["RateLimiter", "RateSlot"]
 
@@ -120,7 +121,7 @@ class RateLimiter:
             default_pause=default_pause,
         )
         # the bucket and the effective rate (lowered by 429s, climbing back)
-        self._bucket = _Bucket(rate_, burst, increase)
+        self._bucket = TokenBucket(rate_, burst, increase)
         self._clock: Clock = clock if clock is not None else time.monotonic
         self._sleep: Sleep = sleep if sleep is not None else anyio.sleep
 
@@ -265,19 +266,26 @@ class RateLimiter:
             if slot._scope is not None:
                 slot._scope.cancel()  # wake its acquire() to wait for the new time
 
+    def take_now(self) -> bool:
+        """Take a token if one is free now (no pause, nothing booked): no wait, no checkpoint,
+        nothing allocated. False: call :meth:`acquire`, which waits its turn."""
+        now = self._clock()
+        if now < self._paused_until or self._abandoned or not self._bucket.ready(now):
+            return False
+        self._prune(now)
+        if self._slots:  # a slot booked for this very instant: it goes first
+            return False
+        self._bucket.take(now)  # no slot kept: it has come, so a 429 would not move it
+        return True
+
     # -- async ------------------------------------------------------------------------------
 
     async def acquire(self) -> None:
-        """Wait for a slot. Cancellation-safe: a cancelled waiter gives its slot up.
-
-        A token free now (no pause, nothing booked ahead) is taken at once: no sleep and no
-        hand-over to the event loop, only a check that the caller is not cancelled. Every
-        earlier caller already holds an earlier slot, so this keeps first come, first served.
-        """
-        now = self._clock()
-        if now >= self._paused_until and not self._abandoned and self._bucket.ready(now):
-            await anyio.lowlevel.checkpoint_if_cancelled()
-            self.book(now)  # a slot that has come: a 429 will not move it
+        """Wait for a slot. Cancellation-safe: a cancelled waiter gives its slot up. A token
+        free now is taken as :meth:`take_now` does, after a check that the caller is not
+        cancelled; every earlier caller holds an earlier slot (first come, first served)."""
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        if self.take_now():
             return
         self._waiters += 1
         slot = self.book(self._clock())
@@ -351,110 +359,6 @@ class RateLimiter:
             # someone booked after it: keep the slot for the next caller of book()
             slot._abandoned = True
             self._abandoned += 1
-
-
-class _Bucket:
-    """The token bucket's arithmetic: ``level`` tokens at time ``t`` (the last booked slot,
-    or the last 429), filled at the effective rate: ``base_rate`` until ``base_time``, then
-    climbing by ``increase`` a second up to ``rate``."""
-
-    __slots__ = ("base_rate", "base_time", "burst", "increase", "level", "rate", "t")
-
-    def __init__(self, rate: float, burst: int, increase: float) -> None:
-        self.rate = rate
-        self.burst = burst
-        self.increase = increase
-        self.base_rate = rate
-        self.base_time = -math.inf
-        self.t = -math.inf
-        self.level = float(burst)
-
-    @property
-    def state(self) -> tuple[float, float]:
-        return self.t, self.level
-
-    @state.setter
-    def state(self, value: tuple[float, float]) -> None:
-        self.t, self.level = value
-
-    def rate_at(self, t: float) -> float:
-        """The effective rate at ``t``."""
-        if t < self.base_time or self.increase == 0:
-            return self.base_rate
-        return min(self.rate, self.base_rate + self.increase * (t - self.base_time))
-
-    def tokens_added(self, a: float, c: float) -> float:
-        """Tokens the effective rate adds over ``[a, c]``."""
-        if c <= a:
-            return 0.0
-        total = 0.0
-        rb, tb, k, cap = self.base_rate, self.base_time, self.increase, self.rate
-        if a < tb:  # flat at the lowered rate until the pause ends
-            end = min(c, tb)
-            total += rb * (end - a)
-            a = end
-            if a >= c:
-                return total
-        if k == 0 or rb >= cap:
-            return total + rb * (c - a)
-        full = tb + (cap - rb) / k  # the moment the configured rate is reached again
-        if a < full:
-            end = min(c, full)
-            total += (end - a) * (rb + k * ((end + a) / 2 - tb))  # trapezoid of a line
-            a = end
-            if a >= c:
-                return total
-        return total + cap * (c - a)
-
-    def level_at(self, t: float) -> float:
-        if t <= self.t:
-            return self.level
-        if self.t == -math.inf:
-            return float(self.burst)
-        return min(float(self.burst), self.level + self.tokens_added(self.t, t))
-
-    def ready(self, now: float) -> bool:
-        """Whether a token is there at ``now`` (nothing booked after it)."""
-        if math.isinf(self.rate):
-            return True
-        return self.t <= now and self.level_at(now) >= 1 - EPS
-
-    def tokens(self, now: float) -> float:
-        if math.isinf(self.rate):
-            return math.inf
-        if self.t > now:
-            return 0.0
-        return self.level_at(now)
-
-    def take(self, earliest: float) -> float:
-        """Take one token at ``earliest`` or later; return when it is there."""
-        if math.isinf(self.rate):
-            return earliest
-        t0 = max(earliest, self.t)
-        level = self.level_at(t0)
-        if level >= 1 - EPS:
-            at = t0
-            self.level = max(0.0, level - 1)
-        else:
-            # the rate only climbs until the next 429 (which re-books this slot), so
-            # the rate at t0 gives a slot that is never early
-            at = t0 + (1 - level) / self.rate_at(t0)
-            self.level = 0.0
-        self.t = at
-        return at
-
-    def slow_down(self, now: float, until: float, factor: float | None, floor: float) -> None:
-        """A 429 at ``now``: checkpoint the bucket under the old rate, then hold the rate
-        at ``factor`` times the current one (not below ``floor``; ``None``: unchanged) until
-        ``until``."""
-        if not math.isinf(self.rate):
-            self.level = self.level_at(now)
-            self.t = max(self.t, now)
-            current = self.rate_at(now)
-            if factor is not None:
-                current = max(floor, current * factor)
-            self.base_rate = current
-        self.base_time = until
 
 
 def _checked(
