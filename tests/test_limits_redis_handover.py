@@ -139,3 +139,58 @@ async def test_the_trace_is_off_by_default_and_times_each_step_of_a_create(
     assert lease["asked"] <= lease["t"] <= rate["t"] <= release["t"]
     assert [release["id"]] == events[4]["freed"]
     assert KEY not in json.dumps(events)
+
+
+def window_book(keep: int) -> dict[str, Any]:
+    """The rate's booking: 9 in any second (no guard), ``keep`` of them left to creates."""
+    op = {"op": "book", "rate": 9.0, "burst": 1, "inc": 0.0, "window": 1.0, "guard": 0.0}
+    return dict(op, keep=keep)
+
+
+def slot_lease(i: int, keep: int) -> dict[str, Any]:
+    op = {"op": "lease", "configured": 1, "ttl": 60.0, "id": f"L{i}", "owner": "test"}
+    return dict(op, grow_every=0.0, book=window_book(keep))
+
+
+@pytest.fixture
+async def link(redis_url: str) -> Any:
+    link = _redis_link.Link(redis_url, "keep")
+    yield link
+    await link.aclose()
+
+
+@pytest.mark.parametrize(
+    ("keep", "waiters", "at_once"),
+    [
+        (0, 2, 9),  # nothing kept: reads use the whole window
+        (2, 0, 9),  # nobody in line, no create to come: the whole window
+        (2, 2, 7),  # creates to come: reads leave them 2
+        (2, 1, 8),  # no more kept than creates to come
+    ],
+)
+async def test_reads_leave_slots_of_each_window_to_the_creates_to_come(
+    link: _redis_link.Link, keep: int, waiters: int, at_once: int
+) -> None:
+    assert 1 == (await link.call(slot_lease(0, keep)))["ok"]  # booked a create's slot
+    await link.client.delete(link.key("sent"), link.key("rate"))  # a quiet window again
+    for i in range(1, waiters + 1):
+        assert 0 == (await link.call(slot_lease(i, keep)))["ok"]  # in line
+    reads = [await link.call(window_book(keep)) for _ in range(at_once + 1)]
+    assert [0.0] * at_once == [r["wait"] for r in reads[:at_once]]
+    assert 0.9 < reads[at_once]["wait"] <= 1.0  # a window after the first
+
+
+async def test_a_create_granted_from_the_line_takes_a_slot_the_reads_left(
+    link: _redis_link.Link,
+) -> None:
+    assert 1 == (await link.call(slot_lease(0, 2)))["ok"]
+    await link.client.delete(link.key("sent"), link.key("rate"))
+    assert [0, 0] == [(await link.call(slot_lease(i, 2)))["ok"] for i in (1, 2)]
+    reads = [await link.call(window_book(2)) for _ in range(7)]
+    assert all(r["wait"] == 0.0 for r in reads)
+    await link.call({"op": "unlease", "id": "L0"})  # serves L1, its create's slot booked
+    sent = [float(x) for x in await link.client.lrange(link.key("sent"), 0, -1)]
+    assert 8 == len(sent)
+    assert sent[-1] - sent[0] < 0.5  # in the window of the reads, not a window later
+    late = await link.call(window_book(2))  # L2 still waits: the reads keep leaving 2
+    assert 0.9 < late["wait"] <= 1.0

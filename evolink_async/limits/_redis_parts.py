@@ -30,6 +30,9 @@ _AHEAD_GRACE = 0.02
 #: a little after their slots (an event loop is late, a process is descheduled), and a late
 #: burst must not meet the next one in one window of the service
 _WINDOW_GUARD = 0.1
+#: slots of each window of the rate that requests booked on their own (reads) leave free
+#: for the creates, booked along the lease or credits granted to them
+_KEEP_FOR_CREATES = 2
 
 
 class _BudgetReset(Exception):
@@ -97,6 +100,7 @@ class RedisRate:
             "inc": increase,
             "window": window,
             "guard": _WINDOW_GUARD if window > 0 else 0.0,
+            "keep": _KEEP_FOR_CREATES,
         }
         self._throttle: dict[str, Any] = {
             "op": "throttle",
