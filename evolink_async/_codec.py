@@ -154,7 +154,7 @@ def _sub(conv: cattrs.Converter, cls: type[Any]) -> Any:
     structure = conv.get_structure_hook(cls)
 
     def hook(value: Any, _: Any) -> Any:
-        if not isinstance(value, Mapping):
+        if type(value) is not dict and not isinstance(value, Mapping):
             return None
         return _shared(structure(value, cls))
 
@@ -246,14 +246,18 @@ def same_state(known: Task, data: Any) -> bool:
     """Whether ``data`` (a task object as JSON) shows ``known`` as it was: the same id, the
     same status (a status that is not final), progress and ``estimated_time``. Then
     ``known`` stands for the answer and nothing needs decoding (a poll that saw no change)."""
-    if not isinstance(data, Mapping) or known.status.is_terminal:
+    if (type(data) is not dict and not isinstance(data, Mapping)) or known.status.is_terminal:
         return False
     if data.get("status") != known.raw_status or data.get("id") != known.id:
         return False
     if _opt_int(data.get("progress")) != known.progress:
         return False
     info = data.get("task_info")
-    estimated = _opt_float(info.get("estimated_time")) if isinstance(info, Mapping) else None
+    estimated = (
+        _opt_float(info.get("estimated_time"))
+        if type(info) is dict or isinstance(info, Mapping)
+        else None
+    )
     return estimated == known.estimated_time
 
 
@@ -263,7 +267,7 @@ def decode_task(data: Any, known: Task | None = None) -> Task:
     undecoded: no new object for a poll that saw no change."""
     if known is not None and same_state(known, data):
         return known
-    if not isinstance(data, Mapping):
+    if type(data) is not dict and not isinstance(data, Mapping):
         raise DecodeError(f"expected a task object, got {type(data).__name__}")
     try:
         task = _direct_task(data)

@@ -139,7 +139,7 @@ class Reader:
         entry.woken = entry.confirm = False
         task: Task | None = None
         try:
-            with _within(self._room([entry])):
+            with _within(math.inf if entry.deadline is None else self._room([entry])):
                 if entry.gate is not None:
                     await entry.gate.acquire()
                 sent = self.clock()

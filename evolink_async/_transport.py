@@ -27,7 +27,7 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, Literal, Protocol
 
 import aiohttp
@@ -111,6 +111,7 @@ class Transport:
     __slots__ = (
         "__weakref__",
         "_api_key",
+        "_connect_listeners",
         "_headers_made",
         "_owns_session",
         "_rng",
@@ -167,6 +168,7 @@ class Transport:
         #: a connection was opened (or, on a session given by the caller, an attempt got past
         #: connecting): the service can be reached
         self.connected = False
+        self._connect_listeners: list[Callable[[], None]] = []
         self._headers_made: tuple[str, dict[str, str]] | None = None
         self._timeout_made: aiohttp.ClientTimeout | None = None
 
@@ -196,7 +198,20 @@ class Transport:
         return self._session
 
     def _opened(self) -> None:
+        if not self.connected:
+            self._connected_now()
+
+    def when_connected(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` once, when a connection to the service is first opened (or, on
+        a session given by the caller, an attempt first gets past connecting); never when
+        one was opened already (``connected``)."""
+        self._connect_listeners.append(listener)
+
+    def _connected_now(self) -> None:
         self.connected = True
+        listeners, self._connect_listeners = self._connect_listeners, []
+        for listener in listeners:
+            listener()
 
     async def aclose(self) -> None:
         if self._owns_session and self._session is not None and not self._session.closed:
@@ -227,7 +242,7 @@ class Transport:
             self._timeout_made = made
         return made
 
-    async def request(
+    def request(
         self,
         method: Literal["GET", "POST"],
         path: str,
@@ -235,16 +250,20 @@ class Transport:
         json: Any = None,
         create: bool = False,
         kind: str | None = None,
-    ) -> Any:
-        """Send one API request with retries; return the decoded JSON body.
+    ) -> Coroutine[Any, Any, Any]:
+        """Send one API request with retries; await it for the decoded JSON body (the retry
+        loop's own coroutine: one frame less on every resumption of the request).
 
         ``create=True`` applies the never-pay-twice rule of a create without a key (see the
         module docstring).
         """
-        headers = self._headers()
+        try:
+            headers = self._headers()
+        except AuthenticationError as exc:
+            return _fail(exc)  # raised when awaited, as from any coroutine
         url = path if path.startswith(("http://", "https://")) else self.base_url + path
         call = _Call(method, path, url, kind or path, json, create, headers)
-        return await self._run(call)
+        return self._run(call)
 
     async def create(
         self, path: str, *, json: Any, idempotency_key: str | None, kind: str = "create"
@@ -310,9 +329,22 @@ class Transport:
         """One try: ``(decoded body, None)``, or ``(error, whether it may be retried)``."""
         start = time.monotonic()
         try:
-            status, resp_headers, body = await self._send(
-                call.method, call.url, call.headers, call.json
-            )
+            async with self.session.request(
+                call.method,
+                call.url,
+                json=call.json,
+                headers=call.headers,
+                timeout=self._timeout(),
+                allow_redirects=False,
+            ) as resp:
+                status, resp_headers = resp.status, resp.headers
+                length = resp.content_length
+                if length is not None and length <= self.max_response_bytes:
+                    body = await resp.read()  # a declared length within the cap: at once
+                else:
+                    body = await _read_capped(resp, self.max_response_bytes + 1)
+            if self.on_headers is not None:
+                self.on_headers(resp_headers)
         except NEVER_OPENED as exc:  # refused, DNS, TLS: this attempt reached nothing
             self.counters[f"{call.method} {call.kind} error"] += 1
             error: EvolinkError = unreachable_error(exc, call.url, maybe_created=call.maybe_taken)
@@ -324,13 +356,15 @@ class Transport:
             self._log(call, type(error).__name__, attempt, start)
             return error, True
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            self.connected = True
+            if not self.connected:
+                self._connected_now()
             self.counters[f"{call.method} {call.kind} error"] += 1
             error = _connection_error(exc, maybe_created=call.create)
             self._log(call, type(error).__name__, attempt, start)
             # sent, no answer: a create may have been taken; only its own key may repeat it
             return error, not call.create or call.key is not None
-        self.connected = True
+        if not self.connected:
+            self._connected_now()
         self.counters[f"{call.method} {call.kind} {status}"] += 1
         self._log(call, status, attempt, start)
         body = redact_bytes(body)  # a server echoing the key must not put it anywhere
@@ -368,20 +402,9 @@ class Transport:
             time.monotonic() - start,
         )
 
-    async def _send(
-        self, method: str, url: str, headers: dict[str, str], json: Any
-    ) -> tuple[int, Mapping[str, str], bytes]:
-        async with self.session.request(
-            method, url, json=json, headers=headers, timeout=self._timeout(), allow_redirects=False
-        ) as resp:
-            length = resp.content_length
-            if length is not None and length <= self.max_response_bytes:
-                body = await resp.read()  # a declared length within the cap: read at once
-            else:
-                body = await _read_capped(resp, self.max_response_bytes + 1)
-            if self.on_headers is not None:
-                self.on_headers(resp.headers)
-            return resp.status, resp.headers, body
+
+async def _fail(error: BaseException) -> Any:
+    raise error
 
 
 async def _read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes:

@@ -104,6 +104,10 @@ class EvolinkAPI:
         """Whether a connection to the service was ever opened."""
         return self.transport.connected
 
+    def when_connected(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` once, when a connection to the service is first opened."""
+        self.transport.when_connected(listener)
+
     def idempotency_key(self, request: VideoRequest, key: str | None = None) -> str | None:
         """The key a create of ``request`` carries: ``key``, else the request's
         ``client_request_id``, else a fresh ``run_`` key; None when idempotency is off."""

@@ -41,6 +41,7 @@ No exception message contains the API key.
 
 from __future__ import annotations
 
+import copyreg
 import datetime
 import math
 import os
@@ -92,7 +93,12 @@ __all__ = [
 
 
 class EvolinkError(Exception):
-    """Base class of every exception raised by evolink-async."""
+    """Base class of every exception raised by evolink-async. Every one pickles (to another
+    process, a result queue), its attributes kept as they are."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # the default rebuilds with ``cls(*args)``, which most subclasses' signatures refuse
+        return (copyreg.__newobj__, (type(self), *self.args), self.__dict__)  # type: ignore[attr-defined]
 
 
 def shorten(value: Any, limit: int = 80) -> str:
@@ -482,9 +488,6 @@ class JournalLockedError(JournalError):
             "wait for it to finish or stop it, or use another output directory"
         )
 
-    def __reduce__(self) -> tuple[type[JournalLockedError], tuple[str, int | None]]:
-        return (type(self), (self.directory, self.pid))
-
 
 class JournalCorruptError(JournalError):
     """A line other than the last is not a valid record: the file was damaged or edited."""
@@ -494,6 +497,3 @@ class JournalCorruptError(JournalError):
         self.line_number = line_number
         self.reason = reason
         super().__init__(f"journal {self.path} is corrupt at line {line_number}: {reason}")
-
-    def __reduce__(self) -> tuple[type[JournalCorruptError], tuple[str, int, str]]:
-        return (type(self), (self.path, self.line_number, self.reason))

@@ -110,13 +110,14 @@ class TaskStatus(str, enum.Enum):
 
     @property
     def is_terminal(self) -> bool:
-        return self in (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED)
+        return self in _TERMINAL
 
     def __str__(self) -> str:
         return self.value
 
 
 _STATUS_BY_VALUE: dict[str, TaskStatus] = {member.value: member for member in TaskStatus}
+_TERMINAL = frozenset((TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import pytest
@@ -49,6 +49,9 @@ class FakeAPI:
         self.refuse = 0  # creates to refuse with a 429 first
         self.connected = False  # as the dispatcher sees it: creates go one at a time first
         self.idempotency = False  # the keys are the test's (before_create), not the API's
+
+    def when_connected(self, listener: Callable[[], None]) -> None:
+        pass  # never connected: the first create's end lets the next one go
 
     async def create_video(
         self, request: VideoRequest, *, idempotency_key: str | None = None

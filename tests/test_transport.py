@@ -1047,3 +1047,17 @@ def test_the_transport_says_whether_it_has_a_key_without_showing_it(
     key: str | None, expected: bool
 ) -> None:
     assert expected == Transport(api_key=key, base_url=BASE).has_api_key
+
+
+async def test_when_connected_listeners_are_told_once_at_the_first_answer(
+    api: FakeAPI, transport: Transport
+) -> None:
+    told: list[bool] = []
+    transport.when_connected(lambda: told.append(transport.connected))
+    for _ in range(2):
+        api.reply("GET", CREDITS, 200, json=CREDITS_ANSWER)
+        await transport.request("GET", CREDITS)
+    transport.when_connected(lambda: told.append(False))  # connected already: never told
+    api.reply("GET", CREDITS, 200, json=CREDITS_ANSWER)
+    await transport.request("GET", CREDITS)
+    assert told == [True]

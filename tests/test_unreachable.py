@@ -37,6 +37,7 @@ from evolink_async.batch.journal import JOURNAL_FILENAME
 from evolink_async.cli import EXIT_UNREACHABLE, main
 from evolink_async.cli.display import stats_line
 from evolink_async.dispatcher import Event
+from evolink_async.dispatcher._reach import Reach
 from evolink_async.testing import Simulator
 
 TIME_SCALE = 0.002
@@ -346,3 +347,31 @@ async def test_submits_at_a_closed_port_each_end_failed_with_the_clear_error_aft
     ]
     assert all(isinstance(o.error, ServiceUnreachableError) for o in outcomes)
     assert {"POST create error": QUICK.attempts} == counters  # the first create's tries only
+
+
+async def test_creates_waiting_behind_the_first_go_when_its_connection_opens() -> None:
+    # before any create got through, creates go one at a time until a connection is opened;
+    # the opening wakes the others at once (no polling), while the first is still waiting
+    reach = Reach()
+    opened = False
+    inside: list[str] = []
+    first_may_end = anyio.Event()
+
+    async def create(name: str, hold: anyio.Event | None) -> None:
+        async with reach.admit(lambda: opened):
+            inside.append(name)
+            if hold is not None:
+                await hold.wait()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(create, "first", first_may_end)
+        await anyio.wait_all_tasks_blocked()
+        tg.start_soon(create, "second", None)
+        tg.start_soon(create, "third", None)
+        await anyio.wait_all_tasks_blocked()
+        assert inside == ["first"]  # the others wait: nothing opened yet
+        opened = True
+        reach.connection_opened()
+        await anyio.wait_all_tasks_blocked()
+        assert inside == ["first", "second", "third"]  # the first is still inside
+        first_may_end.set()

@@ -141,6 +141,7 @@ class Dispatcher:
         progress_every: float | None = 2.0,
     ) -> None:
         self._services = Services(api, poller, limits, price, time_scale, task_timeout, learn)
+        api.when_connected(self._services.reach.connection_opened)
         self._runs: set[Run] = set()
         self._single: SubmitRun | None = None
         self._index = 0

@@ -38,8 +38,6 @@ T = TypeVar("T")
 
 #: the least wait between two tries during an outage (even with ``set_testing``)
 _MIN_WAIT = 0.05
-#: how often a create waiting behind the first looks whether a connection was opened
-_CONNECT_CHECK = 0.05
 
 
 class Reach:
@@ -104,8 +102,7 @@ class Reach:
         time. Raises the first one's ``ServiceUnreachableError`` to those waiting behind."""
         round_ = self._round
         while self.outage is not None or (self._first and not connected()):
-            with anyio.move_on_after(_CONNECT_CHECK):  # connected() is not told: look again
-                await self._changed()
+            await self._changed()  # poked by the first create's end, or connection_opened()
             if self._round != round_ and self._told is not None:
                 raise self._told
         first = not self.created and not self._first
@@ -116,6 +113,10 @@ class Reach:
             if first:
                 self._first = False
                 self._poke()
+
+    def connection_opened(self) -> None:
+        """A connection to the service was opened: the creates waiting behind the first go."""
+        self._poke()
 
     def give_up(self, error: ServiceUnreachableError) -> None:
         """The first create could not reach the service: tell the creates waiting for it."""

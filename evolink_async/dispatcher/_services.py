@@ -30,6 +30,8 @@ class TaskAPI(Protocol):
     #: creates carry idempotency keys (a create that may have been taken is then resent)
     idempotency: bool
 
+    def when_connected(self, listener: Callable[[], None]) -> None: ...
+
     def create_video(
         self, request: VideoRequest, *, idempotency_key: str | None = None
     ) -> Awaitable[Task]: ...
