@@ -194,3 +194,15 @@ async def test_a_create_granted_from_the_line_takes_a_slot_the_reads_left(
     assert sent[-1] - sent[0] < 0.5  # in the window of the reads, not a window later
     late = await link.call(window_book(2))  # L2 still waits: the reads keep leaving 2
     assert 0.9 < late["wait"] <= 1.0
+
+
+async def test_a_renewal_serves_a_dead_process_s_expired_slot_to_the_line(
+    link: _redis_link.Link,
+) -> None:
+    dead = dict(slot_lease(0, 0), ttl=0.2)
+    assert 1 == (await link.call(dead))["ok"]
+    assert 0 == (await link.call(slot_lease(1, 0)))["ok"]  # in line, asleep
+    await anyio.sleep(0.3)  # the dead process's lease has expired; nobody asked since
+    await link.call({"op": "renew", "ids": [], "ttl": 60.0, "tickets": []})  # a renewer's tick
+    assert [b"L1"] == await link.client.zrange(link.key("leases"), 0, -1)
+    assert 0 == await link.client.zcard(link.key("queue"))

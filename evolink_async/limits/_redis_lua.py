@@ -114,7 +114,10 @@ local function shrink(op)
   return {ok = 1, cap = cap}
 end
 
+-- also a dead process's leases expire here: a renewal (every third of a lease time, in every
+-- process that holds or waits) serves their slots to the line, no waiter need wake for it
 local function renew(op)
+  expire_leases()
   for _, id in ipairs(op.ids) do redis.call('ZADD', LEASES, 'XX', str(now + op.ttl), id) end
   for _, id in ipairs(op.tickets or {}) do
     redis.call('ZADD', QSEEN, 'XX', str(now + op.ttl), id)

@@ -21,8 +21,10 @@ from .backend import SharedLimitsError
 
 __all__ = ["RedisBudget", "RedisPermit", "RedisRate", "RedisReservation", "RedisSlots"]
 
-#: the longest sleep of a waiter that heard nothing (a lost notification costs no more)
-_MAX_WAIT = 30.0
+#: the longest sleep of a waiter that heard nothing: its ticket stays in line (the renewer
+#: says it is alive) and a dead process's lease is served to the line by any renewal, so
+#: asking again only makes up for a lost notification
+_MAX_WAIT = 120.0
 #: a slot booked ahead and not taken within this many seconds is given up (sent later, it
 #: would crowd the slots booked after it)
 _AHEAD_GRACE = 0.02
@@ -54,8 +56,6 @@ async def _wait_turn(
     ``say_taken``: a grant from the line is said taken with the next call (a reservation
     must be, or it goes back; a lease need not: it lasts a lease time from the waiter's
     last sign of life, at most a third of one ago, and the renewer renews it in time)."""
-    # a ticket not seen for a lease time is dropped from the line: ask before that
-    longest = min(_MAX_WAIT, link.lease_ttl / 2)
     while True:
         result = await link.call(op, book_ahead=True)
         if result.get("ok") == -2:  # an operator reset the budget: set it again
@@ -63,7 +63,7 @@ async def _wait_turn(
         wait = granted(result)
         if wait is None:
             return False
-        answer = await link.waits.wait_ticket(op["id"], min(longest, wait) or longest)
+        answer = await link.waits.wait_ticket(op["id"], min(_MAX_WAIT, wait) or _MAX_WAIT)
         if answer is not None and answer != "ask":
             if answer != "-":
                 link.waits.book_ahead(float(answer))
@@ -218,7 +218,7 @@ class RedisSlots:
 
     def _granted(self, result: dict[str, Any]) -> float | None:
         self.cap = int(result.get("cap", self.cap))
-        return float(result.get("wait", 0.0)) if result.get("ok") != 1 else None
+        return _MAX_WAIT if result.get("ok") != 1 else None
 
     def shrink(self, new_max: int) -> int:
         """A "too many concurrent tasks" 429: the shared cap shrinks in Redis with the 429's
