@@ -19,6 +19,7 @@ import cattrs
 
 from .errors import DecodeError
 from .models import (
+    TERMINAL_STATUSES,
     Credits,
     CreditsBalance,
     Task,
@@ -235,6 +236,9 @@ def _direct_task(o: Mapping[str, Any]) -> Task:
 def loads_json(body: bytes | str, what: str) -> Any:
     """Parse a JSON body, raising ``DecodeError`` with a short excerpt when it is not JSON."""
     try:
+        if type(body) is bytes and b"\x00" not in body:  # UTF-8: no pass to detect UTF-16/32
+            text = body.decode()
+            return json.loads(text[1:] if text[:1] == "\ufeff" else text)
         return json.loads(body)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
@@ -246,7 +250,9 @@ def same_state(known: Task, data: Any) -> bool:
     """Whether ``data`` (a task object as JSON) shows ``known`` as it was: the same id, the
     same status (a status that is not final), progress and ``estimated_time``. Then
     ``known`` stands for the answer and nothing needs decoding (a poll that saw no change)."""
-    if (type(data) is not dict and not isinstance(data, Mapping)) or known.status.is_terminal:
+    if known.status in TERMINAL_STATUSES:
+        return False
+    if type(data) is not dict and not isinstance(data, Mapping):
         return False
     if data.get("status") != known.raw_status or data.get("id") != known.id:
         return False

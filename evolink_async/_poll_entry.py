@@ -11,7 +11,7 @@ import anyio
 import attrs
 
 from .errors import EvolinkError
-from .models import Task, TaskStatus
+from .models import TERMINAL_STATUSES, Task, TaskStatus
 
 __all__ = ["Callbacks", "Entry", "Gate", "TaskResult", "TrackedTask", "Watcher"]
 
@@ -98,8 +98,8 @@ class Entry:
         else:
             self.unknown_since = None
         self.task = task
-        progress = task.progress or 0
-        if task.status is TaskStatus.PENDING or (progress <= 0 and not task.is_terminal):
+        progress, status = task.progress or 0, task.status
+        if status is TaskStatus.PENDING or (progress <= 0 and status not in TERMINAL_STATUSES):
             self.zero_at = now
         elif 0 < progress < 100:
             if self.p1 is None:

@@ -172,6 +172,9 @@ def plan_window(
     ``RIDE_EVERY`` of its duration at most) to read the progress that places it. Due times
     are put on the read grid, so reads of many tasks coincide.
     """
+    lo, hi = policy.min_interval * scale, policy.max_interval * scale
+    if lo >= hi:  # a fixed-interval poller: every read ``hi`` after the last, no grid, no riding
+        return now + hi, now + hi
     end, total, u = expected_end(
         now=now,
         start=start,
@@ -183,7 +186,6 @@ def plan_window(
         window=policy.window,
     )
     target = policy.target_for(total / scale) * scale
-    lo, hi = policy.min_interval * scale, policy.max_interval * scale
     # a read sees the task as it arrived, readings are stamped as they return: aim early
     reach = max(target * (1.0 - LATENCY_SHARE) - 1.5 * latency, target / 2)
     first, known = end - u + reach, 2 * u <= reach  # known: one read in [end + u, first]
@@ -195,8 +197,6 @@ def plan_window(
         late = max(0.0, now - end)
         delay = target * (1.0 + late / max(total, 1e-9) / max(policy.window, 1e-9))
     delay = min(max(delay, lo), hi)
-    if lo >= hi:  # a fixed-interval poller: no grid, no riding
-        return now + delay, now + delay
     grid = reach - 2 * u if known else max(target, lo)
     due = snap(now, now + delay, read_grid(grid / scale) * scale)
     if known:  # from the earliest it may have ended: if not yet, the end is placed better

@@ -8,6 +8,7 @@ every turn is a cold wake-up of the process).
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 from typing import Generic, TypeVar
 
@@ -19,21 +20,28 @@ T = TypeVar("T")
 
 
 class ReadQueue(Generic[T]):
-    """Unbounded, first in first out; each item wakes one waiting receiver."""
+    """Unbounded, first in first out; each item wakes one waiting receiver. A waiter is a bare
+    future of the running loop (an anyio event wraps an asyncio event that wraps one)."""
 
     __slots__ = ("_items", "_waiters")
 
     def __init__(self) -> None:
         self._items: deque[T] = deque()
-        self._waiters: deque[anyio.Event] = deque()
+        self._waiters: deque[asyncio.Future[None]] = deque()
 
     def __len__(self) -> int:
         return len(self._items)
 
     def send_nowait(self, item: T) -> None:
         self._items.append(item)
-        if self._waiters:
-            self._waiters.popleft().set()
+        self._wake_one()
+
+    def _wake_one(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
 
     def receive_nowait(self) -> T:
         """The next item; ``anyio.WouldBlock`` when there is none."""
@@ -44,15 +52,14 @@ class ReadQueue(Generic[T]):
     async def receive(self) -> T:
         """The next item, waiting for one (no checkpoint when one is there: see the module)."""
         while not self._items:
-            event = anyio.Event()
-            self._waiters.append(event)
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
             try:
-                await event.wait()
+                await waiter
             except BaseException:
-                if event.is_set():  # woken for an item but cancelled: wake another for it
-                    if self._items and self._waiters:
-                        self._waiters.popleft().set()
-                else:
-                    self._waiters.remove(event)
+                if waiter.done() and not waiter.cancelled():
+                    self._wake_one()  # woken for an item but cancelled: wake another for it
+                elif waiter in self._waiters:
+                    self._waiters.remove(waiter)
                 raise
         return self._items.popleft()

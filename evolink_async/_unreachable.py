@@ -67,9 +67,9 @@ def unreachable_error(
 
 
 class OpenedConnector(aiohttp.TCPConnector):
-    """A connector that calls ``on_open()`` each time a connection is opened or taken from the
-    pool: the service can be reached. Not a ``TraceConfig``: tracing costs every request
-    several signal sends; this costs one call."""
+    """A connector that calls ``on_open()`` when its first connection is opened: the service
+    can be reached. Not a ``TraceConfig``: tracing costs every request several signal sends;
+    this costs nothing after the first."""
 
     def __init__(self, on_open: Callable[[], None], **kw: Any) -> None:
         super().__init__(**kw)
@@ -78,4 +78,6 @@ class OpenedConnector(aiohttp.TCPConnector):
     async def connect(self, *args: Any, **kw: Any) -> Connection:
         connection = await super().connect(*args, **kw)
         self._on_open()
+        # told: later connections go straight to the base class, with no frame of this one
+        self.connect = super().connect  # type: ignore[method-assign]
         return connection

@@ -37,6 +37,7 @@ __all__ = [
     "FATAL_TASK_ERROR_CODES",
     "MODEL_SPECS",
     "RETRYABLE_TASK_ERROR_CODES",
+    "TERMINAL_STATUSES",
     "Credits",
     "CreditsBalance",
     "ModelSpec",
@@ -110,14 +111,15 @@ class TaskStatus(str, enum.Enum):
 
     @property
     def is_terminal(self) -> bool:
-        return self in _TERMINAL
+        return self in TERMINAL_STATUSES
 
     def __str__(self) -> str:
         return self.value
 
 
 _STATUS_BY_VALUE: dict[str, TaskStatus] = {member.value: member for member in TaskStatus}
-_TERMINAL = frozenset((TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED))
+#: the statuses of a task that will not change any more (``TaskStatus.is_terminal``)
+TERMINAL_STATUSES = frozenset((TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -49,7 +49,7 @@ from ._poll_queue import ReadQueue
 from ._poll_read import BATCH_SIZE, Reader
 from ._retry import backoff
 from .errors import EvolinkError, TaskStalledError, TaskTimeoutError
-from .models import Task
+from .models import TERMINAL_STATUSES, Task
 
 __all__ = [
     "PollPolicy",
@@ -321,7 +321,7 @@ class Poller:
         now = self._clock()
         entry.note(task, now)
         stall = self.policy.stall_after
-        if task.is_terminal:
+        if task.status in TERMINAL_STATUSES:
             self.finish(entry, task)
         elif (
             stall is not None

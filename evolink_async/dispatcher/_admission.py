@@ -140,6 +140,10 @@ class Run:
     def notify(self) -> None:
         self.changed.set()
 
+    def listens(self, index: int) -> bool:
+        """Whether an event of request ``index`` has anybody to go to (else none is made)."""
+        return self.on_event is not None
+
     def emit(self, event: Event) -> None:
         if self.on_event is None:
             return
@@ -346,7 +350,8 @@ class Run:
         job = self.live.get(task.id)
         if job is not None:
             job.task = task
-            self.emit(Progress(job.index, task.id, task.status, task.progress))
+            if self.listens(job.index):  # a read every few seconds of every task in flight
+                self.emit(Progress(job.index, task.id, task.status, task.progress))
 
     def task_done(self, task_id: str, result: TaskResult) -> None:
         job = self.live.pop(task_id, None)

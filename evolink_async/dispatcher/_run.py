@@ -67,6 +67,9 @@ class SingleRun(Run):
         self.futures: dict[int, Promise] = {}
         self.handlers: dict[int, Callable[[Event], object]] = {}
 
+    def listens(self, index: int) -> bool:
+        return index in self.handlers
+
     def emit(self, event: Event) -> None:
         index = event.outcome.index if isinstance(event, (Completed, Failed)) else None
         if index is None:

@@ -152,6 +152,9 @@ class SubmitRun(SingleRun):
 
     # -- progress ----------------------------------------------------------------------------
 
+    def listens(self, index: int) -> bool:
+        return True  # every read feeds the handle's status and progress (``_follow``)
+
     def emit(self, event: Event) -> None:
         if isinstance(event, (Submitted, Progress, Retrying)):
             self._follow(event)

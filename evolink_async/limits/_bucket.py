@@ -15,10 +15,12 @@ class TokenBucket:
     or the last 429), filled at the effective rate: ``base_rate`` until ``base_time``, then
     climbing by ``increase`` a second up to ``rate``."""
 
-    __slots__ = ("base_rate", "base_time", "burst", "increase", "level", "rate", "t")
+    __slots__ = ("base_rate", "base_time", "burst", "increase", "level", "rate", "t", "unlimited")
 
     def __init__(self, rate: float, burst: int, increase: float) -> None:
         self.rate = rate
+        #: no rate at all (only a 429's pause holds requests); ``rate`` is never changed
+        self.unlimited = math.isinf(rate)
         self.burst = burst
         self.increase = increase
         self.base_rate = rate
@@ -82,6 +84,15 @@ class TokenBucket:
         if self.t > now:
             return 0.0
         return self.level_at(now)
+
+    def take_now(self, now: float) -> bool:
+        """Take a token if one is there at ``now``."""
+        if self.unlimited:
+            return True
+        if not self.ready(now):
+            return False
+        self.take(now)
+        return True
 
     def take(self, earliest: float) -> float:
         """Take one token at ``earliest`` or later; return when it is there."""

@@ -270,13 +270,13 @@ class RateLimiter:
         """Take a token if one is free now (no pause, nothing booked): no wait, no checkpoint,
         nothing allocated. False: call :meth:`acquire`, which waits its turn."""
         now = self._clock()
-        if now < self._paused_until or self._abandoned or not self._bucket.ready(now):
+        if now < self._paused_until or self._abandoned:
             return False
-        self._prune(now)
-        if self._slots:  # a slot booked for this very instant: it goes first
-            return False
-        self._bucket.take(now)  # no slot kept: it has come, so a 429 would not move it
-        return True
+        if self._slots:
+            self._prune(now)
+            if self._slots:  # a slot booked for this very instant: it goes first
+                return False
+        return self._bucket.take_now(now)  # no slot kept: a 429 would not move it
 
     # -- async ------------------------------------------------------------------------------
 
