@@ -19,6 +19,10 @@ The time scale (default 0.1: a 100 s clip lasts 10 real seconds) stretches every
 
     .venv/bin/python benchmarks/bench_fleet.py --quick      # 48 clips per run (about 10 min)
     .venv/bin/python benchmarks/bench_fleet.py --json fleet.json
+    .venv/bin/python benchmarks/bench_fleet.py --quick --processes 8 --limits redis --breakdown
+
+``--breakdown`` traces the shared limits (``RedisLimits(trace=True)``) and prints the
+handover's stages: detect, release, to Redis, grant, rate, send (see ``_stages``).
 
 Needs ``redis-server`` on the PATH (started here on a free loopback port, no persistence).
 """
