@@ -19,6 +19,10 @@ The time scale (default 0.1: a 100 s clip lasts 10 real seconds) stretches every
 
     .venv/bin/python benchmarks/bench_fleet.py --quick      # 48 clips per run (about 10 min)
     .venv/bin/python benchmarks/bench_fleet.py --json fleet.json
+    .venv/bin/python benchmarks/bench_fleet.py --quick --processes 8 --limits redis --breakdown
+
+``--breakdown`` traces the shared limits (``RedisLimits(trace=True)``) and prints the
+handover's stages: detect, release, to Redis, grant, rate, send (see ``_stages``).
 
 Needs ``redis-server`` on the PATH (started here on a free loopback port, no persistence).
 """
@@ -66,6 +70,8 @@ def _run(args: argparse.Namespace, n: int, redis_url: str | None) -> dict[str, A
         base += ["--rate", str(args.client_rate), "--concurrency", str(args.concurrency)]
         if redis_url is not None:
             base += ["--redis", redis_url, "--namespace", f"bench-{n}-{time.time_ns()}"]
+            if args.breakdown:
+                base.append("--trace")
         procs = [
             subprocess.Popen(
                 [*base, "--tag", f"w{i}", "--prompts", str(k)],
@@ -89,7 +95,15 @@ def _run(args: argparse.Namespace, n: int, redis_url: str | None) -> dict[str, A
     requests = sum(s["requests"] for s in summaries)
     throughput = completed / service_minutes
     limit = args.concurrency * 60 / TASK_SECONDS
+    stages = _stages(stats, summaries, args) if redis_url and args.breakdown else {}
+    if stages:  # the raw timelines, for a closer look (--json)
+        stages["raw"] = {
+            "summaries": summaries,
+            "tasks": stats["tasks"],
+            "times": stats["request_times"],
+        }
     return {
+        **stages,
         "processes": n,
         "shared": "redis" if redis_url else "none",
         "completed": completed,
@@ -126,6 +140,89 @@ def _steady(stats: dict[str, Any], concurrency: int) -> dict[str, Any]:
     }
 
 
+def _mean_gap(later: list[float], earlier: list[float]) -> float:
+    n = min(len(later), len(earlier))
+    return sum(later[:n]) / max(1, n) - sum(earlier[:n]) / max(1, n)
+
+
+def _create_times(summaries: list[dict[str, Any]]) -> dict[str, list[float]]:
+    """From the workers' timelines: when each lease was granted, when the create that held
+    it reached its rate slot, when each lease was released and when Redis got the release."""
+    out: dict[str, list[float]] = {"grant": [], "rated": [], "release": [], "in_redis": []}
+    out.update(line=[], ahead=[], rate_wait=[])
+    for summary in summaries:
+        events = summary.get("trace", [])
+        carried = {i: e["t"] for e in events if e["kind"] == "call" for i in e["freed"]}
+        for i, e in enumerate(events):
+            if e["kind"] == "release":
+                out["release"].append(e["t"])
+                out["in_redis"].append(carried.get(e["id"], e["t"]))
+            if e["kind"] != "lease":
+                continue
+            rated = next(
+                (r for r in events[i + 1 :] if r["kind"] == "rate" and r["task"] == e["task"]),
+                None,
+            )
+            out["grant"].append(e["t"])
+            out["line"].append(float(e["line"]))
+            if rated is not None:
+                out["rated"].append(rated["t"])
+                out["ahead"].append(float(rated["ahead"]))
+                out["rate_wait"].append(rated["t"] - rated["asked"])
+    return out
+
+
+def _stages(
+    stats: dict[str, Any], summaries: list[dict[str, Any]], args: argparse.Namespace
+) -> dict[str, Any]:
+    """The handover (a task done -> the next create at the simulator) in stages, in service
+    seconds, each the mean over the handovers of one stage's times minus the last's: detect
+    (done -> a client saw it), release (-> the lease released in that process), to Redis (->
+    the call that carried the release came back), grant (-> a waiter had the lease), rate (->
+    its create reached its rate slot), send (-> the create arrived)."""
+    c = args.concurrency
+    tasks = [t for t in stats["tasks"].values() if t["finished_real"] is not None]
+    finishes = sorted(t["finished_real"] for t in tasks)[:-c]
+    seen = sorted(t["first_seen_terminal_real"] for t in tasks)[:-c]
+    creates = sorted(t["created_real"] for t in stats["tasks"].values())[c:]
+    times = _create_times(summaries)
+    order = sorted(range(len(times["grant"])), key=lambda k: times["grant"][k])[c:]
+    grants = [times["grant"][k] for k in order]
+    rated = sorted(times["rated"])[c:]
+    release = sorted(times["release"])[:-c]
+    in_redis = sorted(times["in_redis"])[:-c]
+    s = 1 / args.time_scale
+    later = [k for k in order if k < len(times["ahead"])]
+    return {
+        "st_detect": _mean_gap(seen, finishes) * s,
+        "st_release": _mean_gap(release, seen) * s,
+        "st_to_redis": _mean_gap(in_redis, release) * s,
+        "st_grant": _mean_gap(grants, in_redis) * s,
+        "st_rate": _mean_gap(rated, grants) * s,
+        "st_send": _mean_gap(creates, rated) * s,
+        "from_line": sum(times["line"][k] for k in order) / max(1, len(order)),
+        "ahead": sum(times["ahead"][k] for k in later) / max(1, len(later)),
+        "create_rate_wait": sum(times["rate_wait"][k] for k in later) * s / max(1, len(later)),
+        "reads": sum(stats["requests"].get(e, {}).get("200", 0) for e in _READS),
+    }
+
+
+_READS = ("get_task", "tasks_batch")
+_STAGE_COLUMNS = [
+    ("processes", "procs"),
+    ("st_detect", "detect"),
+    ("st_release", "release"),
+    ("st_to_redis", "to Redis"),
+    ("st_grant", "grant"),
+    ("st_rate", "rate"),
+    ("st_send", "send"),
+    ("from_line", "from line"),
+    ("ahead", "slot ahead"),
+    ("create_rate_wait", "create's rate wait"),
+    ("reads", "reads"),
+]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="48 clips a run")
@@ -138,6 +235,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--time-scale", type=float, default=0.1)
     parser.add_argument("--processes", default="1,2,4,8")
     parser.add_argument("--json", metavar="PATH")
+    parser.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="trace the shared limits and print the handover's stages (service s)",
+    )
+    parser.add_argument(
+        "--limits", default="redis,none", help="which runs: redis, none or both (default)"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.clips = 48
@@ -145,12 +250,15 @@ def main(argv: list[str] | None = None) -> int:
         args.client_rate = 0.9 * args.rate
     counts = [int(x) for x in args.processes.split(",")]
     rows = []
+    print(
+        "load average (1/5/15 min) at the start: " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+    )
     with tempfile.TemporaryDirectory() as tmp:
         server, url = start_redis(Path(tmp))
         try:
             for n in counts:
-                rows.append(_run(args, n, url))
-                rows.append(_run(args, n, None))
+                for kind in args.limits.split(","):
+                    rows.append(_run(args, n, url if kind == "redis" else None))
         finally:
             server.terminate()
             server.wait(timeout=10)
@@ -176,6 +284,10 @@ def main(argv: list[str] | None = None) -> int:
         ("handover_s", "handover s"),
     ]
     print_table(rows, columns, title=title)
+    print("load average (1/5/15 min) at the end: " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
+    if args.breakdown:
+        staged = [r for r in rows if "st_detect" in r]
+        print_table(staged, _STAGE_COLUMNS, title="handover stages with Redis (service s)")
     if args.json:
         Path(args.json).write_text(json.dumps({"machine": machine_info(), "rows": rows}, indent=2))
     return 0

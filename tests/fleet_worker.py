@@ -33,13 +33,14 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--budget", type=float)
     p.add_argument("--lease-ttl", type=float, default=60.0)
     p.add_argument("--duration", type=int, default=4)
+    p.add_argument("--trace", action="store_true", help="add the shared limits' debug timeline")
     return p.parse_args(argv)
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     limits = None
     if args.redis:
-        limits = RedisLimits(args.redis, args.namespace, lease_ttl=args.lease_ttl)
+        limits = RedisLimits(args.redis, args.namespace, lease_ttl=args.lease_ttl, trace=args.trace)
     started = time.monotonic()
     async with EvolinkClient(
         args.api_key,
@@ -64,6 +65,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         shared = client.limits if isinstance(client.limits, RedisLimits) else None
         trips = shared.round_trips if shared is not None else 0
         by_op = shared.trips_by_op if shared is not None else {}
+        trace = shared.trace_events if shared is not None else []
     return {
         "tag": args.tag,
         "statuses": dict(statuses),
@@ -72,6 +74,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "trips_by_op": by_op,
         "throttles": client.limits.throttles,
         "seconds": time.monotonic() - started,
+        "trace": trace,
     }
 
 

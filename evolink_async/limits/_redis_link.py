@@ -15,6 +15,7 @@ import hmac
 import json
 import os
 import socket
+import time
 import uuid
 from collections import Counter
 from typing import Any
@@ -24,14 +25,18 @@ from anyio.abc import TaskGroup
 
 from ..errors import redact_url
 from ._redis_lua import KEY_NAMES, SCRIPT
+from ._redis_trace import Trace
 from ._redis_waits import Waits
 from .backend import SharedLimitsError
 
-__all__ = ["FLUSH_DELAY", "Link", "default_namespace"]
+__all__ = ["FLUSH_DELAY", "URGENT_DELAY", "Link", "default_namespace"]
 
 _NAMESPACE_KEY = b"evolink-async/limits/v1"
 #: seconds a queued change (a release, a settle) may wait for a call to take it along
 FLUSH_DELAY = 0.02
+#: the same for a change others may be waiting on (a slot released): long enough for the
+#: releases of one batch read, or a call of this process made at once, to take it along
+URGENT_DELAY = 0.002
 
 
 def default_namespace(api_key: str) -> str:
@@ -47,11 +52,13 @@ class Link:
         "_client",
         "_closed",
         "_host",
+        "_hurry",
         "_keys",
         "_outbox",
         "_queued",
         "_scope",
         "_script",
+        "_urgent",
         "ahead_op",
         "channel",
         "held",
@@ -59,6 +66,7 @@ class Link:
         "namespace",
         "owner",
         "round_trips",
+        "trace",
         "trips_by_op",
         "url",
         "waits",
@@ -87,6 +95,8 @@ class Link:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._outbox: list[dict[str, Any]] = []
         self._queued: anyio.Event | None = None
+        self._hurry: anyio.Event | None = None
+        self._urgent = False  # an urgent change is in the outbox
         #: the rate's book op, sent along a lease or reservation that is granted (the slot it
         #: booked goes to ``waits.ahead`` until a request of this process takes it)
         self.ahead_op: dict[str, Any] | None = None
@@ -103,6 +113,8 @@ class Link:
         #: script calls sent so far (one round trip each), and by the call's own operation
         self.round_trips = 0
         self.trips_by_op: Counter[str] = Counter()
+        #: a debug timeline (``RedisLimits(trace=True)``), else None
+        self.trace: Trace | None = None
 
     def key(self, name: str) -> str:
         return self._keys[KEY_NAMES.index(name)]
@@ -111,13 +123,23 @@ class Link:
     def client(self) -> Any:
         return self._client
 
-    def queue(self, op: dict[str, Any]) -> None:
+    def queue(self, op: dict[str, Any], *, urgent: bool = False) -> None:
         """A change made from synchronous code: sent with the next call of this process, or
-        by the flusher within ``FLUSH_DELAY`` (changes close in time share one round trip).
-        Waiters, here and elsewhere, wake on what Redis then publishes."""
+        by the flusher within ``FLUSH_DELAY`` (changes close in time share one round trip),
+        ``URGENT_DELAY`` if ``urgent`` (a waiter in line, here or elsewhere, may get what it
+        frees). Waiters, here and elsewhere, wake on what Redis then publishes."""
         self._outbox.append(op)
         if self._queued is not None:
             self._queued.set()
+        if urgent:
+            self._urgent = True
+            if self._hurry is not None:
+                self._hurry.set()
+
+    @property
+    def queued_changes(self) -> int:
+        """Changes queued, not sent yet."""
+        return len(self._outbox)
 
     async def call(self, op: dict[str, Any] | None, *, book_ahead: bool = False) -> dict[str, Any]:
         """Run the queued changes and ``op`` in one atomic script call; return its result.
@@ -126,6 +148,7 @@ class Link:
         """
         ops = self._outbox
         self._outbox = []
+        self._urgent = False
         if op is not None:
             if book_ahead and not self.waits.ahead and self.ahead_op is not None:
                 op = dict(op, book=self.ahead_op)
@@ -135,6 +158,7 @@ class Link:
         self._start_background()
         self.round_trips += 1
         self.trips_by_op[op["op"] if op is not None else "flush"] += 1
+        sent = time.monotonic()
         try:
             raw = await self._script(keys=self._keys, args=[json.dumps(ops), self.channel])
         except Exception as exc:
@@ -142,6 +166,9 @@ class Link:
                 ops.pop()
             self._outbox[:0] = ops  # not applied: kept for the next call
             raise self._error(exc) from None
+        if self.trace is not None:
+            freed = [o["id"] for o in ops if o["op"] == "unlease"]
+            self.trace.add("call", sent=sent, ops=[o["op"] for o in ops], freed=freed)
         text = raw.decode() if isinstance(raw, bytes) else str(raw)
         result = json.loads(text)
         if not isinstance(result, dict):
@@ -203,6 +230,8 @@ class Link:
                     async for message in pubsub.listen():
                         data = message.get("data")
                         if isinstance(data, bytes):
+                            if self.trace is not None and data.startswith(b"go:"):
+                                self.trace.add("heard", message=data.decode(errors="replace"))
                             self.waits.hear(data)
             except Exception:  # reconnect after a pause; calls report the outage themselves
                 await anyio.sleep(1.0)
@@ -211,9 +240,14 @@ class Link:
         """Send queued changes soon after they are made (unless a call took them first)."""
         while True:
             self._queued = anyio.Event()
+            self._hurry = anyio.Event()
             if not self._outbox:
                 await self._queued.wait()
-            await anyio.sleep(FLUSH_DELAY)
+            if not self._urgent:
+                with anyio.move_on_after(FLUSH_DELAY):
+                    await self._hurry.wait()
+            if self._urgent:
+                await anyio.sleep(URGENT_DELAY)
             if self._outbox:
                 try:
                     await self.call(None)

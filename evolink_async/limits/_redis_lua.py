@@ -12,8 +12,10 @@ The rate: with a ``window`` (seconds, the service's counting window), at most
 ``n = max(burst, rate * window)`` requests in any window, as the service counts them (a burst
 after a quiet spell goes at once; the n-th after a slot is booked ``n / rate + guard`` after
 it: requests leave a little after their slots, and a late burst must not meet the next one
-in one window of the service); without one, a GCRA (``burst`` at once, then one every
-``1 / rate`` s). Either slows with the shared AIMD factor and waits out a pause.
+in one window of the service; while waiters stand in line, a slot booked on its own leaves
+``keep`` of each window's n to the creates' slots, booked with their grants); without one,
+a GCRA (``burst`` at once, then one every ``1 / rate`` s). Either slows with the shared AIMD
+factor and waits out a pause.
 
 Keys (one namespace): rate (hash), conc (hash), leases (zset lease -> expiry),
 owners (hash lease -> owner), budget (hash), res (hash id -> amount), res_owners (hash),
@@ -112,7 +114,10 @@ local function shrink(op)
   return {ok = 1, cap = cap}
 end
 
+-- also a dead process's leases expire here: a renewal (every third of a lease time, in every
+-- process that holds or waits) serves their slots to the line, no waiter need wake for it
 local function renew(op)
+  expire_leases()
   for _, id in ipairs(op.ids) do redis.call('ZADD', LEASES, 'XX', str(now + op.ttl), id) end
   for _, id in ipairs(op.tickets or {}) do
     redis.call('ZADD', QSEEN, 'XX', str(now + op.ttl), id)
@@ -120,7 +125,10 @@ local function renew(op)
   return {ok = 1}
 end
 
-local function book(op)
+-- ``granted``: booked along a lease or credits granted (a create's slot). While waiters
+-- stand in line (creates to come), the others (reads) leave up to ``op.keep`` slots of each
+-- window to those: a create then waits less for the reads booked before it
+local function book(op, granted)
   local s = rate_state()
   local f = factor_at(s, op.inc, now)
   local start = math.max(now, s.paused)
@@ -134,10 +142,15 @@ local function book(op)
     -- as the service counts: at most n requests in any window (stretched while the factor
     -- is below 1), booked first come, first served (tat: the last slot booked)
     local n = math.max(1, op.burst, math.floor(op.rate * window + EPS))
+    local limit = n
+    if not granted and (tonumber(op.keep) or 0) > 0 then
+      local waiting = redis.call('ZCARD', QUEUE) + redis.call('ZCARD', CQUEUE)
+      limit = math.max(1, n - math.min(op.keep, waiting))
+    end
     slot = math.max(start, s.tat)
-    if redis.call('LLEN', SENT) >= n then
+    if redis.call('LLEN', SENT) >= limit then
       local span = n / (op.rate * f) + (tonumber(op.guard) or 0)
-      slot = math.max(slot, tonumber(redis.call('LINDEX', SENT, -n)) + span)
+      slot = math.max(slot, tonumber(redis.call('LINDEX', SENT, -limit)) + span)
     end
     redis.call('RPUSH', SENT, str(slot))
     redis.call('LTRIM', SENT, -n, -1)
@@ -216,7 +229,7 @@ local function grant_lease(op, served)
   redis.call('ZADD', LEASES, str(expiry), op.id)
   redis.call('HSET', OWNERS, op.id, op.owner)
   leave_line(op.id)
-  if op.book then return book(op.book) end
+  if op.book then return book(op.book, true) end
   return nil
 end
 
@@ -228,7 +241,7 @@ local function lease(op)
   if redis.call('ZSCORE', LEASES, op.id) then  -- granted while this waiter slept
     leave_line(op.id)
     local r = {ok = 1, held = n, cap = cap, wait = 0}
-    if op.book then r.slot = book(op.book) end
+    if op.book then r.slot = book(op.book, true) end
     return r
   end
   -- first come, first served: a newcomer goes behind every waiter still in line
@@ -338,7 +351,7 @@ local function grant_credits(op, reserved, served)
   redis.call('HSET', RES, op.id, str(op.amount))
   redis.call('HSET', RES_OWNERS, op.id, op.owner)
   leave_line(op.id)
-  if op.book then return book(op.book) end
+  if op.book then return book(op.book, true) end
   return nil
 end
 
@@ -350,7 +363,7 @@ local function reserve(op)
   if redis.call('HEXISTS', RES, op.id) == 1 then  -- granted while this waiter slept
     leave_line(op.id)
     redis.call('ZREM', PENDING, op.id)
-    if op.book then r.slot = book(op.book) end
+    if op.book then r.slot = book(op.book, true) end
     return r
   end
   if never_fits(op, total, spent, reserved) then

@@ -21,8 +21,10 @@ from .backend import SharedLimitsError
 
 __all__ = ["RedisBudget", "RedisPermit", "RedisRate", "RedisReservation", "RedisSlots"]
 
-#: the longest sleep of a waiter that heard nothing (a lost notification costs no more)
-_MAX_WAIT = 30.0
+#: the longest sleep of a waiter that heard nothing: its ticket stays in line (the renewer
+#: says it is alive) and a dead process's lease is served to the line by any renewal, so
+#: asking again only makes up for a lost notification
+_MAX_WAIT = 120.0
 #: a slot booked ahead and not taken within this many seconds is given up (sent later, it
 #: would crowd the slots booked after it)
 _AHEAD_GRACE = 0.02
@@ -30,6 +32,9 @@ _AHEAD_GRACE = 0.02
 #: a little after their slots (an event loop is late, a process is descheduled), and a late
 #: burst must not meet the next one in one window of the service
 _WINDOW_GUARD = 0.1
+#: slots of each window of the rate that requests booked on their own (reads) leave free
+#: for the creates, booked along the lease or credits granted to them
+_KEEP_FOR_CREATES = 2
 
 
 class _BudgetReset(Exception):
@@ -37,28 +42,34 @@ class _BudgetReset(Exception):
 
 
 async def _wait_turn(
-    link: Link, op: dict[str, Any], granted: Callable[[dict[str, Any]], float | None]
-) -> None:
+    link: Link,
+    op: dict[str, Any],
+    granted: Callable[[dict[str, Any]], float | None],
+    *,
+    say_taken: bool = True,
+) -> bool:
     """Ask for ``op`` (a lease or a reservation, with this process's next rate slot booked
     along) until granted: ``granted(result)`` is ``None`` once it is, else the longest wait
     before asking again. Asked again only on ``ask``, or after that wait without word (the
-    ticket stays in line meanwhile: asking again also says the waiter is alive)."""
-    # a ticket not seen for a lease time is dropped from the line: ask before that
-    longest = min(_MAX_WAIT, link.lease_ttl / 2)
+    ticket stays in line meanwhile: asking again also says the waiter is alive). True when
+    granted from the line (by another call), False when by this waiter's own call.
+    ``say_taken``: a grant from the line is said taken with the next call (a reservation
+    must be, or it goes back; a lease need not: it lasts a lease time from the waiter's
+    last sign of life, at most a third of one ago, and the renewer renews it in time)."""
     while True:
         result = await link.call(op, book_ahead=True)
         if result.get("ok") == -2:  # an operator reset the budget: set it again
             raise _BudgetReset
         wait = granted(result)
         if wait is None:
-            return
-        answer = await link.waits.wait_ticket(op["id"], min(longest, wait) or longest)
+            return False
+        answer = await link.waits.wait_ticket(op["id"], min(_MAX_WAIT, wait) or _MAX_WAIT)
         if answer is not None and answer != "ask":
             if answer != "-":
                 link.waits.book_ahead(float(answer))
-            # granted from the line: say it is taken (with the next call, often the create's)
-            link.queue({"op": "taken", "id": op["id"], "ttl": link.lease_ttl})
-            return
+            if say_taken:  # with the next call of this process
+                link.queue({"op": "taken", "id": op["id"], "ttl": link.lease_ttl})
+            return True
 
 
 class RedisRate:
@@ -89,6 +100,7 @@ class RedisRate:
             "inc": increase,
             "window": window,
             "guard": _WINDOW_GUARD if window > 0 else 0.0,
+            "keep": _KEEP_FOR_CREATES,
         }
         self._throttle: dict[str, Any] = {
             "op": "throttle",
@@ -115,11 +127,15 @@ class RedisRate:
         if ahead is not None and now >= self._paused_until:
             left = ahead - now
         else:
+            ahead = None
             left = float((await self._book(recheck=False)).get("wait", 0.0))
+        trace = self._link.trace
         while left > 0:
             if not await self._link.waits.wait_pause(left):
-                return
+                break
             left = float((await self._book(recheck=True)).get("wait", 0.0))
+        if trace is not None:
+            trace.add("rate", asked=now, ahead=ahead is not None)
 
     async def _book(self, *, recheck: bool) -> dict[str, Any]:
         op = dict(self._op, recheck=recheck) if recheck else self._op
@@ -156,7 +172,9 @@ class RedisPermit:
 
     def release(self) -> None:
         if self._link.held.pop(self.id, None) is not None:
-            self._link.queue({"op": "unlease", "id": self.id})
+            if self._link.trace is not None:
+                self._link.trace.add("release", id=self.id)
+            self._link.queue({"op": "unlease", "id": self.id}, urgent=True)
 
     def __repr__(self) -> str:
         return f"<RedisPermit {self.id} {'held' if self.id in self._link.held else 'released'}>"
@@ -186,18 +204,21 @@ class RedisSlots:
         lease_id = f"{link.owner}:{uuid.uuid4().hex[:12]}"
         op = {"op": "lease", "configured": self.configured, "id": lease_id}
         op.update(ttl=link.lease_ttl, owner=link.owner, grow_every=self._grow_every)
+        asked = time.monotonic()
         try:
-            await _wait_turn(link, op, self._granted)
+            line = await _wait_turn(link, op, self._granted, say_taken=False)
         except BaseException:
             # gave up waiting (cancelled, Redis down): out of line, a grant given back
             link.queue({"op": "unqueue", "id": lease_id})
             raise
+        if link.trace is not None:
+            link.trace.add("lease", id=lease_id, asked=asked, line=line)
         link.held[lease_id] = time.monotonic()
         return RedisPermit(link, lease_id)
 
     def _granted(self, result: dict[str, Any]) -> float | None:
         self.cap = int(result.get("cap", self.cap))
-        return float(result.get("wait", 0.0)) if result.get("ok") != 1 else None
+        return _MAX_WAIT if result.get("ok") != 1 else None
 
     def shrink(self, new_max: int) -> int:
         """A "too many concurrent tasks" 429: the shared cap shrinks in Redis with the 429's

@@ -16,12 +16,14 @@ Redis unreachable: every request that needs the limits fails with
 from __future__ import annotations
 
 from types import TracebackType
+from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
 
 from ._redis_link import Link, default_namespace
 from ._redis_parts import RedisBudget, RedisRate, RedisSlots
+from ._redis_trace import Trace
 from .bundle import Limits, LimitSettings
 
 __all__ = ["RedisLimits", "default_namespace"]
@@ -34,7 +36,8 @@ class RedisLimits(Limits):
     rate_window)`` requests in any ``rate_window`` seconds (a burst after a quiet spell goes at
     once); ``0``: a GCRA instead (``burst`` at once, then evenly spaced).
     ``lease_ttl``: seconds after which a dead process's concurrency slots come back (live
-    processes renew theirs every third of it). ``release_on_failure`` as for
+    processes renew theirs every third of it). ``trace``: keep a debug timeline of the waits
+    (:attr:`trace_events`; off by default). ``release_on_failure`` as for
     :class:`~.credits.CreditBudget`. The client's ``rate``, ``burst``, ``max_in_flight`` and
     ``budget`` become the namespace's; the first process sets the budget's total.
     """
@@ -47,6 +50,7 @@ class RedisLimits(Limits):
         "lease_ttl",
         "rate_window",
         "release_on_failure",
+        "trace",
         "url",
     )
 
@@ -58,6 +62,7 @@ class RedisLimits(Limits):
         lease_ttl: float = 60.0,
         release_on_failure: bool = True,
         rate_window: float = 1.0,
+        trace: bool = False,
     ) -> None:
         super().__init__()
         self.url = url
@@ -65,6 +70,7 @@ class RedisLimits(Limits):
         self.lease_ttl = float(lease_ttl)
         self.rate_window = max(0.0, float(rate_window))
         self.release_on_failure = release_on_failure
+        self.trace = trace
         self._link: Link | None = None
         self._group: TaskGroup | None = None
         self._depth = 0
@@ -105,6 +111,8 @@ class RedisLimits(Limits):
             raise RuntimeError("these RedisLimits already serve a client")
         namespace = self._namespace or default_namespace(settings.api_key)
         link = Link(self.url, namespace, lease_ttl=self.lease_ttl)
+        if self.trace:
+            link.trace = Trace()
         self._link = link
         if self._group is not None:
             link.attach(self._group)
@@ -139,6 +147,17 @@ class RedisLimits(Limits):
     def trips_by_op(self) -> dict[str, int]:
         """Round trips by the operation that made them (book, lease, reserve, ...)."""
         return dict(self._link.trips_by_op) if self._link is not None else {}
+
+    @property
+    def queued_changes(self) -> int:
+        """Changes (releases, settles) queued here and not sent to Redis yet."""
+        return self._link.queued_changes if self._link is not None else 0
+
+    @property
+    def trace_events(self) -> list[dict[str, Any]]:
+        """The debug timeline (``trace=True``; empty otherwise): see :mod:`._redis_trace`."""
+        link = self._link
+        return list(link.trace.events) if link is not None and link.trace is not None else []
 
     async def check(self) -> None:
         """Reach Redis now and set (or check) the shared budget: a client that asks for a
