@@ -35,6 +35,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
+import anyio.lowlevel
 from _common import (
     SimulatorProcess,
     all_in_flight,
@@ -113,6 +115,7 @@ async def worker_in_flight(
         api_key, base_url, rate=None, max_in_flight=None, poll=policy, task_timeout=None
     ) as client:
         await client.get_credits()  # warm the session up: its cost is not per task
+        await anyio.lowlevel.checkpoint()  # and anyio's backend, imported at its first use
         rss0 = _settle_memory()
         tasks0 = len(asyncio.all_tasks())
         t0 = time.monotonic()
@@ -178,6 +181,7 @@ async def worker_stream(base_url: str, api_key: str, cfg: dict[str, Any]) -> dic
             time_scale=cfg["stream_time_scale"],
         ) as client:
             await client.get_credits()
+            await anyio.lowlevel.checkpoint()
             rss0 = _settle_memory()
             cpu0, t0 = cpu_seconds(), time.monotonic()
             done = 0

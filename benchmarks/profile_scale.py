@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 from _common import SimulatorProcess, all_in_flight, cpu_seconds, run_worker, scale_prompt
 
 THIS = Path(__file__).resolve()
@@ -59,6 +60,7 @@ async def _hold(base_url: str, api_key: str, p: dict[str, Any]) -> dict[str, Any
         api_key, base_url, rate=None, max_in_flight=None, poll=policy, task_timeout=None
     ) as client:
         await client.get_credits()
+        await anyio.lowlevel.checkpoint()  # anyio's backend is imported at its first use
         gc.collect()
         if mode == "memory":
             tracemalloc.start(p["frames"])
