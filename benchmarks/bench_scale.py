@@ -16,7 +16,7 @@ Three parts, each run in a fresh client process against a simulator in its own p
 3. **floor**: the GETs the SDK's poller sent, replayed by a bare aiohttp loop at the same
    offsets (for the 10 000 run, and in the full profile for a slow run of 50 polls a second
    too), and flat out against ``client.get_task``; the SDK's CPU per request as a ratio. The
-   full profile runs these pairs in 3 rounds (``--rounds``) and gives the median ratio and
+   full profile runs these pairs in 5 rounds (``--rounds``) and gives the median ratio and
    each round's, since one round's ratio moves by up to 20 % on a shared machine.
 """
 
@@ -80,7 +80,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "low_rate": 50.0,
         "big": 100_000,
         "big_interval": 60.0,
-        "rounds": 3,
+        "rounds": 5,
     },
 }
 
@@ -401,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
         help="the in-flight point with batch reads (full 100 000, quick none; 0: skip)",
     )
     p.add_argument("--lines", type=int, help="stream length (quick 4 000, full 100 000)")
-    p.add_argument("--rounds", type=int, help="rounds of the CPU floor (quick 1, full 3)")
+    p.add_argument("--rounds", type=int, help="rounds of the CPU floor (quick 1, full 5)")
     p.add_argument("--sample-every", type=int, help="RSS sample period, in outcomes")
     p.add_argument(
         "--window", type=float, help="seconds of polling measured, at least one poll interval"

@@ -134,7 +134,7 @@ class Reader:
         return room
 
     async def _read_one(self, entry: Entry) -> None:
-        if entry.polls > 0 and self._timed_out(entry):
+        if entry.polls > 0 and entry.deadline is not None and self._timed_out(entry):
             return
         entry.woken = entry.confirm = False
         task: Task | None = None
@@ -147,7 +147,7 @@ class Reader:
                     task = await self.fetch(entry.task.id, known=entry.task)
                 else:
                     task = await self.fetch(entry.task.id)
-                self._took(sent)
+                self.latency += LATENCY_WEIGHT * (self.clock() - sent - self.latency)
         except NotFoundError as exc:
             self.sink.finish(entry, exc)
             return
