@@ -35,6 +35,18 @@ async def in_line(limits: RedisLimits, n: int) -> None:
         await client.aclose()
 
 
+async def wait_for_slot(limits: RedisLimits, got: list[Permit]) -> None:
+    assert limits.concurrency is not None
+    got.append(await limits.concurrency.acquire())
+
+
+async def granted(got: list[Permit]) -> None:
+    """Wait (bounded) until the slot waiter has its permit, granted from another process."""
+    with anyio.fail_after(5):
+        while not got:  # noqa: ASYNC110 (granted from the other process)
+            await anyio.sleep(0.01)
+
+
 async def test_a_released_slot_goes_out_at_once_with_the_changes_queued_before_it(
     redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -49,21 +61,14 @@ async def test_a_released_slot_goes_out_at_once_with_the_changes_queued_before_i
     assert b.concurrency is not None
     assert a.budget is not None
     got: list[Permit] = []
-
-    async def wait_for_slot() -> None:
-        assert b.concurrency is not None
-        got.append(await b.concurrency.acquire())
-
     async with a, b, anyio.create_task_group() as tg:
         held = await a.concurrency.acquire()
         hold = await a.budget.reserve(40.0)
-        tg.start_soon(wait_for_slot)
+        tg.start_soon(wait_for_slot, b, got)
         await in_line(a, 1)
         hold.settle(25.0)  # queued, not urgent
         held.release()  # urgent: the flusher sends both now
-        with anyio.fail_after(5):
-            while not got:  # noqa: ASYNC110 (granted from the other process)
-                await anyio.sleep(0.01)
+        await granted(got)
         client = aioredis.Redis.from_url(redis_url)
         try:
             amount = await client.hget(f"evolink:{{{a.namespace}}}:res", getattr(hold, "id", ""))
@@ -83,19 +88,12 @@ async def test_a_slot_served_from_the_line_costs_its_waiter_one_round_trip(
     assert a.concurrency is not None
     assert b.concurrency is not None
     got: list[Permit] = []
-
-    async def wait_for_slot() -> None:
-        assert b.concurrency is not None
-        got.append(await b.concurrency.acquire())
-
     async with a, b, anyio.create_task_group() as tg:
         held = await a.concurrency.acquire()
-        tg.start_soon(wait_for_slot)
+        tg.start_soon(wait_for_slot, b, got)
         await in_line(a, 1)
         held.release()
-        with anyio.fail_after(5):
-            while not got:  # noqa: ASYNC110 (granted from the other process)
-                await anyio.sleep(0.01)
+        await granted(got)
         assert 0 == b.queued_changes  # nothing to say: no "taken" for a lease
         assert 1 == b.trips_by_op["lease"]
         assert "flush" not in b.trips_by_op
