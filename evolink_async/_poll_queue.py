@@ -12,8 +12,6 @@ import asyncio
 from collections import deque
 from typing import Generic, TypeVar
 
-import anyio
-
 __all__ = ["ReadQueue"]
 
 T = TypeVar("T")
@@ -42,12 +40,6 @@ class ReadQueue(Generic[T]):
             if not waiter.done():
                 waiter.set_result(None)
                 return
-
-    def receive_nowait(self) -> T:
-        """The next item; ``anyio.WouldBlock`` when there is none."""
-        if not self._items:
-            raise anyio.WouldBlock
-        return self._items.popleft()
 
     def take(self) -> T | None:
         """The next item, or None when there is none (no exception: an idle worker's usual

@@ -107,11 +107,6 @@ class _Compiled(NamedTuple):
             probe=re.compile(b"|".join(re.escape(n) for n in dict.fromkeys(needles))),
         )
 
-    def redact(self, data: bytes) -> bytes:
-        if self.probe.search(data.lower()) is None:
-            return data
-        return self.full.sub(REDACTED.encode(), data)
-
 
 class _Registry:
     """The registered secrets and the patterns compiled from them (rebuilt on a change).
@@ -174,14 +169,14 @@ def redact(text: str) -> str:
     """``text`` with every registered secret (in any known encoding) and every key-like
     string replaced by :data:`REDACTED`."""
     data = text.encode("utf-8", "surrogatepass")
-    out = _REGISTRY.compiled().redact(data)
+    out = redact_bytes(data)
     return text if out is data else out.decode("utf-8", "surrogatepass")
 
 
 def redact_bytes(data: bytes) -> bytes:
     """:func:`redact` for bytes (a response body before it is decoded)."""
     compiled = _REGISTRY.compiled()
-    if compiled.probe.search(data.lower()) is None:  # every answer: the test alone, inline
+    if compiled.probe.search(data.lower()) is None:  # the usual case: one search, no copy
         return data
     return compiled.full.sub(REDACTED.encode(), data)
 

@@ -70,9 +70,6 @@ def _plan_entry(entry: Entry, now: float, poller: Poller) -> tuple[float, float 
     reads (``plan_window``, aimed the reads' latency early; None: it may not): with callbacks
     on, the safety net of ``plan_safety_poll``, which does not ride."""
     policy, scale, rng = poller.policy, poller.time_scale, poller._rng
-    if policy.min_interval >= policy.max_interval and not poller.callbacks:
-        fixed = policy.max_interval * scale  # a fixed-interval poller (as plan_window says)
-        return fixed, fixed
     info = entry.task.task_info
     est = info.estimated_time if info is not None else None
     estimated = None if est is None else est * scale
