@@ -40,6 +40,8 @@ __all__ = [
     "print_table",
     "run_worker",
     "sdk_info",
+    "usage",
+    "usage_per",
     "write_json",
 ]
 
@@ -161,6 +163,24 @@ def cpu_seconds() -> float:
     """User + system CPU seconds of this process so far."""
     ru = resource.getrusage(resource.RUSAGE_SELF)
     return ru.ru_utime + ru.ru_stime
+
+
+def usage() -> tuple[float, float, int]:
+    """User CPU seconds, system CPU seconds and context switches (voluntary and not) so far."""
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime, ru.ru_stime, ru.ru_nvcsw + ru.ru_nivcsw
+
+
+def usage_per(before: tuple[float, float, int], count: int) -> dict[str, float]:
+    """What :func:`usage` grew by since ``before``, per one of ``count`` requests."""
+    after = usage()
+    user, system, switches = (after[i] - before[i] for i in range(3))
+    count = max(count, 1)
+    return {
+        "user_us": user / count * 1e6,
+        "sys_us": system / count * 1e6,
+        "switches": switches / count,
+    }
 
 
 def peak_rss_mb() -> float:

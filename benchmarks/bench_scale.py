@@ -48,6 +48,8 @@ from _common import (
     run_worker,
     scale_prompt,
     sdk_info,
+    usage,
+    usage_per,
     write_json,
 )
 
@@ -129,8 +131,10 @@ async def worker_in_flight(
             if batch_reads:  # the window starts once the first task created has been read
                 await asyncio.sleep(max(0.0, interval - created_s + 1.0))
             polls0, cpu0, w0 = client.poller.polls, cpu_seconds(), time.monotonic()
+            use0 = usage()
             await asyncio.sleep(window)
             polls1, cpu1, w1 = client.poller.polls, cpu_seconds(), time.monotonic()
+            split = usage_per(use0, polls1 - polls0)
             rss2 = _settle_memory()
             in_flight_end = client.in_flight
     polls = polls1 - polls0
@@ -151,6 +155,7 @@ async def worker_in_flight(
         "polls_per_s": polls / (w1 - w0),
         "cpu_per_poll_us": (cpu1 - cpu0) / polls * 1e6 if polls else None,
         "cpu_util": (cpu1 - cpu0) / (w1 - w0),
+        **split,
         "window": [w0, w1],
     }
 
@@ -233,7 +238,7 @@ async def worker_raw(
             await resp.json()
         next_i = 0
         t0 = time.monotonic() + 0.01
-        cpu0 = cpu_seconds()
+        cpu0, use0 = cpu_seconds(), usage()
 
         async def work() -> None:
             nonlocal next_i
@@ -250,7 +255,8 @@ async def worker_raw(
 
         await asyncio.gather(*(work() for _ in range(WORKERS)))
         cpu, wall = cpu_seconds() - cpu0, time.monotonic() - t0
-    return {"requests": count, "cpu_per_request_us": cpu / count * 1e6, "wall_s": wall}
+        split = usage_per(use0, count)
+    return {"requests": count, "cpu_per_request_us": cpu / count * 1e6, "wall_s": wall, **split}
 
 
 async def worker_sdk_get(base_url: str, api_key: str, count: int) -> dict[str, Any]:
@@ -261,7 +267,7 @@ async def worker_sdk_get(base_url: str, api_key: str, count: int) -> dict[str, A
         ids = [(await client.create_video(prompt=scale_prompt(i))).id for i in range(100)]
         await client.get_task(ids[0])
         next_i = 0
-        t0, cpu0 = time.monotonic(), cpu_seconds()
+        t0, cpu0, use0 = time.monotonic(), cpu_seconds(), usage()
 
         async def work() -> None:
             nonlocal next_i
@@ -272,7 +278,8 @@ async def worker_sdk_get(base_url: str, api_key: str, count: int) -> dict[str, A
 
         await asyncio.gather(*(work() for _ in range(WORKERS)))
         cpu, wall = cpu_seconds() - cpu0, time.monotonic() - t0
-    return {"requests": count, "cpu_per_request_us": cpu / count * 1e6, "wall_s": wall}
+        split = usage_per(use0, count)
+    return {"requests": count, "cpu_per_request_us": cpu / count * 1e6, "wall_s": wall, **split}
 
 
 def worker_main(kind: str, base_url: str, api_key: str, params: dict[str, Any]) -> None:
@@ -347,21 +354,26 @@ def floor_round(cfg: dict[str, Any], ref: dict[str, Any] | None) -> list[dict[st
     for label, r in refs:
         paced = replay_floor(r)
         r.pop("request_times", None)
-        rows.append(_floor_row(f"SDK poller, {label}", r["polls"], r["cpu_per_poll_us"], paced))
+        rows.append(_floor_row(f"SDK poller, {label}", r["polls"], r["cpu_per_poll_us"], r, paced))
     count = ref["polls"]
     flat = run("raw", HOLD_KNOBS, {"count": count})
     sdk = run("sdk-get", HOLD_KNOBS, {"count": count})
     what = f"client.get_task flat out, {WORKERS} at once"
-    rows.append(_floor_row(what, count, sdk["cpu_per_request_us"], flat))
+    rows.append(_floor_row(what, count, sdk["cpu_per_request_us"], sdk, flat))
     return rows
 
 
-def _floor_row(what: str, count: int, sdk_us: float, raw: dict[str, Any]) -> dict[str, Any]:
+def _floor_row(
+    what: str, count: int, sdk_us: float, sdk: dict[str, Any], raw: dict[str, Any]
+) -> dict[str, Any]:
+    split = ("user_us", "sys_us", "switches")
     return {
         "what": what,
         "requests": count,
         "sdk_cpu_per_request_us": sdk_us,
         "raw_cpu_per_request_us": raw["cpu_per_request_us"],
+        "sdk_split": {k: sdk.get(k) for k in split},
+        "raw_split": {k: raw.get(k) for k in split},
         "ratio": sdk_us / raw["cpu_per_request_us"],
     }
 

@@ -32,11 +32,13 @@ from typing import Any, Literal, Protocol
 
 import aiohttp
 import attrs
+from yarl import URL
 
 from . import __about__
 from ._codec import loads_json
 from ._error_answers import error_from_response
 from ._redact import protect, redact, redact_bytes
+from ._request_url import RequestURLs
 from ._retry import RetryPolicy, is_testing
 from ._unreachable import NEVER_OPENED, OpenedConnector, unreachable_error
 from .errors import (
@@ -92,7 +94,7 @@ class _Call:
 
     method: Literal["GET", "POST"]
     path: str
-    url: str
+    url: str | URL
     kind: str
     json: Any
     create: bool
@@ -116,7 +118,9 @@ class Transport:
         "_owns_session",
         "_rng",
         "_session",
+        "_session_headers",
         "_timeout_made",
+        "_urls",
         "base_url",
         "connected",
         "counters",
@@ -170,7 +174,10 @@ class Transport:
         self.connected = False
         self._connect_listeners: list[Callable[[], None]] = []
         self._headers_made: tuple[str, dict[str, str]] | None = None
+        #: the headers an owned session sends by default (None: sent with each request)
+        self._session_headers: dict[str, str] | None = None
         self._timeout_made: aiohttp.ClientTimeout | None = None
+        self._urls = RequestURLs(self.base_url)
 
     def __repr__(self) -> str:
         key = "set" if self._api_key else "missing"
@@ -192,8 +199,13 @@ class Transport:
             if not self._owns_session:
                 raise RuntimeError("the aiohttp session given to the client is closed")
             connector = OpenedConnector(self._opened, limit=100, ssl=self.verify_ssl)
+            # the common headers go with every request by default, merged once per request
+            # by aiohttp instead of twice; a request with other headers still sends its own
+            self._session_headers = self._headers() if self._api_key else None
             self._session = aiohttp.ClientSession(
-                connector=connector, timeout=aiohttp.ClientTimeout(total=None)
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(total=None),
+                headers=self._session_headers,
             )
         return self._session
 
@@ -235,6 +247,12 @@ class Transport:
         self._headers_made = (self.user_agent, headers)
         return headers
 
+    def _url(self, path: str) -> str | URL:
+        urls = self._urls
+        if urls.base is not self.base_url:  # base_url was changed
+            urls = self._urls = RequestURLs(self.base_url)
+        return urls.join(path)
+
     def _timeout(self) -> aiohttp.ClientTimeout:
         made = self._timeout_made
         if made is None or made.total != self.timeout:
@@ -261,8 +279,7 @@ class Transport:
             headers = self._headers()
         except AuthenticationError as exc:
             return _fail(exc)  # raised when awaited, as from any coroutine
-        url = path if path.startswith(("http://", "https://")) else self.base_url + path
-        call = _Call(method, path, url, kind or path, json, create, headers)
+        call = _Call(method, path, self._url(path), kind or path, json, create, headers)
         return self._run(call)
 
     async def create(
@@ -277,7 +294,7 @@ class Transport:
         if idempotency_key is not None:
             headers["Idempotency-Key"] = idempotency_key
             headers["X-Evo-Run-Id"] = idempotency_key
-        call = _Call("POST", path, self.base_url + path, kind, json, True, headers, idempotency_key)
+        call = _Call("POST", path, self._url(path), kind, json, True, headers, idempotency_key)
         body = await self._run(call)
         if call.replayed:
             self.replays += 1
@@ -328,12 +345,14 @@ class Transport:
     async def _attempt(self, call: _Call, attempt: int) -> tuple[Any, bool | None]:
         """One try: ``(decoded body, None)``, or ``(error, whether it may be retried)``."""
         start = time.monotonic()
+        session = self.session
+        headers = None if call.headers is self._session_headers else call.headers
         try:
-            async with self.session.request(
+            async with session.request(
                 call.method,
                 call.url,
                 json=call.json,
-                headers=call.headers,
+                headers=headers,
                 timeout=self._timeout(),
                 allow_redirects=False,
             ) as resp:
@@ -347,26 +366,28 @@ class Transport:
                 self.on_headers(resp_headers)
         except NEVER_OPENED as exc:  # refused, DNS, TLS: this attempt reached nothing
             self.counters[f"{call.method} {call.kind} error"] += 1
-            error: EvolinkError = unreachable_error(exc, call.url, maybe_created=call.maybe_taken)
-            self._log(call, type(error).__name__, attempt, start)
+            error: EvolinkError = unreachable_error(
+                exc, str(call.url), maybe_created=call.maybe_taken
+            )
+            _log(call, type(error).__name__, attempt, start)
             return error, True
         except aiohttp.ConnectionTimeoutError as exc:  # never opened either
             self.counters[f"{call.method} {call.kind} error"] += 1
             error = _connection_error(exc, maybe_created=False)
-            self._log(call, type(error).__name__, attempt, start)
+            _log(call, type(error).__name__, attempt, start)
             return error, True
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             if not self.connected:
                 self._connected_now()
             self.counters[f"{call.method} {call.kind} error"] += 1
             error = _connection_error(exc, maybe_created=call.create)
-            self._log(call, type(error).__name__, attempt, start)
+            _log(call, type(error).__name__, attempt, start)
             # sent, no answer: a create may have been taken; only its own key may repeat it
             return error, not call.create or call.key is not None
         if not self.connected:
             self._connected_now()
         self.counters[f"{call.method} {call.kind} {status}"] += 1
-        self._log(call, status, attempt, start)
+        _log(call, status, attempt, start)
         body = redact_bytes(body)  # a server echoing the key must not put it anywhere
         if 200 <= status < 300:
             if len(body) > self.max_response_bytes:
@@ -377,30 +398,33 @@ class Transport:
             if call.create:
                 call.replayed = resp_headers.get("Idempotency-Replayed", "").lower() == "true"
             return (loads_json(body, label) if body else None), None
-        return self._answer_error(call, status, body, resp_headers)
+        return _answer_error(call, status, body, resp_headers, self.gate)
 
-    def _answer_error(
-        self, call: _Call, status: int, body: bytes, headers: Mapping[str, str]
-    ) -> tuple[EvolinkError, bool]:
-        error = error_from_response(status, body, headers)
-        if isinstance(error, RateLimitError) and self.gate is not None:
-            self.gate.on_rate_limited(error)
-        if not call.create:
-            return error, status in _GET_RETRY_STATUSES
-        return _create_error(call, status, error)
 
-    @staticmethod
-    def _log(call: _Call, result: object, attempt: int, start: float) -> None:
-        if not logger.isEnabledFor(logging.DEBUG):
-            return
-        logger.debug(
-            "%s %s -> %s attempt=%d elapsed=%.3fs",
-            call.method,
-            call.path,
-            result,
-            attempt,
-            time.monotonic() - start,
-        )
+def _answer_error(
+    call: _Call, status: int, body: bytes, headers: Mapping[str, str], gate: Gate | None
+) -> tuple[EvolinkError, bool]:
+    """An error answer, and whether the request may be sent again (the gate is told of a
+    429)."""
+    error = error_from_response(status, body, headers)
+    if isinstance(error, RateLimitError) and gate is not None:
+        gate.on_rate_limited(error)
+    if not call.create:
+        return error, status in _GET_RETRY_STATUSES
+    return _create_error(call, status, error)
+
+
+def _log(call: _Call, result: object, attempt: int, start: float) -> None:
+    if not logger.isEnabledFor(logging.DEBUG):
+        return
+    logger.debug(
+        "%s %s -> %s attempt=%d elapsed=%.3fs",
+        call.method,
+        call.path,
+        result,
+        attempt,
+        time.monotonic() - start,
+    )
 
 
 async def _fail(error: BaseException) -> Any:

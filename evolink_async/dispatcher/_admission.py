@@ -76,9 +76,11 @@ class Job:
     timeout: float | None
     attempts: int = 0
     requeues: int = 0
-    task_ids: list[str] = attrs.field(factory=list)
-    slots: list[Permit] = attrs.field(factory=list)
-    reservations: list[Hold] = attrs.field(factory=list)
+    # tuples, not lists: a job in flight holds one or two of each, and an empty tuple is
+    # shared (10 000 jobs in flight held 30 000 lists the garbage collector walked)
+    task_ids: tuple[str, ...] = ()
+    slots: tuple[Permit, ...] = ()
+    reservations: tuple[Hold, ...] = ()
     task: Task | None = None
     credits: float = 0.0
     #: a task an earlier run created, to follow instead of creating one (``Attach``)
@@ -203,19 +205,19 @@ class Run:
     # -- one job -----------------------------------------------------------------------------
 
     def _release_slots(self, job: Job) -> None:
-        for permit in job.slots:
+        slots, job.slots = job.slots, ()
+        for permit in slots:
             permit.release()
-        job.slots.clear()
         self.notify()
 
     @staticmethod
     def _settle(job: Job, *, commit: bool) -> None:
-        for r in job.reservations:
+        reservations, job.reservations = job.reservations, ()
+        for r in reservations:
             if commit:
                 r.commit()
             else:
                 r.release()
-        job.reservations.clear()
 
     def _price(self, request: VideoRequest) -> float | None:
         return self.services.price(request.model, request.duration, request.extra)
@@ -229,7 +231,7 @@ class Run:
             error=error,
             attempts=job.attempts,
             credits=job.credits,
-            task_ids=tuple(job.task_ids),
+            task_ids=job.task_ids,
         )
         setattr(self.stats, status, getattr(self.stats, status) + 1)
         if status == "completed":
@@ -251,7 +253,8 @@ class Run:
         self.stats.submitting += 1
         try:
             for limit in self.concurrency:
-                job.slots.append(await limit.acquire())
+                permit = await limit.acquire()  # awaited before job.slots is read
+                job.slots += (permit,)
             if job.attach_id is not None:
                 self._attach(job, job.attach_id)
             else:
@@ -272,7 +275,7 @@ class Run:
         job.attach_id = None  # a retry after it goes through the ordinary create path
         task = Task(id=task_id, status=TaskStatus.PENDING, raw_status="pending")
         job.task = task
-        job.task_ids.append(task_id)
+        job.task_ids += (task_id,)
         self._go_live(job, task)
         self._track(job, task)
 
@@ -302,7 +305,7 @@ class Run:
                     raise
                 return
         job.task = task
-        job.task_ids.append(task.id)
+        job.task_ids += (task.id,)
         reserved = service_figure(task.credits_reserved, what="credits_reserved", task_id=task.id)
         _charge(self, job, price, reserved)
         self._go_live(job, task)
@@ -322,7 +325,8 @@ class Run:
             return False
         try:
             for budget in self.budgets:
-                job.reservations.append(await budget.reserve(price))
+                hold = await budget.reserve(price)  # awaited before job.reservations is read
+                job.reservations += (hold,)
         except BudgetExceededError as exc:
             self.skip(job, price, exc)
             return False
