@@ -71,6 +71,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "big": None,
         "big_interval": 60.0,
         "rounds": 1,
+        "floor_tasks": None,
     },
     "full": {
         "sizes": [100, 1_000, 10_000],
@@ -83,6 +84,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "big": 100_000,
         "big_interval": 60.0,
         "rounds": 5,
+        "floor_tasks": None,
     },
 }
 
@@ -219,21 +221,26 @@ async def worker_stream(base_url: str, api_key: str, cfg: dict[str, Any]) -> dic
 
 
 async def worker_raw(
-    base_url: str, api_key: str, count: int, schedule: list[float] | None
+    base_url: str, api_key: str, count: int, schedule: list[float] | None, tasks: int = 100
 ) -> dict[str, Any]:
     """A bare aiohttp loop: ``count`` GETs of task states over WORKERS connections, request
-    ``i`` sent ``schedule[i]`` seconds after the start (None: flat out)."""
+    ``i`` sent ``schedule[i]`` seconds after the start (None: flat out), reading ``tasks``
+    tasks in turn (created first, WORKERS at a time)."""
     import aiohttp  # noqa: PLC0415
 
     if schedule is not None:
         count = len(schedule)
     headers = {"Authorization": f"Bearer {api_key}"}
     async with aiohttp.ClientSession(base_url, headers=headers) as session:
-        ids = []
-        for i in range(100):
-            body = {"model": MODEL, "prompt": scale_prompt(i)}
-            async with session.post("/v1/videos/generations", json=body) as resp:
-                ids.append((await resp.json())["id"])
+        ids: list[str] = []
+
+        async def create(first: int) -> None:
+            for i in range(first, tasks, WORKERS):
+                body = {"model": MODEL, "prompt": scale_prompt(i)}
+                async with session.post("/v1/videos/generations", json=body) as resp:
+                    ids.append((await resp.json())["id"])
+
+        await asyncio.gather(*(create(k) for k in range(WORKERS)))
         async with session.get(f"/v1/tasks/{ids[0]}") as resp:
             await resp.json()
         next_i = 0
@@ -256,7 +263,8 @@ async def worker_raw(
         await asyncio.gather(*(work() for _ in range(WORKERS)))
         cpu, wall = cpu_seconds() - cpu0, time.monotonic() - t0
         split = usage_per(use0, count)
-    return {"requests": count, "cpu_per_request_us": cpu / count * 1e6, "wall_s": wall, **split}
+    result = {"requests": count, "cpu_per_request_us": cpu / count * 1e6, "wall_s": wall}
+    return {**result, "tasks": len(ids), **split}
 
 
 async def worker_sdk_get(base_url: str, api_key: str, count: int) -> dict[str, Any]:
@@ -295,7 +303,8 @@ def worker_main(kind: str, base_url: str, api_key: str, params: dict[str, Any]) 
         schedule = None
         if params.get("schedule_file"):
             schedule = json.loads(Path(params["schedule_file"]).read_text())
-        result = asyncio.run(worker_raw(base_url, api_key, params.get("count", 0), schedule))
+        count, tasks = params.get("count", 0), params.get("tasks", 100)
+        result = asyncio.run(worker_raw(base_url, api_key, count, schedule, tasks))
     elif kind == "sdk-get":
         result = asyncio.run(worker_sdk_get(base_url, api_key, params["count"]))
     else:
@@ -327,16 +336,18 @@ def run(
     return result
 
 
-def replay_floor(ref: dict[str, Any]) -> dict[str, Any]:
+def replay_floor(ref: dict[str, Any], tasks: int | None) -> dict[str, Any]:
     """A bare aiohttp loop sending the GETs an in-flight run's poller sent, at the same
     offsets (the cost of a request depends on the pace: at a few dozen a second each one pays
-    a cold wake-up, while polls that fall due together share one)."""
+    a cold wake-up, while polls that fall due together share one), over as many distinct tasks
+    as the run held (``tasks``: another number)."""
     w0, w1 = ref["window"]
     schedule = [t - w0 for t in ref["request_times"] if w0 <= t < w1]
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "schedule.json"
         path.write_text(json.dumps(schedule))
-        return run("raw", HOLD_KNOBS, {"schedule_file": str(path)})
+        params = {"schedule_file": str(path), "tasks": tasks or ref["in_flight"]}
+        return run("raw", HOLD_KNOBS, params)
 
 
 def floor_round(cfg: dict[str, Any], ref: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -352,7 +363,7 @@ def floor_round(cfg: dict[str, Any], ref: dict[str, Any] | None) -> list[dict[st
         refs.append((f"100 in flight, slow, {cfg['low_rate']:.0f}/s", low))
     rows = []
     for label, r in refs:
-        paced = replay_floor(r)
+        paced = replay_floor(r, cfg.get("floor_tasks"))
         r.pop("request_times", None)
         rows.append(_floor_row(f"SDK poller, {label}", r["polls"], r["cpu_per_poll_us"], r, paced))
     count = ref["polls"]
@@ -372,6 +383,7 @@ def _floor_row(
         "requests": count,
         "sdk_cpu_per_request_us": sdk_us,
         "raw_cpu_per_request_us": raw["cpu_per_request_us"],
+        "raw_tasks": raw.get("tasks"),
         "sdk_split": {k: sdk.get(k) for k in split},
         "raw_split": {k: raw.get(k) for k in split},
         "ratio": sdk_us / raw["cpu_per_request_us"],
@@ -390,6 +402,7 @@ def merge_rounds(rounds: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
             {
                 "what": what,
                 "requests": rows[0]["requests"],
+                "raw_tasks": rows[0].get("raw_tasks"),
                 **{
                     key: statistics.median(r[key] for r in rows)
                     for key in ("sdk_cpu_per_request_us", "raw_cpu_per_request_us", "ratio")
@@ -414,6 +427,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--lines", type=int, help="stream length (quick 4 000, full 100 000)")
     p.add_argument("--rounds", type=int, help="rounds of the CPU floor (quick 1, full 5)")
+    p.add_argument(
+        "--floor-tasks",
+        type=int,
+        help="distinct tasks the bare loop's replay reads (default: as many as the SDK held)",
+    )
     p.add_argument("--sample-every", type=int, help="RSS sample period, in outcomes")
     p.add_argument(
         "--window", type=float, help="seconds of polling measured, at least one poll interval"
@@ -450,6 +468,7 @@ def main(argv: list[str] | None = None) -> int:
         ("poll_rate", ns.poll_rate),
         ("big", ns.big),
         ("rounds", ns.rounds),
+        ("floor_tasks", ns.floor_tasks),
     ):
         if value is not None:
             cfg[key] = value
@@ -564,6 +583,7 @@ def main(argv: list[str] | None = None) -> int:
             [
                 ("what", "GET /v1/tasks/{id}"),
                 ("requests", "requests"),
+                ("raw_tasks", "raw tasks"),
                 ("sdk_cpu_per_request_us", "SDK us/req"),
                 ("raw_cpu_per_request_us", "raw aiohttp us/req"),
                 ("ratio", "ratio"),
