@@ -246,9 +246,10 @@ class Poller:
     ) -> TrackedTask:
         """Start tracking ``task`` (already created). Tracking the same id twice shares the
         entry. ``timeout`` (local seconds) gives up with ``TaskTimeoutError``, cutting off a
-        read in flight. ``on_update`` is called with every state read, ``on_done`` once with
-        the final task or error (or a ``watcher`` is told). ``gate``: an extra rate limiter
-        for this task's reads (a batch's own rate)."""
+        read in flight (one begun within 5 minutes of the deadline, ``SCOPE_HORIZON``; an
+        earlier one ends by the transport's own timeout first). ``on_update`` is called with
+        every state read, ``on_done`` once with the final task or error (or a ``watcher`` is
+        told). ``gate``: an extra rate limiter for this task's reads (a batch's own rate)."""
         if self._closed:
             raise RuntimeError("the poller is closed")
         existing = self._entries.get(task.id)

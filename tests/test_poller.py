@@ -12,9 +12,11 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+import anyio
 import attrs
 import pytest
 
+from evolink_async._poll_read import SCOPE_HORIZON
 from evolink_async._retry import is_testing, set_testing
 from evolink_async.errors import (
     APIConnectionError,
@@ -271,6 +273,47 @@ async def test_deadline_ends_tracking_with_task_timeout_error() -> None:
     assert [result] == ended
     assert fetch.fetches[tid] >= 1  # polled at least once before giving up
     assert 0 == poller.tracked
+    await poller.aclose()
+
+
+@pytest.mark.parametrize(
+    ("limit", "scoped"), [(10.0, True), (SCOPE_HORIZON - 1.0, True), (SCOPE_HORIZON + 60, False)]
+)
+async def test_a_read_opens_a_cancel_scope_only_near_its_deadline(
+    limit: float, scoped: bool
+) -> None:
+    tid = "task-unified-1-aaaaaaaa"
+    room: list[float] = []
+
+    async def fetch(task_id: str) -> Task:
+        room.append(anyio.current_effective_deadline() - anyio.current_time())
+        return done(task_id)
+
+    poller = make_poller(fetch)
+    tracked = poller.track(task(tid, estimated=10_000.0), timeout=limit)
+    poller.wake(tid)
+    assert done(tid) == await asyncio.wait_for(tracked.wait(), 5)
+    assert [scoped] == [r < limit + 1.0 for r in room]  # inf when no scope was opened
+    await poller.aclose()
+
+
+async def test_a_read_that_outlasts_a_far_deadline_ends_the_task_at_the_next_look() -> None:
+    # the clock jumps past the deadline while the read is in flight: no scope was open to cut
+    # it off, and the next look ends the task with TaskTimeoutError, the state read kept
+    tid = "task-unified-1-aaaaaaaa"
+    now = [100.0]
+    running = task(tid, TaskStatus.PROCESSING, progress=5, estimated=10_000.0)
+
+    async def fetch(task_id: str) -> Task:
+        now[0] += SCOPE_HORIZON * 2  # the read took ten minutes
+        return running
+
+    poller = Poller(fetch, POLICY, time_scale=SCALE, seed=1, clock=lambda: now[0])
+    tracked = poller.track(task(tid, estimated=10_000.0), timeout=SCOPE_HORIZON + 1.0)
+    poller.wake(tid)
+    result = await asyncio.wait_for(tracked.wait(), 5)
+    assert isinstance(result, TaskTimeoutError)
+    assert running == result.task
     await poller.aclose()
 
 
