@@ -2,11 +2,16 @@
 
     python benchmarks/micro_scale.py timings     # µs per call of the pieces of a read
     python benchmarks/micro_scale.py calls       # Python calls per read under cProfile
+    python benchmarks/micro_scale.py tracked     # objects the collector walks, a task in flight
 
 * ``timings``: ``redact_bytes`` and ``decode_task`` of a task answer; a wake of a sleeping
   task by an expiring anyio cancel scope against a loop timer that sets an event; a hand-off
   through the poller's read queue against a bare loop turn; a cancel scope with a deadline
   around a read that does not expire.
+* ``timings`` also: the URL of a task's read as aiohttp made it from a string (yarl parses
+  it; its cache is too small for thousands of tasks) against ``RequestURLs.join``.
+* ``tracked``: 2 000 tasks held in flight by one ``generate_many``; the objects the garbage
+  collector tracks (and walks in a full collection) that they added, per task, by type.
 * ``calls``: the poller reading 10 000 tasks in flight at 2 000 reads a second, and a bare
   aiohttp loop paced at 2 000 GETs a second, each against a simulator in its own process:
   Python calls per read (``cProfile``), the steady stand-in for the CPU ratio of
@@ -16,7 +21,10 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import cProfile
+import gc
+import itertools
 import json
 import pstats
 import sys
@@ -121,6 +129,39 @@ async def _timings() -> None:
     n = 20_000
     extra = await _cpu_per(n, scoped) - await _cpu_per(n, turn)
     print(f"a cancel scope that does not expire {extra:5.1f} µs CPU")
+    _url_timings()
+
+
+def _url_timings() -> None:
+    from yarl import URL  # noqa: PLC0415
+
+    from evolink_async._request_url import RequestURLs  # noqa: PLC0415
+
+    base, ids = "http://127.0.0.1:8080", itertools.count()
+    urls = RequestURLs(base)
+    parsed = _per_call(lambda: URL(f"{base}/v1/tasks/task-unified-1756817821-{next(ids)}"))
+    joined = _per_call(lambda: urls.join(f"/v1/tasks/task-unified-1756817821-{next(ids)}"))
+    print(f"a task's URL parsed from a string {parsed:6.1f} µs")
+    print(f"a task's URL joined to the base   {joined:6.1f} µs")
+
+
+async def _tracked(base_url: str, key: str, n: int) -> None:
+    from evolink_async import EvolinkClient, PollPolicy  # noqa: PLC0415
+
+    policy = PollPolicy(min_interval=600, max_interval=600, first_poll=600, batch=False)
+    async with EvolinkClient(
+        key, base_url, rate=None, max_in_flight=None, poll=policy, task_timeout=None
+    ) as client:
+        await client.get_credits()
+        gc.collect()
+        before = collections.Counter(type(o).__qualname__ for o in gc.get_objects())
+        async with all_in_flight(client, n):
+            gc.collect()
+            after = collections.Counter(type(o).__qualname__ for o in gc.get_objects())
+    added = after - before
+    print(f"objects tracked by the collector, a task in flight: {sum(added.values()) / n:.2f}")
+    for name, count in added.most_common(10):
+        print(f"  {count / n:5.2f} {name}")
 
 
 def _calls(profile: cProfile.Profile, reads: int) -> float:
@@ -184,8 +225,12 @@ def main() -> int:
     if mode == "timings":
         asyncio.run(_timings())
         return 0
+    if mode == "tracked":
+        with SimulatorProcess(HOLD) as sim:
+            asyncio.run(_tracked(sim.base_url, sim.api_key, 2000))
+        return 0
     if mode != "calls":
-        raise SystemExit("usage: micro_scale.py timings|calls")
+        raise SystemExit("usage: micro_scale.py timings|calls|tracked")
     with SimulatorProcess(HOLD) as sim:
         sdk = asyncio.run(_sdk_calls(sim.base_url, sim.api_key, 10_000, 2000.0))
     with SimulatorProcess(HOLD) as sim:
