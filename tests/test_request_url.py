@@ -90,31 +90,34 @@ async def recorder() -> AsyncIterator[tuple[Recorder, str]]:
         await runner.cleanup()
 
 
-async def test_an_encoded_task_id_reaches_the_server_decoded(
-    recorder: tuple[Recorder, str],
-) -> None:
+@pytest.fixture
+async def wire(recorder: tuple[Recorder, str]) -> AsyncIterator[tuple[Recorder, Transport]]:
+    """A transport with its own session, pointed at the recorder; closed after the test."""
     rec, base = recorder
     transport = Transport(api_key=KEY, base_url=base)
     try:
-        await transport.request("GET", "/v1/tasks/task-unified-ä b", kind="task")
-        await transport.request("GET", "/v1/tasks/task-unified-1-ab", kind="task")
+        yield rec, transport
     finally:
         await transport.aclose()
+
+
+async def test_an_encoded_task_id_reaches_the_server_decoded(
+    wire: tuple[Recorder, Transport],
+) -> None:
+    rec, transport = wire
+    await transport.request("GET", "/v1/tasks/task-unified-ä b", kind="task")
+    await transport.request("GET", "/v1/tasks/task-unified-1-ab", kind="task")
     assert ["v1/tasks/task-unified-ä b", "v1/tasks/task-unified-1-ab"] == [p for p, _ in rec.seen]
 
 
 async def test_every_request_carries_the_common_headers_once(
-    recorder: tuple[Recorder, str],
+    wire: tuple[Recorder, Transport],
 ) -> None:
-    rec, base = recorder
-    transport = Transport(api_key=KEY, base_url=base)
-    try:
-        await transport.request("GET", "/v1/credits", kind="credits")
-        await transport.create("/v1/videos/generations", json={}, idempotency_key="key-1")
-        transport.user_agent = "my-bot/2.0"  # changed after the session was made
-        await transport.request("GET", "/v1/credits", kind="credits")
-    finally:
-        await transport.aclose()
+    rec, transport = wire
+    await transport.request("GET", "/v1/credits", kind="credits")
+    await transport.create("/v1/videos/generations", json={}, idempotency_key="key-1")
+    transport.user_agent = "my-bot/2.0"  # changed after the session was made
+    await transport.request("GET", "/v1/credits", kind="credits")
     agent = f"evolink-async/{_version()}"
     expected: list[dict[str, list[str]]] = [
         {"Authorization": [f"Bearer {KEY}"], "Accept": ["application/json"],
