@@ -172,11 +172,13 @@ def usage() -> tuple[float, float, int]:
 
 
 def usage_per(before: tuple[float, float, int], count: int) -> dict[str, float]:
-    """What :func:`usage` grew by since ``before``, per one of ``count`` requests."""
+    """What :func:`usage` grew by since ``before``: CPU seconds in all (``cpu_s``), and user
+    and system CPU and context switches per one of ``count`` requests."""
     after = usage()
     user, system, switches = (after[i] - before[i] for i in range(3))
     count = max(count, 1)
     return {
+        "cpu_s": user + system,
         "user_us": user / count * 1e6,
         "sys_us": system / count * 1e6,
         "switches": switches / count,

@@ -132,10 +132,9 @@ async def worker_in_flight(
             window = cfg["window_s"] if batch_reads else max(cfg["window_s"], interval)
             if batch_reads:  # the window starts once the first task created has been read
                 await asyncio.sleep(max(0.0, interval - created_s + 1.0))
-            polls0, cpu0, w0 = client.poller.polls, cpu_seconds(), time.monotonic()
-            use0 = usage()
+            polls0, use0, w0 = client.poller.polls, usage(), time.monotonic()
             await asyncio.sleep(window)
-            polls1, cpu1, w1 = client.poller.polls, cpu_seconds(), time.monotonic()
+            polls1, w1 = client.poller.polls, time.monotonic()
             split = usage_per(use0, polls1 - polls0)
             rss2 = _settle_memory()
             in_flight_end = client.in_flight
@@ -155,8 +154,8 @@ async def worker_in_flight(
         "batch_reads": batch_reads,
         "polls": polls,
         "polls_per_s": polls / (w1 - w0),
-        "cpu_per_poll_us": (cpu1 - cpu0) / polls * 1e6 if polls else None,
-        "cpu_util": (cpu1 - cpu0) / (w1 - w0),
+        "cpu_per_poll_us": split["cpu_s"] / polls * 1e6 if polls else None,
+        "cpu_util": split["cpu_s"] / (w1 - w0),
         **split,
         "window": [w0, w1],
     }
@@ -245,7 +244,7 @@ async def worker_raw(
             await resp.json()
         next_i = 0
         t0 = time.monotonic() + 0.01
-        cpu0, use0 = cpu_seconds(), usage()
+        use0 = usage()
 
         async def work() -> None:
             nonlocal next_i
@@ -261,9 +260,8 @@ async def worker_raw(
                     await resp.json()
 
         await asyncio.gather(*(work() for _ in range(WORKERS)))
-        cpu, wall = cpu_seconds() - cpu0, time.monotonic() - t0
-        split = usage_per(use0, count)
-    result = {"requests": count, "cpu_per_request_us": cpu / count * 1e6, "wall_s": wall}
+        wall, split = time.monotonic() - t0, usage_per(use0, count)
+    result = {"requests": count, "cpu_per_request_us": split["cpu_s"] / count * 1e6, "wall_s": wall}
     return {**result, "tasks": len(ids), **split}
 
 
@@ -275,7 +273,7 @@ async def worker_sdk_get(base_url: str, api_key: str, count: int) -> dict[str, A
         ids = [(await client.create_video(prompt=scale_prompt(i))).id for i in range(100)]
         await client.get_task(ids[0])
         next_i = 0
-        t0, cpu0, use0 = time.monotonic(), cpu_seconds(), usage()
+        t0, use0 = time.monotonic(), usage()
 
         async def work() -> None:
             nonlocal next_i
@@ -285,9 +283,9 @@ async def worker_sdk_get(base_url: str, api_key: str, count: int) -> dict[str, A
                 await client.get_task(ids[i % len(ids)])
 
         await asyncio.gather(*(work() for _ in range(WORKERS)))
-        cpu, wall = cpu_seconds() - cpu0, time.monotonic() - t0
-        split = usage_per(use0, count)
-    return {"requests": count, "cpu_per_request_us": cpu / count * 1e6, "wall_s": wall, **split}
+        wall, split = time.monotonic() - t0, usage_per(use0, count)
+    result = {"requests": count, "cpu_per_request_us": split["cpu_s"] / count * 1e6, "wall_s": wall}
+    return {**result, **split}
 
 
 def worker_main(kind: str, base_url: str, api_key: str, params: dict[str, Any]) -> None:

@@ -9,10 +9,21 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-__all__ = ["flush", "redis_server_fixture", "redis_url_fixture", "start_redis"]
+from evolink_async.limits import LimitSettings
+
+__all__ = ["flush", "limit_settings", "redis_server_fixture", "redis_url_fixture", "start_redis"]
+
+
+def limit_settings(
+    api_key: str, defaults: dict[str, Any], overrides: dict[str, Any]
+) -> LimitSettings:
+    """Settings of the shared limits for ``api_key``: a test file's ``defaults`` (no budget
+    unless they give one), then the test's ``overrides``."""
+    return LimitSettings(api_key=api_key, **{"budget": None, **defaults, **overrides})
 
 
 def _free_port() -> int:

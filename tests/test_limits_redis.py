@@ -11,7 +11,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 import redis.asyncio as aioredis
-from redis_support import redis_server_fixture, redis_url_fixture
+from redis_support import limit_settings, redis_server_fixture, redis_url_fixture
 
 from evolink_async import EvolinkClient
 from evolink_async.errors import BudgetExceededError
@@ -36,9 +36,7 @@ KEY = "sk-test-0123456789abcdef"
 
 
 def settings(**overrides: Any) -> LimitSettings:
-    values: dict[str, Any] = {"rate": 10.0, "burst": 1, "max_in_flight": 2, "budget": None}
-    values.update(overrides)
-    return LimitSettings(api_key=KEY, **values)
+    return limit_settings(KEY, {"rate": 10.0, "burst": 1, "max_in_flight": 2}, overrides)
 
 
 def book(rate: float = 10.0, burst: int = 1, window: float = 0.0) -> dict[str, Any]:

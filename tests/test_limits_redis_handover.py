@@ -9,7 +9,7 @@ from typing import Any
 import anyio
 import pytest
 import redis.asyncio as aioredis
-from redis_support import redis_server_fixture, redis_url_fixture
+from redis_support import limit_settings, redis_server_fixture, redis_url_fixture
 
 from evolink_async.limits import LimitSettings, Permit, RedisLimits, _redis_link
 
@@ -19,9 +19,7 @@ KEY = "sk-handover-0123456789abcdef"
 
 
 def settings(**overrides: Any) -> LimitSettings:
-    values: dict[str, Any] = {"rate": 1000.0, "burst": 1, "max_in_flight": 1, "budget": None}
-    values.update(overrides)
-    return LimitSettings(api_key=KEY, **values)
+    return limit_settings(KEY, {"rate": 1000.0, "burst": 1, "max_in_flight": 1}, overrides)
 
 
 async def in_line(limits: RedisLimits, n: int) -> None:

@@ -8,13 +8,13 @@ The wire tests use a small aiohttp server on 127.0.0.1 that records what arrives
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import web
 from yarl import URL
 
+from evolink_async import __about__
 from evolink_async._request_url import RequestURLs
 from evolink_async._transport import Transport
 
@@ -118,7 +118,7 @@ async def test_every_request_carries_the_common_headers_once(
     await transport.create("/v1/videos/generations", json={}, idempotency_key="key-1")
     transport.user_agent = "my-bot/2.0"  # changed after the session was made
     await transport.request("GET", "/v1/credits", kind="credits")
-    agent = f"evolink-async/{_version()}"
+    agent = f"evolink-async/{__about__.__version__}"
     expected: list[dict[str, list[str]]] = [
         {"Authorization": [f"Bearer {KEY}"], "Accept": ["application/json"],
          "User-Agent": [agent], "Idempotency-Key": []},
@@ -140,9 +140,3 @@ async def test_a_session_given_by_the_caller_gets_the_headers_with_each_request(
         await transport.aclose()
         assert not session.closed  # the caller's session stays the caller's
     assert [[f"Bearer {KEY}"]] == [h["Authorization"] for _, h in rec.seen]
-
-
-def _version() -> Any:
-    from evolink_async import __about__  # noqa: PLC0415
-
-    return __about__.__version__
